@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Create or update the project's virtual environment at .venv/.
+#
+# Idempotent: a second run only compares a stamp and checks that the compiled
+# mmcv ops import (a few seconds). The mmcv wheel is built once from its sdist
+# with CPU ops and cached outside the clone, keyed by mmcv, torch and Python
+# versions, so a wheel built against one torch is never installed on another.
+#
+# Environment overrides:
+#   PYTHON             interpreter used to create the venv (default: python3)
+#   VISFT_CACHE_DIR    wheel cache (default: ~/.cache/visft_mm)
+#   MAX_JOBS           parallel compile jobs for the mmcv build (default: nproc)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+VENV="$ROOT/.venv"
+PY="$VENV/bin/python"
+CACHE_DIR="${VISFT_CACHE_DIR:-$HOME/.cache/visft_mm}"
+
+TORCH_VERSION=2.14.1
+TORCHVISION_VERSION=0.29.1
+MMCV_VERSION=2.1.0
+
+log() { printf '[install_env] %s\n' "$*" >&2; }
+
+stamp_of() {
+  cat "$ROOT/requirements.txt" "$ROOT/requirements-tests.txt" "$ROOT/pyproject.toml" \
+      "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1
+}
+STAMP_FILE="$VENV/.visft_install_stamp"
+STAMP="$(stamp_of)"
+
+ops_import_ok() {
+  "$PY" - <<'PYEOF' >/dev/null 2>&1
+import mmcv.ops  # compiled _ext present
+import torchvision.ops  # torchvision matches torch
+import visft_mm
+PYEOF
+}
+
+if [[ -x "$PY" && -f "$STAMP_FILE" && "$(cat "$STAMP_FILE")" == "$STAMP" ]] && ops_import_ok; then
+  exit 0
+fi
+
+if [[ ! -x "$PY" ]]; then
+  log "creating virtual environment at $VENV"
+  "${PYTHON:-python3}" -m venv "$VENV"
+fi
+
+pip_install() { "$PY" -m pip install --disable-pip-version-check -q "$@"; }
+
+log "build tooling (setuptools < 82 keeps pkg_resources for mmengine and mmcv)"
+pip_install --upgrade pip "setuptools<82" wheel ninja
+
+installed_version() { "$PY" -c "import importlib.metadata as m; print(m.version('$1'))" 2>/dev/null || true; }
+
+if [[ "$(installed_version torch)" != "$TORCH_VERSION" || "$(installed_version torchvision)" != "$TORCHVISION_VERSION" ]]; then
+  log "torch $TORCH_VERSION + torchvision $TORCHVISION_VERSION (matching PyPI builds)"
+  pip_install "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
+fi
+
+PY_TAG="$("$PY" -c 'import sys; print(f"cp{sys.version_info.major}{sys.version_info.minor}")')"
+TORCH_TAG="$("$PY" -c 'import torch; print(torch.__version__.replace("+", "_"))')"
+WHEEL_DIR="$CACHE_DIR/wheels/mmcv-$MMCV_VERSION/torch-$TORCH_TAG-$PY_TAG"
+
+build_mmcv_wheel() {
+  local work
+  work="$(mktemp -d)"
+  trap 'rm -rf "$work"' RETURN
+  log "building mmcv $MMCV_VERSION with CPU ops against torch $TORCH_TAG (about 10 minutes on 2 cores)"
+  pip_install mmengine==0.10.7 numpy packaging psutil
+  "$PY" -m pip download --disable-pip-version-check -q --no-deps --no-binary :all: \
+      --no-build-isolation "mmcv==$MMCV_VERSION" -d "$work/sdist"
+  tar -xzf "$work"/sdist/mmcv-*.tar.gz -C "$work"
+  local src="$work/mmcv-$MMCV_VERSION"
+  # torch >= 2.14 headers require C++20; mmcv 2.1.0 hard-codes -std=c++17.
+  sed -i 's/-std=c++17/-std=c++20/g' "$src/setup.py"
+  MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
+    "$PY" -m pip wheel --disable-pip-version-check -q --no-deps --no-build-isolation \
+      --no-cache-dir -w "$work/wheel" "$src"
+  mkdir -p "$WHEEL_DIR"
+  local built
+  built="$(ls "$work"/wheel/mmcv-*.whl)"
+  # Copy then rename: an interrupted build never leaves a partial wheel in the cache.
+  cp "$built" "$WHEEL_DIR/.partial"
+  mv "$WHEEL_DIR/.partial" "$WHEEL_DIR/$(basename "$built")"
+}
+
+if [[ "$(installed_version mmcv)" != "$MMCV_VERSION" ]] || ! "$PY" -c 'import mmcv.ops' >/dev/null 2>&1; then
+  if ! ls "$WHEEL_DIR"/mmcv-*.whl >/dev/null 2>&1; then
+    build_mmcv_wheel
+  else
+    log "using cached mmcv wheel from $WHEEL_DIR"
+  fi
+  pip_install --no-cache-dir --force-reinstall --no-deps "$WHEEL_DIR"/mmcv-*.whl
+fi
+
+log "OpenMMLab stack and test requirements"
+# mmcv's own runtime dependencies are pinned through requirements.txt's packages
+# (addict, yapf, opencv come with mmengine/mmdet); install them explicitly too.
+pip_install -r "$ROOT/requirements.txt" -r "$ROOT/requirements-tests.txt" \
+  addict yapf opencv-python pyyaml Pillow
+pip_install --no-deps --no-build-isolation -e "$ROOT"
+
+if ! ops_import_ok; then
+  log "ERROR: environment incomplete: 'import mmcv.ops, torchvision.ops, visft_mm' failed"
+  "$PY" -c 'import mmcv.ops, torchvision.ops, visft_mm'
+  exit 1
+fi
+echo "$STAMP" > "$STAMP_FILE"
+log "environment ready at $VENV"

@@ -1,0 +1,1 @@
+"""Datasets and transforms of the ViSFT tasks."""

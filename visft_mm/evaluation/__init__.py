@@ -1,0 +1,1 @@
+"""Metrics of the ViSFT tasks."""

@@ -1,0 +1,3 @@
+from .eva_vit import EVAViT
+
+__all__ = ['EVAViT']

@@ -1,0 +1,1 @@
+"""Task heads that mmdet/mmseg/mmpretrain do not provide."""

@@ -1,0 +1,3 @@
+from .lora import LoRALinear, LoRAModel
+
+__all__ = ['LoRALinear', 'LoRAModel']

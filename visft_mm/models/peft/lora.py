@@ -1,0 +1,281 @@
+"""LoRA for fused projections, and a wrapper that injects it into a backbone.
+
+Written here because mmpretrain's ``LoRAModel`` cannot serve ViSFT: its
+``LoRALinear`` has no ``.weight`` (EVA attention reads ``qkv.weight``), it
+adapts the whole fused ``qkv`` output rather than the q and v slices, and its
+state-dict hooks drop every non-LoRA key of the *whole* model, not only of the
+wrapped module. The layout here is loralib's ``MergedLinear`` (what the
+official ViSFT LoRA files hold): for a fused projection of ``S`` slices of
+width ``d``, with ``n`` of them adapted at rank ``r``,
+
+    lora_A: (n*r, in_features)      lora_B: (n*d, r)
+    ΔW[slice_j] = lora_B[j*d:(j+1)*d] @ lora_A[j*r:(j+1)*r] * alpha / r
+
+where ``j`` counts the adapted slices in order.
+"""
+import math
+import re
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+
+from visft_mm.registry import MODELS
+
+QKV_SLICE_NAMES = 'qkv'
+
+
+def parse_slices(slices: Union[None, str, Sequence[bool]]) -> Optional[Tuple[bool, ...]]:
+    """``'qv'`` → (True, False, True); a bool sequence passes through; None
+    means the whole output is one adapted slice."""
+    if slices is None:
+        return None
+    if isinstance(slices, str):
+        unknown = set(slices) - set(QKV_SLICE_NAMES)
+        if unknown or not slices:
+            raise ValueError(f"slices must be letters of 'qkv', got {slices!r}")
+        return tuple(name in slices for name in QKV_SLICE_NAMES)
+    mask = tuple(bool(s) for s in slices)
+    if not any(mask):
+        raise ValueError('slices adapts nothing')
+    return mask
+
+
+def fused_lora_delta(lora_A: torch.Tensor, lora_B: torch.Tensor,
+                     slices: Optional[Sequence[bool]], scaling: float) -> torch.Tensor:
+    """The full (out_features, in_features) weight update of a fused LoRA,
+    zero on slices that are not adapted. Computed in float32."""
+    mask = tuple(slices) if slices is not None else (True,)
+    n = sum(mask)
+    rank = lora_A.shape[0] // n
+    width = lora_B.shape[0] // n
+    if lora_A.shape[0] != n * rank or lora_B.shape != (n * width, rank):
+        raise ValueError(f'LoRA shapes A{tuple(lora_A.shape)} B{tuple(lora_B.shape)} do not '
+                         f'fit {n} adapted slices')
+    A, B = lora_A.float(), lora_B.float()
+    delta = A.new_zeros(len(mask) * width, A.shape[1])
+    j = 0
+    for s, enabled in enumerate(mask):
+        if enabled:
+            delta[s * width:(s + 1) * width] = (
+                B[j * width:(j + 1) * width] @ A[j * rank:(j + 1) * rank]) * scaling
+            j += 1
+    return delta
+
+
+class LoRALinear(nn.Linear):
+    """An ``nn.Linear`` with a low-rank update on some output slices.
+
+    It shares ``weight`` and ``bias`` with the layer it replaces, so those keep
+    their names (``qkv.weight``) and the update adds ``lora_A``/``lora_B``.
+    ``merge()`` folds the update into ``weight``; a merged layer never adds it
+    again, whatever its train/eval mode.
+    """
+
+    def __init__(self, base: nn.Linear, rank: int = 64, alpha: float = 1.,
+                 drop_rate: float = 0., slices: Union[None, str, Sequence[bool]] = None):
+        nn.Module.__init__(self)
+        if rank <= 0:
+            raise ValueError(f'LoRA rank must be positive, got {rank}')
+        self.in_features, self.out_features = base.in_features, base.out_features
+        self.weight = base.weight
+        self.register_parameter('bias', base.bias)
+        self.slices = parse_slices(slices)
+        num_slices = len(self.slices) if self.slices else 1
+        if self.out_features % num_slices:
+            raise ValueError(f'out_features {self.out_features} does not split into '
+                             f'{num_slices} slices')
+        self.slice_width = self.out_features // num_slices
+        self.adapted = [i for i, on in enumerate(self.slices or (True,)) if on]
+        self.rank = rank
+        self.alpha = alpha
+        self.scaling = alpha / rank
+        n = len(self.adapted)
+        factory = dict(device=base.weight.device, dtype=base.weight.dtype)
+        self.lora_A = nn.Parameter(torch.empty(n * rank, self.in_features, **factory))
+        self.lora_B = nn.Parameter(torch.zeros(n * self.slice_width, rank, **factory))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+        self.lora_dropout = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
+        self.merged = False
+
+    def extra_repr(self) -> str:
+        return (f'{super().extra_repr()}, rank={self.rank}, alpha={self.alpha}, '
+                f'slices={self.slices}, merged={self.merged}')
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.linear(x, self.weight, self.bias)
+        if self.merged:
+            if torch.is_grad_enabled() and self.lora_A.requires_grad:
+                raise RuntimeError('LoRALinear is merged: unmerge() it before training LoRA')
+            return out
+        hidden = F.linear(self.lora_dropout(x), self.lora_A) * self.scaling  # (..., n*r)
+        r, d = self.rank, self.slice_width
+        for j, s in enumerate(self.adapted):
+            out[..., s * d:(s + 1) * d] += F.linear(hidden[..., j * r:(j + 1) * r],
+                                                    self.lora_B[j * d:(j + 1) * d])
+        return out
+
+    def delta_weight(self) -> torch.Tensor:
+        return fused_lora_delta(self.lora_A, self.lora_B, self.slices, self.scaling)
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        if not self.merged:
+            self.weight += self.delta_weight().to(self.weight.dtype)
+            self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        if self.merged:
+            self.weight -= self.delta_weight().to(self.weight.dtype)
+            self.merged = False
+
+
+def _is_lora_key(name: str) -> bool:
+    return name.rsplit('.', 1)[-1].startswith('lora_')
+
+
+@MODELS.register_module()
+class LoRAModel(BaseModule):
+    """Inject LoRA into the layers of ``module`` whose names match ``targets``
+    and freeze every other parameter of ``module``.
+
+    Arguments follow mmpretrain's ``LoRAModel`` so its configs carry over; a
+    target matches a module name by ``re.fullmatch`` or suffix, and may set its
+    own ``rank``, ``alpha``, ``drop_rate`` and ``slices``. Defaults are
+    ViSFT's: rank 64, alpha 1, q and v slices of every attention ``qkv``.
+
+    Args:
+        module: The model (or its config) to adapt.
+        targets: Layer selectors, e.g. ``[dict(type='qkv', slices='qv')]``.
+        lora_only_state_dict: Save only the LoRA tensors of ``module`` (the
+            frozen weights come from its ``init_cfg``) and accept a checkpoint
+            that has none of those frozen weights. Other modules' keys are
+            never touched.
+    """
+
+    def __init__(self, module: Union[dict, nn.Module],
+                 targets: Iterable[dict] = (dict(type='qkv', slices='qv'),),
+                 rank: int = 64, alpha: float = 1., drop_rate: float = 0.,
+                 slices: Union[None, str, Sequence[bool]] = None,
+                 lora_only_state_dict: bool = False,
+                 init_cfg: Optional[dict] = None):
+        super().__init__(init_cfg=init_cfg)
+        self.module = MODELS.build(module) if isinstance(module, dict) else module
+        self.defaults = dict(rank=rank, alpha=alpha, drop_rate=drop_rate, slices=slices)
+        self.targets = [dict(t) for t in targets]
+        self.lora_layers: Dict[str, LoRALinear] = {}
+        self._inject()
+        for name, param in self.module.named_parameters():
+            param.requires_grad_(_is_lora_key(name))
+        self.lora_only_state_dict = lora_only_state_dict
+        if lora_only_state_dict:
+            self._register_state_dict_hook(self._keep_only_lora)
+            self._register_load_state_dict_pre_hook(self._note_lora_only_load, with_module=True)
+            self.register_load_state_dict_post_hook(self._accept_missing_frozen)
+        self._lora_only_load_prefix: Optional[str] = None
+
+    def _match(self, name: str) -> Optional[dict]:
+        for target in self.targets:
+            pattern = target['type']
+            if re.fullmatch(pattern, name) or name.endswith(pattern):
+                return target
+        return None
+
+    def _inject(self) -> None:
+        for name, layer in list(self.module.named_modules()):
+            target = self._match(name)
+            if target is None:
+                continue
+            if not isinstance(layer, nn.Linear) or isinstance(layer, LoRALinear):
+                raise TypeError(f'LoRA target {name!r} is a {type(layer).__name__}, '
+                                'not an nn.Linear')
+            kwargs = {**self.defaults, **{k: v for k, v in target.items() if k != 'type'}}
+            lora = LoRALinear(layer, **kwargs)
+            parent_name, _, attr = name.rpartition('.')
+            setattr(self.module.get_submodule(parent_name), attr, lora)
+            self.lora_layers[name] = lora
+        if not self.lora_layers:
+            raise ValueError(f'No layer of {type(self.module).__name__} matches the LoRA '
+                             f'targets {[t["type"] for t in self.targets]}')
+
+    def forward(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        # A frozen inner module may pin itself to eval; LoRA dropout follows `mode`.
+        for layer in self.lora_layers.values():
+            layer.lora_dropout.train(mode)
+        return self
+
+    # ----------------------------------------------------------- merge / io
+    def merge(self) -> None:
+        for layer in self.lora_layers.values():
+            layer.merge()
+
+    def unmerge(self) -> None:
+        for layer in self.lora_layers.values():
+            layer.unmerge()
+
+    def lora_state_dict(self) -> Dict[str, torch.Tensor]:
+        """LoRA tensors keyed by their names inside ``module``."""
+        return {name: p.detach().clone() for name, p in self.module.named_parameters()
+                if _is_lora_key(name)}
+
+    def load_lora_state_dict(self, state_dict: Dict[str, torch.Tensor]) -> None:
+        """Load LoRA tensors keyed as :meth:`lora_state_dict` gives them;
+        any missing or extra key is an error."""
+        own = {name: p for name, p in self.module.named_parameters() if _is_lora_key(name)}
+        missing = sorted(set(own) - set(state_dict))
+        unexpected = sorted(set(state_dict) - set(own))
+        if missing or unexpected:
+            raise KeyError(f'LoRA state dict does not fit: missing {missing[:8]}'
+                           f'{"..." if len(missing) > 8 else ""} ({len(missing)}), '
+                           f'unexpected {unexpected[:8]}'
+                           f'{"..." if len(unexpected) > 8 else ""} ({len(unexpected)})')
+        if any(layer.merged for layer in self.lora_layers.values()):
+            raise RuntimeError('unmerge() before loading LoRA weights')
+        with torch.no_grad():
+            for name, param in own.items():
+                if state_dict[name].shape != param.shape:
+                    raise ValueError(f'{name}: shape {tuple(state_dict[name].shape)} in the '
+                                     f'file, {tuple(param.shape)} in the model')
+                param.copy_(state_dict[name])
+
+    def lora_config(self) -> Dict[str, dict]:
+        """Rank, alpha and slices of every adapted layer, keyed by layer name."""
+        return {name: dict(rank=l.rank, alpha=l.alpha, slices=l.slices)
+                for name, l in self.lora_layers.items()}
+
+    # ------------------------------------------- state-dict hooks (own prefix)
+    def _frozen_keys(self, prefix: str) -> List[str]:
+        return [f'{prefix}module.{name}' for name in self.module.state_dict()
+                if not _is_lora_key(name)]
+
+    @staticmethod
+    def _keep_only_lora(module, state_dict, prefix, local_metadata):
+        for key in [k for k in state_dict if k.startswith(prefix + 'module.')]:
+            if not _is_lora_key(key):
+                del state_dict[key]
+
+    @staticmethod
+    def _note_lora_only_load(module, state_dict, prefix, local_metadata, strict,
+                             missing_keys, unexpected_keys, error_msgs):
+        frozen = module._frozen_keys(prefix)
+        # Only a checkpoint holding none of the frozen weights counts as
+        # LoRA-only; a partial one is reported like any other.
+        module._lora_only_load_prefix = (
+            prefix if not any(k in state_dict for k in frozen) else None)
+
+    @staticmethod
+    def _accept_missing_frozen(module, incompatible_keys):
+        prefix = module._lora_only_load_prefix
+        if prefix is None:
+            return
+        frozen = set(module._frozen_keys(prefix))
+        incompatible_keys.missing_keys[:] = [
+            k for k in incompatible_keys.missing_keys if k not in frozen]
+        module._lora_only_load_prefix = None

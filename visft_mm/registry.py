@@ -1,0 +1,50 @@
+"""Registries of the ``visft_mm`` scope.
+
+visft_mm keeps its own scope, as mmyolo does, so its modules never collide
+with names in mmdet/mmseg/mmpretrain and any OpenMMLab config can name them
+with the ``visft_mm.`` prefix (``backbone=dict(type='visft_mm.EVAViT')``)
+without ``custom_imports``: mmengine imports ``visft_mm.registry`` for the
+prefix, and each registry's ``locations`` imports the modules.
+
+Each node is a child of mmdet's node rather than of mmengine's root, because
+ViSFT's detection and segmentation heads, assigners and losses come from
+mmdet: inside the ``visft_mm`` scope they resolve without a prefix
+(``type='DETRHead'``). mmseg and mmpretrain modules take their prefix
+(``type='mmpretrain.LoRAModel'``).
+"""
+from mmdet.registry import DATA_SAMPLERS as MMDET_DATA_SAMPLERS
+from mmdet.registry import DATASETS as MMDET_DATASETS
+from mmdet.registry import EVALUATOR as MMDET_EVALUATOR
+from mmdet.registry import HOOKS as MMDET_HOOKS
+from mmdet.registry import LOOPS as MMDET_LOOPS
+from mmdet.registry import METRICS as MMDET_METRICS
+from mmdet.registry import MODELS as MMDET_MODELS
+from mmdet.registry import OPTIM_WRAPPER_CONSTRUCTORS as MMDET_OPTIM_WRAPPER_CONSTRUCTORS
+from mmdet.registry import OPTIM_WRAPPERS as MMDET_OPTIM_WRAPPERS
+from mmdet.registry import PARAM_SCHEDULERS as MMDET_PARAM_SCHEDULERS
+from mmdet.registry import RUNNERS as MMDET_RUNNERS
+from mmdet.registry import TASK_UTILS as MMDET_TASK_UTILS
+from mmdet.registry import TRANSFORMS as MMDET_TRANSFORMS
+from mmengine.registry import Registry
+
+SCOPE = 'visft_mm'
+
+
+def _child(name, parent, locations):
+    return Registry(name, parent=parent, scope=SCOPE, locations=locations)
+
+
+MODELS = _child('model', MMDET_MODELS, ['visft_mm.models'])
+TASK_UTILS = _child('task util', MMDET_TASK_UTILS, ['visft_mm.models'])
+DATASETS = _child('dataset', MMDET_DATASETS, ['visft_mm.datasets'])
+DATA_SAMPLERS = _child('data sampler', MMDET_DATA_SAMPLERS, ['visft_mm.datasets'])
+TRANSFORMS = _child('transform', MMDET_TRANSFORMS, ['visft_mm.datasets'])
+METRICS = _child('metric', MMDET_METRICS, ['visft_mm.evaluation'])
+EVALUATOR = _child('evaluator', MMDET_EVALUATOR, ['visft_mm.evaluation'])
+LOOPS = _child('loop', MMDET_LOOPS, ['visft_mm.engine'])
+HOOKS = _child('hook', MMDET_HOOKS, ['visft_mm.engine'])
+RUNNERS = _child('runner', MMDET_RUNNERS, ['visft_mm.engine'])
+OPTIM_WRAPPERS = _child('optim_wrapper', MMDET_OPTIM_WRAPPERS, ['visft_mm.engine'])
+OPTIM_WRAPPER_CONSTRUCTORS = _child('optimizer wrapper constructor',
+                                    MMDET_OPTIM_WRAPPER_CONSTRUCTORS, ['visft_mm.engine'])
+PARAM_SCHEDULERS = _child('parameter scheduler', MMDET_PARAM_SCHEDULERS, ['visft_mm.engine'])
