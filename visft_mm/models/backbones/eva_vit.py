@@ -41,7 +41,8 @@ class EVAAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, N, C = x.shape
         qkv_bias = torch.cat([self.q_bias, torch.zeros_like(self.v_bias), self.v_bias])
-        qkv = self.qkv(x) + qkv_bias  # (B, N, 3C)
+        qkv = self.qkv(x)  # (B, N, 3C); a LoRA layer may stand in for the Linear
+        qkv += qkv_bias
         q, k, v = qkv.view(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
         x = F.scaled_dot_product_attention(q, k, v)  # (B, heads, N, C // heads)
         return self.proj(x.transpose(1, 2).reshape(B, N, C))

@@ -107,7 +107,7 @@ class LoRALinear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.linear(x, self.weight, self.bias)
         if self.merged:
-            if torch.is_grad_enabled() and self.lora_A.requires_grad:
+            if self.training and torch.is_grad_enabled() and self.lora_A.requires_grad:
                 raise RuntimeError('LoRALinear is merged: unmerge() it before training LoRA')
             return out
         hidden = F.linear(self.lora_dropout(x), self.lora_A) * self.scaling  # (..., n*r)
@@ -206,9 +206,9 @@ class LoRAModel(BaseModule):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        # A frozen inner module may pin itself to eval; LoRA dropout follows `mode`.
+        # A frozen inner module may pin itself to eval; LoRA layers follow `mode`.
         for layer in self.lora_layers.values():
-            layer.lora_dropout.train(mode)
+            layer.train(mode)
         return self
 
     # ----------------------------------------------------------- merge / io

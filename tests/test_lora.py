@@ -1,0 +1,245 @@
+"""LoRA layer and wrapper: exact merge, no double update in eval, freezing,
+state dicts scoped to the wrapped module."""
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+
+from visft_mm.models import EVAViT, LoRALinear, LoRAModel
+from visft_mm.models.peft.lora import fused_lora_delta, parse_slices
+
+C = 32
+TINY_ARCH = dict(embed_dims=C, num_layers=2, num_heads=4, feedforward_channels=64)
+
+
+def _randomise_lora(module: nn.Module, seed: int = 0) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if name.endswith('lora_B'):
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+
+
+def _tiny_lora_vit(**kwargs) -> LoRAModel:
+    torch.manual_seed(0)
+    vit = EVAViT(arch=TINY_ARCH, pretrain_img_size=56)
+    vit.init_weights()
+    model = LoRAModel(vit, rank=4, alpha=2, **kwargs)
+    _randomise_lora(model)
+    return model
+
+
+def test_parse_slices():
+    assert parse_slices('qv') == (True, False, True)
+    assert parse_slices('k') == (False, True, False)
+    assert parse_slices(None) is None
+    with pytest.raises(ValueError):
+        parse_slices('qx')
+
+
+def test_official_merge_formula():
+    """ΔW_q = B[:C]·A[:r], ΔW_v = B[C:]·A[r:], times alpha/r; k rows untouched."""
+    r = 4
+    base = nn.Linear(C, 3 * C, bias=False)
+    layer = LoRALinear(base, rank=r, alpha=1, slices='qv')
+    assert layer.lora_A.shape == (2 * r, C) and layer.lora_B.shape == (2 * C, r)
+    _randomise_lora(layer)
+    A, B = layer.lora_A.detach(), layer.lora_B.detach()
+    delta = layer.delta_weight()
+    torch.testing.assert_close(delta[:C], B[:C] @ A[:r] / r)
+    torch.testing.assert_close(delta[C:2 * C], torch.zeros(C, C))
+    torch.testing.assert_close(delta[2 * C:], B[C:] @ A[r:] / r)
+
+
+def test_matches_loralib_merged_linear():
+    loralib = pytest.importorskip('loralib')
+    r = 4
+    torch.manual_seed(0)
+    reference = loralib.MergedLinear(C, 3 * C, r=r, lora_alpha=1,
+                                     enable_lora=[True, False, True], bias=False)
+    _randomise_lora(reference)
+    ours = LoRALinear(nn.Linear(C, 3 * C, bias=False), rank=r, alpha=1, slices='qv')
+    ours.load_state_dict(reference.state_dict())
+    x = torch.randn(2, 5, C)
+    reference.train()
+    torch.testing.assert_close(ours(x), reference(x), atol=1e-6, rtol=1e-5)
+    reference.eval()  # loralib merges into .weight on eval
+    ours.merge()
+    torch.testing.assert_close(ours.weight, reference.weight, atol=1e-6, rtol=1e-5)
+
+
+def test_shares_base_weight_and_keeps_key_names():
+    base = nn.Linear(C, 3 * C)
+    layer = LoRALinear(base, rank=2, slices='qv')
+    assert layer.weight is base.weight and layer.bias is base.bias
+    assert set(layer.state_dict()) == {'weight', 'bias', 'lora_A', 'lora_B'}
+    assert isinstance(layer, nn.Linear)
+
+
+@pytest.mark.parametrize('slices', ['qv', 'qkv', 'k', None])
+def test_train_eval_merged_unmerged_agree(slices):
+    model = _tiny_lora_vit(targets=[dict(type='qkv', slices=slices)])
+    x = torch.randn(2, 3, 56, 70)
+    model.train()
+    train_out = model(x)[0]
+    model.eval()
+    eval_out = model(x)[0]
+    model.merge()
+    merged_out = model(x)[0]
+    model.eval()  # switching modes again must not re-apply the update
+    merged_again = model(x)[0]
+    model.unmerge()
+    unmerged_out = model(x)[0]
+    for out in (eval_out, merged_out, merged_again, unmerged_out):
+        torch.testing.assert_close(out, train_out, atol=1e-5, rtol=1e-5)
+    # the update is not a no-op: without LoRA the output differs
+    plain = copy.deepcopy(model.module)
+    for layer in plain.modules():
+        if isinstance(layer, LoRALinear):
+            nn.init.zeros_(layer.lora_B)
+    assert not torch.allclose(plain(x)[0], train_out, atol=1e-3)
+
+
+def test_merge_unmerge_restores_weight():
+    model = _tiny_lora_vit()
+    before = {k: v.clone() for k, v in model.module.state_dict().items()}
+    model.merge()
+    qkv = 'blocks.0.attn.qkv.weight'
+    assert not torch.allclose(model.module.state_dict()[qkv], before[qkv])
+    model.unmerge()
+    for key, value in model.module.state_dict().items():
+        torch.testing.assert_close(value, before[key], atol=1e-6, rtol=1e-6)
+
+
+def test_merged_layer_refuses_training():
+    model = _tiny_lora_vit()
+    model.merge()
+    model.train()
+    with pytest.raises(RuntimeError, match='unmerge'):
+        model(torch.randn(1, 3, 56, 56))
+
+
+def test_only_lora_trains_and_gets_gradients():
+    model = _tiny_lora_vit(drop_rate=0.1)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.rsplit('.', 1)[-1] in ('lora_A', 'lora_B') for n in trainable)
+    assert len(trainable) == 2 * 2  # 2 blocks × (A, B)
+    model.train()
+    model(torch.randn(2, 3, 56, 56))[0].square().mean().backward()
+    for name, p in model.named_parameters():
+        assert (p.grad is not None) == (name in trainable), name
+
+
+def test_lora_dropout_follows_train_mode_inside_frozen_backbone():
+    vit = EVAViT(arch=TINY_ARCH, pretrain_img_size=56, frozen=True)
+    model = LoRAModel(vit, rank=2, drop_rate=0.5)
+    model.train()
+    layer = next(iter(model.lora_layers.values()))
+    assert layer.lora_dropout.training and not vit.training
+    model.eval()
+    assert not layer.lora_dropout.training
+
+
+def test_gradient_checkpointing_gives_same_lora_grads():
+    grads = []
+    for with_cp in (False, True):
+        torch.manual_seed(0)
+        vit = EVAViT(arch=TINY_ARCH, pretrain_img_size=56, with_cp=with_cp)
+        vit.init_weights()
+        model = LoRAModel(vit, rank=4)
+        _randomise_lora(model)
+        model.train()
+        model(torch.randn(2, 3, 56, 56, generator=torch.Generator().manual_seed(1)))[0].sum().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad})
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-5, rtol=1e-4)
+
+
+def test_no_target_matches():
+    with pytest.raises(ValueError, match='No layer'):
+        LoRAModel(EVAViT(arch=TINY_ARCH, pretrain_img_size=56), targets=[dict(type='nope')])
+
+
+def test_target_must_be_linear():
+    with pytest.raises(TypeError, match='nn.Linear'):
+        LoRAModel(EVAViT(arch=TINY_ARCH, pretrain_img_size=56), targets=[dict(type='norm1')])
+
+
+def test_per_target_settings():
+    model = LoRAModel(EVAViT(arch=TINY_ARCH, pretrain_img_size=56),
+                      targets=[dict(type=r'blocks\.0\.attn\.qkv', rank=2, slices='q'),
+                               dict(type='fc1', rank=3, alpha=6)], rank=8)
+    config = model.lora_config()
+    assert config['blocks.0.attn.qkv'] == dict(rank=2, alpha=1., slices=(True, False, False))
+    assert config['blocks.1.mlp.fc1'] == dict(rank=3, alpha=6, slices=None)
+    assert 'blocks.1.attn.qkv' not in config
+
+
+class _TwoPart(nn.Module):
+    """A head registered before the LoRA backbone and one after it."""
+
+    def __init__(self, lora_only_state_dict):
+        super().__init__()
+        self.head_before = nn.Linear(4, 4)
+        self.backbone = _tiny_lora_vit(lora_only_state_dict=lora_only_state_dict)
+        self.head_after = nn.Linear(4, 4)
+
+
+def test_lora_only_state_dict_keeps_other_modules():
+    model = _TwoPart(lora_only_state_dict=True)
+    keys = set(model.state_dict())
+    assert {'head_before.weight', 'head_before.bias', 'head_after.weight'} <= keys
+    backbone_keys = {k for k in keys if k.startswith('backbone.')}
+    assert backbone_keys == {f'backbone.module.blocks.{i}.attn.qkv.lora_{m}'
+                             for i in range(2) for m in 'AB'}
+
+
+def test_lora_only_checkpoint_round_trip_and_strictness():
+    source = _TwoPart(lora_only_state_dict=True)
+    target = _TwoPart(lora_only_state_dict=True)
+    nn.init.zeros_(target.backbone.module.blocks[0].attn.qkv.lora_B)
+    frozen_before = target.backbone.module.blocks[0].attn.qkv.weight.clone()
+    state = source.state_dict()
+    target.load_state_dict(state, strict=True)
+    torch.testing.assert_close(target.backbone.module.blocks[0].attn.qkv.lora_B,
+                               source.backbone.module.blocks[0].attn.qkv.lora_B)
+    # frozen weights come from the target's own init, not from the file
+    torch.testing.assert_close(target.backbone.module.blocks[0].attn.qkv.weight, frozen_before)
+    # other modules are still checked strictly, and so are LoRA tensors
+    for missing in ('head_before.weight', 'backbone.module.blocks.1.attn.qkv.lora_A'):
+        broken = dict(state)
+        del broken[missing]
+        with pytest.raises(RuntimeError, match='Missing key'):
+            target.load_state_dict(broken, strict=True)
+
+
+def test_partial_frozen_weights_are_reported():
+    model = _TwoPart(lora_only_state_dict=True)
+    state = model.state_dict()
+    state['backbone.module.pos_embed'] = model.backbone.module.pos_embed.detach()
+    with pytest.raises(RuntimeError, match='Missing key'):
+        model.load_state_dict(state, strict=True)
+
+
+def test_full_state_dict_by_default():
+    model = _TwoPart(lora_only_state_dict=False)
+    assert 'backbone.module.blocks.0.attn.qkv.weight' in model.state_dict()
+
+
+def test_lora_state_dict_round_trip():
+    source = _tiny_lora_vit()
+    target = _tiny_lora_vit()
+    nn.init.zeros_(target.module.blocks[1].attn.qkv.lora_B)
+    lora = source.lora_state_dict()
+    assert set(lora) == {f'blocks.{i}.attn.qkv.lora_{m}' for i in range(2) for m in 'AB'}
+    target.load_lora_state_dict(lora)
+    x = torch.randn(1, 3, 56, 56)
+    torch.testing.assert_close(target(x)[0], source(x)[0])
+    with pytest.raises(KeyError, match='missing'):
+        target.load_lora_state_dict({k: v for k, v in lora.items() if 'blocks.0' not in k})
+
+
+def test_fused_delta_rejects_bad_shapes():
+    with pytest.raises(ValueError):
+        fused_lora_delta(torch.zeros(8, C), torch.zeros(2 * C, 3), (True, False, True), 1.)

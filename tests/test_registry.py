@@ -1,0 +1,51 @@
+"""The visft_mm scope: an mmdet config builds our backbone by prefix, with no
+custom_imports, and the detector trains with it frozen."""
+import textwrap
+
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+
+TINY = dict(embed_dims=48, num_layers=2, num_heads=4, feedforward_channels=96)
+
+CONFIG = textwrap.dedent(f"""
+    _base_ = 'mmdet::detr/detr_r50_8xb2-150e_coco.py'
+    model = dict(
+        backbone=dict(_delete_=True, type='visft_mm.EVAViT', arch={TINY!r},
+                      pretrain_img_size=56, frozen=True),
+        neck=dict(in_channels=[{TINY['embed_dims']}]),
+        encoder=dict(num_layers=1),
+        decoder=dict(num_layers=1))
+""")
+
+
+def test_mmdet_config_builds_and_trains_with_evavit(tmp_path):
+    path = tmp_path / 'detr_evavit.py'
+    path.write_text(CONFIG)
+    cfg = Config.fromfile(str(path))
+    assert cfg.default_scope == 'mmdet' and 'custom_imports' not in cfg
+
+    init_default_scope(cfg.default_scope)
+    from mmdet.registry import MODELS
+    from mmdet.testing import demo_mm_inputs
+    from visft_mm.models import EVAViT
+    detector = MODELS.build(cfg.model)
+    assert isinstance(detector.backbone, EVAViT)
+
+    packed = demo_mm_inputs(2, [[3, 84, 112], [3, 70, 98]], num_classes=80)
+    data = detector.data_preprocessor(packed, True)
+    detector.train()
+    losses = detector.loss(data['inputs'], data['data_samples'])
+    total = sum(v for k, v in losses.items() if 'loss' in k)
+    assert torch.isfinite(total)
+    total.backward()
+    assert all(p.grad is None for p in detector.backbone.parameters())
+    assert detector.neck.convs[0].conv.weight.grad is not None
+
+
+def test_scope_resolves_mmdet_modules_without_prefix():
+    from mmdet.models.dense_heads import DETRHead
+
+    from visft_mm.registry import MODELS
+    assert MODELS.get('DETRHead') is DETRHead
+    assert MODELS.get('EVAViT').__module__ == 'visft_mm.models.backbones.eva_vit'
