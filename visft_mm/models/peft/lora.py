@@ -110,11 +110,15 @@ class LoRALinear(nn.Linear):
             if self.training and torch.is_grad_enabled() and self.lora_A.requires_grad:
                 raise RuntimeError('LoRALinear is merged: unmerge() it before training LoRA')
             return out
-        hidden = F.linear(self.lora_dropout(x), self.lora_A) * self.scaling  # (..., n*r)
+        # 2-D views let both GEMMs read and write strided slices in place:
+        # no copies of the slices, and the scaling rides on addmm's alpha.
+        hidden = self.lora_dropout(x).reshape(-1, self.in_features) @ self.lora_A.t()  # (M, n*r)
+        out_2d = out.view(-1, self.out_features)
         r, d = self.rank, self.slice_width
         for j, s in enumerate(self.adapted):
-            out[..., s * d:(s + 1) * d] += F.linear(hidden[..., j * r:(j + 1) * r],
-                                                    self.lora_B[j * d:(j + 1) * d])
+            out_2d[:, s * d:(s + 1) * d].addmm_(hidden[:, j * r:(j + 1) * r],
+                                                self.lora_B[j * d:(j + 1) * d].t(),
+                                                alpha=self.scaling)
         return out
 
     def delta_weight(self) -> torch.Tensor:
