@@ -1,0 +1,110 @@
+"""Merge a LoRA file into an EVA backbone, or export a LoRA file in the
+official ViSFT layout.
+
+The backbone may be in any layout ``eva2visft.py`` accepts; the LoRA file in
+visft_mm's format or the official one (``eva_{g,e}_lora_*.pt``: rank from the
+shapes, alpha 1 unless ``--alpha`` says otherwise). The output is a plain
+EVAViT state dict with ``W + alpha / rank * B @ A`` on the adapted slices.
+
+Examples::
+
+    python tools/model_converters/merge_lora.py eva_vit_g.pth eva_g_lora_5000.pt eva_g_visft.pth
+    python tools/model_converters/merge_lora.py --export-official lora.pth eva_g_lora_official.pt
+"""
+import argparse
+import os
+import sys
+
+from visft_mm.models.backbones.eva_layouts import (NORM_DEFAULT_INIT_NOTE, NORM_KEYS,
+                                                   CheckpointError, describe_keys,
+                                                   load_eva_checkpoint)
+from visft_mm.models.peft.lora_files import (load_lora, merge_lora_state_dict,
+                                             to_official_layout)
+from visft_mm.utils import save_atomic
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description='Merge LoRA weights into an EVA backbone, or export them in the '
+                    'official ViSFT layout',
+        usage='%(prog)s BACKBONE_CKPT LORA_FILE OUT [--alpha A]\n'
+              '       %(prog)s --export-official LORA_FILE OUT')
+    parser.add_argument('paths', nargs='+', metavar='PATH',
+                        help='BACKBONE_CKPT LORA_FILE OUT, or LORA_FILE OUT with '
+                             '--export-official')
+    parser.add_argument('--alpha', type=float, default=None,
+                        help='LoRA alpha of an official-layout file (default 1); scaling is '
+                             'alpha / rank')
+    parser.add_argument('--export-official', action='store_true',
+                        help='write LORA_FILE in the official ViSFT layout instead of merging')
+    args = parser.parse_args()
+    if args.export_official:
+        if len(args.paths) != 2:
+            parser.error('--export-official takes LORA_FILE OUT')
+        if args.alpha is not None:
+            parser.error('--alpha does not apply to --export-official')
+    elif len(args.paths) != 3:
+        parser.error('expected BACKBONE_CKPT LORA_FILE OUT')
+    return args
+
+
+def error_message(e: Exception) -> str:
+    # str(KeyError) adds quotes around the message.
+    return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+
+
+def write(obj, path: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    save_atomic(obj, path)
+
+
+def describe_lora(weights) -> str:
+    ranks = sorted({layer['rank'] for layer in weights.layers.values()})
+    alphas = sorted({layer['alpha'] for layer in weights.layers.values()})
+    return (f'{weights.layout} layout, {len(weights.layers)} layers, '
+            f'rank {"/".join(map(str, ranks))}, alpha {"/".join(f"{a:g}" for a in alphas)}')
+
+
+def export_official(lora_path: str, out: str) -> None:
+    weights = load_lora(lora_path)
+    write(to_official_layout(weights), out)
+    print(f'lora:  {describe_lora(weights)}')
+    print(f'saved: {out} (official ViSFT layout)')
+
+
+def merge(backbone_path: str, lora_path: str, out: str, alpha) -> None:
+    converted = load_eva_checkpoint(backbone_path)
+    incomplete = [k for k in converted.missing if k not in NORM_KEYS]
+    if incomplete:
+        raise CheckpointError(f'{backbone_path}: incomplete {converted.layout} checkpoint, '
+                              f'missing {describe_keys(incomplete)}')
+    weights = load_lora(lora_path, alpha=alpha)
+    merged = merge_lora_state_dict(converted.state_dict, weights)
+    write(merged, out)
+    print(f'backbone: {converted.layout} layout, {len(merged)} tensors')
+    print(f'dropped:  {", ".join(converted.dropped_groups()) or "nothing"}')
+    print(f'lora:     {describe_lora(weights)}')
+    print(f'saved:    {out} (EVAViT state dict with LoRA merged)')
+    if converted.missing:
+        rule = 'WARNING ' + '=' * 70
+        print('\n'.join([rule,
+                         f'WARNING: {backbone_path} has no final LayerNorm '
+                         f'({", ".join(converted.missing)});',
+                         f'WARNING: {NORM_DEFAULT_INIT_NOTE}.',
+                         rule]), file=sys.stderr)
+
+
+def main():
+    args = parse_args()
+    try:
+        if args.export_official:
+            export_official(*args.paths)
+        else:
+            merge(*args.paths, alpha=args.alpha)
+    except (CheckpointError, KeyError, ValueError, OSError) as e:
+        print(f'error: {error_message(e)}', file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,281 @@
+"""Recognise EVA vision-tower checkpoints and convert them to :class:`EVAViT` keys.
+
+Every key of a file is accounted for (kept, dropped with a reason, or an
+error), so a wrong or partial checkpoint never loads silently, as it does with
+the official ``load_state_dict(strict=False)``. Layouts, by their keys:
+
+* ``lavis``: LAVIS ``eva_vit_g.pth``, bare keys with ``cls_token`` (``norm.*``
+  may be absent);
+* ``visft_visual``: the official ViSFT visual file, bare keys, no ``cls_token``;
+* ``eva_clip``: a full EVA-CLIP checkpoint (``visual.*``, ``text.*``,
+  ``logit_scale``); the text tower and the CLIP projection ``visual.head`` go;
+* ``visft_mm``: a visft_mm / mmengine model checkpoint (``backbone.*``, or
+  ``backbone.module.*`` for a LoRA-wrapped backbone);
+* ``lavis_blip2``: a LAVIS BLIP-2 model (``visual_encoder.*``);
+* ``visft_train``: an official ViSFT training checkpoint
+  (``visft_heads.backbone.0.*``).
+
+A DDP ``module.`` prefix on every key, and ``{'state_dict' | 'model' |
+'module': ...}`` containers, are unwrapped first.
+"""
+import logging
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Dict, List, Sequence
+
+import torch
+import torch.nn as nn
+from mmengine.logging import print_log
+
+CONTAINER_KEYS = ('state_dict', 'model', 'module')
+LORA_PARAM_NAMES = ('lora_A', 'lora_B')
+DDP_PREFIX = 'module.'
+
+# Prefixes under which a model checkpoint holds the vision tower.
+TOWER_PREFIXES = {
+    'visual.': 'eva_clip',
+    'backbone.': 'visft_mm',
+    'backbone.module.': 'visft_mm',
+    'visual_encoder.': 'lavis_blip2',
+    'visft_heads.backbone.0.': 'visft_train',
+}
+PATCH_EMBED_WEIGHT = 'patch_embed.proj.weight'
+NORM_KEYS = ('norm.weight', 'norm.bias')
+EMBED_KEYS = ('pos_embed', PATCH_EMBED_WEIGHT, 'patch_embed.proj.bias')
+BLOCK_PARAMS = (
+    'norm1.weight', 'norm1.bias',
+    'attn.q_bias', 'attn.v_bias', 'attn.qkv.weight', 'attn.proj.weight', 'attn.proj.bias',
+    'norm2.weight', 'norm2.bias',
+    'mlp.fc1.weight', 'mlp.fc1.bias', 'mlp.fc2.weight', 'mlp.fc2.bias',
+)
+BLOCK_KEY = re.compile(r'blocks\.(\d+)\.(.+)')
+CLIP_HEAD_PREFIX = 'head.'
+
+# EVA variants whose parameters EVAViT has no place for (EVA-02 B/L, EVA-02-CLIP
+# B/L, BEiT-style towers), recognised by a key of the vision tower.
+UNSUPPORTED_FEATURES = (
+    (re.compile(r'(^|\.)rope\.'), 'rotary position embedding (rope.*)'),
+    (re.compile(r'\.(mlp|ffn)\.w\d+\.'), 'SwiGLU MLP (mlp.w12 / mlp.w3)'),
+    (re.compile(r'(^|\.)(ffn_ln|inner_attn_ln|subln)\.'), 'sub-LayerNorm (subln, ffn_ln)'),
+    (re.compile(r'rel_pos_bias|relative_position'), 'relative position bias'),
+    (re.compile(r'\.gamma_[12]$'), 'layer scale (gamma_1, gamma_2)'),
+    (re.compile(r'\.attn\.[qkv]_proj\.'), 'separate q/k/v projections'),
+)
+
+NORM_DEFAULT_INIT_NOTE = ('the model will use the default LayerNorm init: weight 1, bias 0 '
+                          '(as the official ViSFT code does)')
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that is missing, unreadable or does not fit."""
+
+
+def is_lora_key(name: str) -> bool:
+    return name.rsplit('.', 1)[-1] in LORA_PARAM_NAMES
+
+
+def describe_keys(keys: Sequence[str], limit: int = 5) -> str:
+    """``'a, b, c'`` or ``'a, b, c, ... (12 in total)'``."""
+    keys = list(keys)
+    shown = ', '.join(keys[:limit])
+    return shown if len(keys) <= limit else f'{shown}, ... ({len(keys)} in total)'
+
+
+@dataclass
+class ConvertedCheckpoint:
+    """An EVAViT state dict and what the conversion did to the source keys.
+
+    Attributes:
+        state_dict: Tensors under EVAViT's names.
+        layout: Detected layout (see the module docstring).
+        kept: Source keys that made it into ``state_dict``.
+        dropped: Source keys left out (text tower, CLIP head, LoRA, ...).
+        missing: EVAViT keys the source lacks, e.g. ``norm.*`` of LAVIS files.
+        arch: Inferred ``embed_dims``, ``num_layers``, ``feedforward_channels``.
+        prefix: Prefix of the vision tower's keys in the source.
+    """
+    state_dict: Dict[str, torch.Tensor]
+    layout: str
+    kept: List[str] = field(default_factory=list)
+    dropped: List[str] = field(default_factory=list)
+    missing: List[str] = field(default_factory=list)
+    arch: Dict[str, int] = field(default_factory=dict)
+    prefix: str = ''
+
+    def dropped_groups(self) -> List[str]:
+        """Dropped keys grouped for a report: ``['text.* (N tensors)',
+        'logit_scale', 'visual.head.* (2 tensors)']``."""
+        groups: Counter = Counter()
+        for key in self.dropped:
+            if is_lora_key(key):
+                groups['LoRA *.lora_A/*.lora_B'] += 1
+                continue
+            prefix = self.prefix if key.startswith(self.prefix) else ''
+            head, dot, _ = key[len(prefix):].partition('.')
+            groups[prefix + head + ('.*' if dot else '')] += 1
+        return [name if count == 1 and not name.endswith('.*')
+                else f'{name} ({count} tensor{"s" if count > 1 else ""})'
+                for name, count in groups.items()]
+
+
+def read_torch_file(path) -> object:
+    """``torch.load`` (weights only, on CPU) with one-sentence errors."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f'{path}: checkpoint file not found')
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:  # torch raises many types for a corrupt file
+        lines = str(e).strip().splitlines()
+        reason = f'{type(e).__name__}: {lines[0][:200]}' if lines else type(e).__name__
+        raise CheckpointError(f'{path}: cannot read the checkpoint ({reason})') from e
+
+
+def unwrap_state_dict(obj, source: str) -> Dict[str, torch.Tensor]:
+    """Strip ``{'state_dict' | 'model' | 'module': ...}`` containers and check
+    that what is left is a dict of tensors."""
+    while isinstance(obj, dict):
+        inner = next((obj[k] for k in CONTAINER_KEYS if isinstance(obj.get(k), dict)), None)
+        if inner is None:
+            break
+        obj = inner
+    if not isinstance(obj, dict):
+        raise CheckpointError(f'{source}: expected a state dict of tensors, '
+                              f'found a {type(obj).__name__}')
+    if not obj:
+        raise CheckpointError(f'{source}: the state dict is empty')
+    not_tensors = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        raise CheckpointError(f'{source}: expected a state dict of tensors, but '
+                              f'{describe_keys(map(str, not_tensors))} are not tensors')
+    return dict(obj)
+
+
+def load_checkpoint_file(path) -> Dict[str, torch.Tensor]:
+    """The state dict stored in ``path`` (containers unwrapped)."""
+    return unwrap_state_dict(read_torch_file(path), os.fspath(path))
+
+
+def _find_tower(sd: Dict[str, torch.Tensor], source: str):
+    """Prefix of the vision tower's keys and the layout it implies."""
+    if PATCH_EMBED_WEIGHT in sd:
+        return '', 'lavis' if 'cls_token' in sd else 'visft_visual'
+    for prefix, layout in TOWER_PREFIXES.items():
+        if prefix + PATCH_EMBED_WEIGHT in sd:
+            return prefix, layout
+    known = ', '.join(repr(p) for p in ('', *TOWER_PREFIXES))
+    raise CheckpointError(f'{source}: not an EVA vision-tower checkpoint (no '
+                          f'{PATCH_EMBED_WEIGHT} under any known prefix: {known})')
+
+
+def _check_supported(names: Sequence[str], source: str) -> None:
+    for pattern, feature in UNSUPPORTED_FEATURES:
+        hits = [n for n in names if pattern.search(n)]
+        if hits:
+            raise CheckpointError(f'{source}: unsupported EVA variant with {feature} '
+                                  f'(e.g. {hits[0]}), which EVAViT cannot represent')
+
+
+def _is_eva_vit_key(name: str) -> bool:
+    if name in ('cls_token', *EMBED_KEYS, *NORM_KEYS):
+        return True
+    match = BLOCK_KEY.fullmatch(name)
+    return bool(match) and match.group(2) in BLOCK_PARAMS
+
+
+def convert_eva_state_dict(sd: Dict[str, torch.Tensor],
+                           source: str = 'state dict') -> ConvertedCheckpoint:
+    """Convert a state dict in any supported layout to EVAViT's keys.
+
+    Args:
+        sd: The source state dict (containers already unwrapped).
+        source: How error messages name the source, e.g. its path.
+
+    Raises:
+        CheckpointError: unrecognised file, unsupported EVA variant, keys of
+            the vision tower EVAViT has no place for, or no blocks at all.
+    """
+    if sd and all(k.startswith(DDP_PREFIX) for k in sd):
+        sd = {k[len(DDP_PREFIX):]: v for k, v in sd.items()}
+    prefix, layout = _find_tower(sd, source)
+    _check_supported([k[len(prefix):] for k in sd if k.startswith(prefix)], source)
+
+    state_dict, kept, dropped, unknown = {}, [], [], []
+    for key in sd:
+        name = key[len(prefix):]
+        if not key.startswith(prefix) or is_lora_key(name) or name.startswith(CLIP_HEAD_PREFIX):
+            dropped.append(key)
+        elif _is_eva_vit_key(name):
+            state_dict[name] = sd[key]
+            kept.append(key)
+        else:
+            unknown.append(key)
+    if unknown:
+        raise CheckpointError(f'{source}: {len(unknown)} keys of the {layout} vision tower '
+                              f'have no place in EVAViT: {describe_keys(unknown)}')
+
+    block_ids = {int(match.group(1)) for match in map(BLOCK_KEY.fullmatch, state_dict) if match}
+    if not block_ids:
+        raise CheckpointError(f'{source}: the {layout} checkpoint has no transformer blocks')
+    num_layers = max(block_ids) + 1
+    expected = [*EMBED_KEYS,
+                *(f'blocks.{i}.{p}' for i in range(num_layers) for p in BLOCK_PARAMS),
+                *NORM_KEYS]
+    fc1 = state_dict.get('blocks.0.mlp.fc1.weight')
+    arch = dict(embed_dims=state_dict[PATCH_EMBED_WEIGHT].shape[0], num_layers=num_layers,
+                feedforward_channels=fc1.shape[0] if fc1 is not None else None)
+    return ConvertedCheckpoint(state_dict=state_dict, layout=layout, kept=kept, dropped=dropped,
+                               missing=[k for k in expected if k not in state_dict],
+                               arch=arch, prefix=prefix)
+
+
+def load_eva_checkpoint(path) -> ConvertedCheckpoint:
+    """Read ``path`` and convert it (:func:`convert_eva_state_dict`)."""
+    return convert_eva_state_dict(load_checkpoint_file(path), source=os.fspath(path))
+
+
+def load_eva_weights(model: nn.Module, path) -> ConvertedCheckpoint:
+    """Load an EVA checkpoint of any supported layout into ``model`` (an
+    :class:`EVAViT`, possibly with LoRA layers injected).
+
+    Unused ``cls_token`` / ``norm.*`` (model built without them) are skipped
+    with an INFO line; missing ``norm.*`` is a WARNING (the final LayerNorm
+    keeps weight 1, bias 0). Any other missing or unexpected key, or a shape
+    mismatch, raises :class:`CheckpointError` before anything is loaded.
+    """
+    path = os.fspath(path)
+    converted = load_eva_checkpoint(path)
+    weights = dict(converted.state_dict)
+    own = {k: v for k, v in model.state_dict().items() if not is_lora_key(k)}
+
+    if 'cls_token' in weights and 'cls_token' not in own:
+        del weights['cls_token']
+        print_log(f'{path}: cls_token is unused with with_cls_token=False',
+                  logger='current', level=logging.INFO)
+    if any(k in weights for k in NORM_KEYS) and not any(k in own for k in NORM_KEYS):
+        for key in NORM_KEYS:
+            weights.pop(key, None)
+        print_log(f'{path}: norm.* is unused with final_norm=False',
+                  logger='current', level=logging.INFO)
+
+    missing = [k for k in own if k not in weights]
+    unexpected = [k for k in weights if k not in own]
+    mismatched = [f'{k} {tuple(weights[k].shape)} in the file vs {tuple(own[k].shape)}'
+                  for k in weights if k in own and weights[k].shape != own[k].shape]
+    missing_norm = [k for k in missing if k in NORM_KEYS]
+    missing_other = [k for k in missing if k not in NORM_KEYS]
+    if missing_other or unexpected or mismatched:
+        problems = [f'{title} {len(keys)} ({describe_keys(keys, 3)})'
+                    for title, keys in (('missing', missing_other), ('unexpected', unexpected),
+                                        ('shape mismatches', mismatched)) if keys]
+        raise CheckpointError(f'{path}: the {converted.layout} checkpoint does not fit '
+                              f'{type(model).__name__}: {"; ".join(problems)}')
+    if missing_norm:
+        print_log(f'{path}: the checkpoint has no final LayerNorm ({", ".join(missing_norm)}); '
+                  f'{NORM_DEFAULT_INIT_NOTE}', logger='current', level=logging.WARNING)
+    model.load_state_dict(weights, strict=False)
+    print_log(f'{path}: loaded {len(weights)} tensors of the {converted.layout} layout',
+              logger='current', level=logging.INFO)
+    return converted
