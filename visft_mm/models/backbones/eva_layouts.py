@@ -29,8 +29,9 @@ import torch
 import torch.nn as nn
 from mmengine.logging import print_log
 
+from visft_mm.models.peft.lora import is_lora_key
+
 CONTAINER_KEYS = ('state_dict', 'model', 'module')
-LORA_PARAM_NAMES = ('lora_A', 'lora_B')
 DDP_PREFIX = 'module.'
 
 # Prefixes under which a model checkpoint holds the vision tower.
@@ -70,10 +71,6 @@ NORM_DEFAULT_INIT_NOTE = ('the model will use the default LayerNorm init: weight
 
 class CheckpointError(ValueError):
     """A checkpoint file that is missing, unreadable or does not fit."""
-
-
-def is_lora_key(name: str) -> bool:
-    return name.rsplit('.', 1)[-1] in LORA_PARAM_NAMES
 
 
 def describe_keys(keys: Sequence[str], limit: int = 5) -> str:

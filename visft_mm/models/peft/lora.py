@@ -137,8 +137,9 @@ class LoRALinear(nn.Linear):
             self.merged = False
 
 
-def _is_lora_key(name: str) -> bool:
-    return name.rsplit('.', 1)[-1].startswith('lora_')
+def is_lora_key(name: str) -> bool:
+    """Whether a parameter name is a LoRA tensor (``...lora_A``/``...lora_B``)."""
+    return name.rsplit('.', 1)[-1] in ('lora_A', 'lora_B')
 
 
 @MODELS.register_module()
@@ -173,7 +174,7 @@ class LoRAModel(BaseModule):
         self.lora_layers: Dict[str, LoRALinear] = {}
         self._inject()
         for name, param in self.module.named_parameters():
-            param.requires_grad_(_is_lora_key(name))
+            param.requires_grad_(is_lora_key(name))
         self.lora_only_state_dict = lora_only_state_dict
         if lora_only_state_dict:
             self._register_state_dict_hook(self._keep_only_lora)
@@ -227,12 +228,12 @@ class LoRAModel(BaseModule):
     def lora_state_dict(self) -> Dict[str, torch.Tensor]:
         """LoRA tensors keyed by their names inside ``module``."""
         return {name: p.detach().clone() for name, p in self.module.named_parameters()
-                if _is_lora_key(name)}
+                if is_lora_key(name)}
 
     def load_lora_state_dict(self, state_dict: Dict[str, torch.Tensor]) -> None:
         """Load LoRA tensors keyed as :meth:`lora_state_dict` gives them;
         any missing or extra key is an error."""
-        own = {name: p for name, p in self.module.named_parameters() if _is_lora_key(name)}
+        own = {name: p for name, p in self.module.named_parameters() if is_lora_key(name)}
         missing = sorted(set(own) - set(state_dict))
         unexpected = sorted(set(state_dict) - set(own))
         if missing or unexpected:
@@ -257,12 +258,12 @@ class LoRAModel(BaseModule):
     # ------------------------------------------- state-dict hooks (own prefix)
     def _frozen_keys(self, prefix: str) -> List[str]:
         return [f'{prefix}module.{name}' for name in self.module.state_dict()
-                if not _is_lora_key(name)]
+                if not is_lora_key(name)]
 
     @staticmethod
     def _keep_only_lora(module, state_dict, prefix, local_metadata):
         for key in [k for k in state_dict if k.startswith(prefix + 'module.')]:
-            if not _is_lora_key(key):
+            if not is_lora_key(key):
                 del state_dict[key]
 
     @staticmethod

@@ -19,10 +19,10 @@ from typing import Dict, Optional, Sequence, Union
 import torch
 
 from visft_mm.models.backbones.eva_layouts import (DDP_PREFIX, CheckpointError,
-                                                   describe_keys, is_lora_key,
-                                                   read_torch_file, unwrap_state_dict)
+                                                   describe_keys, read_torch_file,
+                                                   unwrap_state_dict)
 from visft_mm.utils import save_atomic
-from .lora import LoRAModel, fused_lora_delta, parse_slices
+from .lora import LoRAModel, fused_lora_delta, is_lora_key, parse_slices
 
 LORA_FORMAT = 'visft_mm.lora'
 LORA_VERSION = 1
