@@ -1,1 +1,4 @@
 """Datasets and transforms of the ViSFT tasks."""
+from .caption_vocab import WordVocabulary
+
+__all__ = ['WordVocabulary']

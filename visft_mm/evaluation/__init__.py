@@ -1,1 +1,4 @@
 """Metrics of the ViSFT tasks."""
+from .caption_metric import CaptionMetric
+
+__all__ = ['CaptionMetric']
