@@ -21,10 +21,12 @@ from contextlib import nullcontext
 from typing import Callable, Dict, List
 
 import torch
+from mmengine.logging import MMLogger
 
 from visft_mm.models import EVAViT, LoRAModel
 
 ARCHS = {
+    'tiny': dict(embed_dims=64, num_layers=2, num_heads=4, feedforward_channels=128),
     'small': dict(embed_dims=384, num_layers=6, num_heads=6, feedforward_channels=1536),
     'base': dict(embed_dims=768, num_layers=12, num_heads=12, feedforward_channels=3072),
 }
@@ -87,6 +89,8 @@ def build_pair(arch, device):
 
 def main():
     args = parse_args()
+    # Warnings only: mmengine logs one line per parameter on init_weights().
+    MMLogger.get_instance('benchmark_backbone', log_level='WARNING')
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
