@@ -1,6 +1,6 @@
-"""Models of visft_mm: the EVA vision transformer and its LoRA."""
-from .backbones import EVAViT
+"""Models of visft_mm: the EVA vision transformer, its LoRA and the task heads."""
+from .backbones import EVAViT, FeaturesAsInput
 from .heads import ShowAttendTellHead
 from .peft import LoRALinear, LoRAModel
 
-__all__ = ['EVAViT', 'LoRALinear', 'LoRAModel', 'ShowAttendTellHead']
+__all__ = ['EVAViT', 'FeaturesAsInput', 'LoRALinear', 'LoRAModel', 'ShowAttendTellHead']
