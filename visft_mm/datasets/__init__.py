@@ -1,4 +1,5 @@
 """Datasets and transforms of the ViSFT tasks."""
+import mmdet.datasets  # noqa: F401  (registers mmdet's datasets and transforms for the visft_mm scope)
 from .caption_vocab import WordVocabulary
 
 __all__ = ['WordVocabulary']

@@ -1,1 +1,11 @@
-"""Training loops and hooks."""
+"""Training loops and hooks of ViSFT."""
+import mmdet.engine  # noqa: F401  (registers mmdet's loops and hooks for the visft_mm scope)
+from visft_mm.utils.checkpoint import allow_mmengine_checkpoints
+from .multi_task_loops import (MultiTaskTestLoop, MultiTaskTrainLoop, MultiTaskValLoop,
+                               sample_task, task_counts)
+from .random_state_hook import RandomStateHook
+
+__all__ = ['MultiTaskTrainLoop', 'MultiTaskValLoop', 'MultiTaskTestLoop', 'RandomStateHook',
+           'sample_task', 'task_counts']
+
+allow_mmengine_checkpoints()  # mmengine's own resume calls torch.load(weights_only=True)

@@ -1,6 +1,11 @@
 """Models of visft_mm: the EVA vision transformer, its LoRA and the task heads."""
+# The visft_mm scope resolves mmdet models without prefix; importing registers them.
+import mmdet.models  # noqa: F401
+
 from .backbones import EVAViT, FeaturesAsInput
 from .heads import ShowAttendTellHead
 from .peft import LoRALinear, LoRAModel
+from .visft import MultiTaskDataPreprocessor, ViSFT
 
-__all__ = ['EVAViT', 'FeaturesAsInput', 'LoRALinear', 'LoRAModel', 'ShowAttendTellHead']
+__all__ = ['EVAViT', 'FeaturesAsInput', 'LoRALinear', 'LoRAModel', 'MultiTaskDataPreprocessor',
+           'ShowAttendTellHead', 'ViSFT']

@@ -30,8 +30,9 @@ import torch.nn as nn
 from mmengine.logging import print_log
 
 from visft_mm.models.peft.lora import is_lora_key
+from visft_mm.utils.checkpoint import (CheckpointError, describe_keys, read_torch_file,
+                                      unwrap_state_dict)
 
-CONTAINER_KEYS = ('state_dict', 'model', 'module')
 DDP_PREFIX = 'module.'
 
 # Prefixes under which a model checkpoint holds the vision tower.
@@ -69,17 +70,6 @@ NORM_DEFAULT_INIT_NOTE = ('the model will use the default LayerNorm init: weight
                           '(as the official ViSFT code does)')
 
 
-class CheckpointError(ValueError):
-    """A checkpoint file that is missing, unreadable or does not fit."""
-
-
-def describe_keys(keys: Sequence[str], limit: int = 5) -> str:
-    """``'a, b, c'`` or ``'a, b, c, ... (12 in total)'``."""
-    keys = list(keys)
-    shown = ', '.join(keys[:limit])
-    return shown if len(keys) <= limit else f'{shown}, ... ({len(keys)} in total)'
-
-
 @dataclass
 class ConvertedCheckpoint:
     """An EVAViT state dict and what the conversion did to the source keys.
@@ -115,39 +105,6 @@ class ConvertedCheckpoint:
         return [name if count == 1 and not name.endswith('.*')
                 else f'{name} ({count} tensor{"s" if count > 1 else ""})'
                 for name, count in groups.items()]
-
-
-def read_torch_file(path) -> object:
-    """``torch.load`` (weights only, on CPU) with one-sentence errors."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f'{path}: checkpoint file not found')
-    try:
-        return torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:  # torch raises many types for a corrupt file
-        lines = str(e).strip().splitlines()
-        reason = f'{type(e).__name__}: {lines[0][:200]}' if lines else type(e).__name__
-        raise CheckpointError(f'{path}: cannot read the checkpoint ({reason})') from e
-
-
-def unwrap_state_dict(obj, source: str) -> Dict[str, torch.Tensor]:
-    """Strip ``{'state_dict' | 'model' | 'module': ...}`` containers and check
-    that what is left is a dict of tensors."""
-    while isinstance(obj, dict):
-        inner = next((obj[k] for k in CONTAINER_KEYS if isinstance(obj.get(k), dict)), None)
-        if inner is None:
-            break
-        obj = inner
-    if not isinstance(obj, dict):
-        raise CheckpointError(f'{source}: expected a state dict of tensors, '
-                              f'found a {type(obj).__name__}')
-    if not obj:
-        raise CheckpointError(f'{source}: the state dict is empty')
-    not_tensors = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
-    if not_tensors:
-        raise CheckpointError(f'{source}: expected a state dict of tensors, but '
-                              f'{describe_keys(map(str, not_tensors))} are not tensors')
-    return dict(obj)
 
 
 def load_checkpoint_file(path) -> Dict[str, torch.Tensor]:

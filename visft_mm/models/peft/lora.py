@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from visft_mm.registry import MODELS
+from ..checkpoint_exclusion import ExcludeFromCheckpoint
 
 QKV_SLICE_NAMES = 'qkv'
 
@@ -143,7 +144,7 @@ def is_lora_key(name: str) -> bool:
 
 
 @MODELS.register_module()
-class LoRAModel(BaseModule):
+class LoRAModel(ExcludeFromCheckpoint, BaseModule):
     """Inject LoRA into the layers of ``module`` whose names match ``targets``
     and freeze every other parameter of ``module``.
 
@@ -176,11 +177,7 @@ class LoRAModel(BaseModule):
         for name, param in self.module.named_parameters():
             param.requires_grad_(is_lora_key(name))
         self.lora_only_state_dict = lora_only_state_dict
-        if lora_only_state_dict:
-            self._register_state_dict_hook(self._keep_only_lora)
-            self._register_load_state_dict_pre_hook(self._note_lora_only_load, with_module=True)
-            self.register_load_state_dict_post_hook(self._accept_missing_frozen)
-        self._lora_only_load_prefix: Optional[str] = None
+        self.register_checkpoint_exclusion()
 
     def _match(self, name: str) -> Optional[dict]:
         for target in self.targets:
@@ -255,32 +252,8 @@ class LoRAModel(BaseModule):
         return {name: dict(rank=l.rank, alpha=l.alpha, slices=l.slices)
                 for name, l in self.lora_layers.items()}
 
-    # ------------------------------------------- state-dict hooks (own prefix)
-    def _frozen_keys(self, prefix: str) -> List[str]:
-        return [f'{prefix}module.{name}' for name in self.module.state_dict()
-                if not is_lora_key(name)]
-
-    @staticmethod
-    def _keep_only_lora(module, state_dict, prefix, local_metadata):
-        for key in [k for k in state_dict if k.startswith(prefix + 'module.')]:
-            if not is_lora_key(key):
-                del state_dict[key]
-
-    @staticmethod
-    def _note_lora_only_load(module, state_dict, prefix, local_metadata, strict,
-                             missing_keys, unexpected_keys, error_msgs):
-        frozen = module._frozen_keys(prefix)
-        # Only a checkpoint holding none of the frozen weights counts as
-        # LoRA-only; a partial one is reported like any other.
-        module._lora_only_load_prefix = (
-            prefix if not any(k in state_dict for k in frozen) else None)
-
-    @staticmethod
-    def _accept_missing_frozen(module, incompatible_keys):
-        prefix = module._lora_only_load_prefix
-        if prefix is None:
-            return
-        frozen = set(module._frozen_keys(prefix))
-        incompatible_keys.missing_keys[:] = [
-            k for k in incompatible_keys.missing_keys if k not in frozen]
-        module._lora_only_load_prefix = None
+    def excluded_state_keys(self) -> List[str]:
+        """Every tensor of ``module`` but LoRA (``lora_only_state_dict`` only)."""
+        if not self.lora_only_state_dict:
+            return []
+        return [f'module.{name}' for name in self.module.state_dict() if not is_lora_key(name)]

@@ -18,9 +18,9 @@ from typing import Dict, Optional, Sequence, Union
 
 import torch
 
-from visft_mm.models.backbones.eva_layouts import (DDP_PREFIX, CheckpointError,
-                                                   describe_keys, read_torch_file,
-                                                   unwrap_state_dict)
+from visft_mm.models.backbones.eva_layouts import DDP_PREFIX
+from visft_mm.utils.checkpoint import (CheckpointError, describe_keys, read_torch_file,
+                                      unwrap_state_dict)
 from visft_mm.utils import save_atomic
 from .lora import LoRAModel, fused_lora_delta, is_lora_key, parse_slices
 

@@ -1,0 +1,136 @@
+"""ViSFT model: task routing, stage-1 and stage-2 freezing, checkpoint contents,
+strict loading of stage-1 task checkpoints."""
+import pytest
+import torch
+from conftest import TINY_VIT, demo_det_dataloader, tiny_detection_cfg, tiny_segmentation_cfg
+from mmengine.optim import OptimWrapper
+from mmengine.registry import init_default_scope
+from mmengine.runner import Runner
+
+from visft_mm.registry import MODELS
+
+
+def build_visft(stage: int, task_checkpoints=None):
+    init_default_scope('visft_mm')
+    vit = dict(type='EVAViT', arch=TINY_VIT, pretrain_img_size=112, frozen=stage == 1)
+    backbone = vit if stage == 1 else dict(type='LoRAModel', module=vit, rank=4, alpha=4)
+    torch.manual_seed(0)
+    model = MODELS.build(dict(
+        type='ViSFT', backbone=backbone,
+        tasks=dict(detection=tiny_detection_cfg(), segmentation=tiny_segmentation_cfg()),
+        freeze_tasks=stage == 2, task_checkpoints=task_checkpoints))
+    model.init_weights()
+    return model
+
+
+def batches(root, task):
+    loader = Runner.build_dataloader(demo_det_dataloader(root, 'train'), seed=0)
+    batch = next(iter(loader))
+    batch['task'] = task
+    return batch
+
+
+def train_steps(model, root, steps=2):
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optim = OptimWrapper(torch.optim.AdamW(trainable, lr=1e-3))
+    model.train()
+    logs = []
+    for task in ('detection', 'segmentation')[:steps]:
+        logs.append(model.train_step(batches(root, task), optim))
+    return logs
+
+
+def snapshot(module):
+    return {k: v.detach().clone() for k, v in module.state_dict(keep_vars=True).items()}
+
+
+def changed(before, module):
+    after = module.state_dict(keep_vars=True)
+    return {k for k in before if not torch.equal(before[k], after[k].detach())}
+
+
+def test_stage1_trains_heads_not_backbone(demo_coco):
+    model = build_visft(stage=1)
+    backbone_before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    heads_before = snapshot(model.tasks)
+    logs = train_steps(model, demo_coco)
+    assert any(k.startswith('detection.loss') for k in logs[0])
+    assert any(k.startswith('segmentation.loss') for k in logs[1])
+    for key, value in model.backbone.state_dict().items():
+        assert torch.equal(value, backbone_before[key]), key
+    assert all(p.grad is None for p in model.backbone.parameters())
+    moved = changed(heads_before, model.tasks)
+    assert any(k.startswith('detection.') for k in moved)
+    assert any(k.startswith('segmentation.') for k in moved)
+
+
+def test_stage2_trains_only_lora(demo_coco):
+    model = build_visft(stage=2)
+    before = snapshot(model)
+    train_steps(model, demo_coco)
+    moved = changed(before, model)
+    assert moved and all(k.rsplit('.', 1)[-1] in ('lora_A', 'lora_B') for k in moved), moved
+    # heads are frozen but, as in the official code, run in train mode
+    assert model.tasks.training and not any(p.requires_grad for p in model.tasks.parameters())
+
+
+def test_checkpoints_leave_out_the_frozen_backbone(tmp_path):
+    stage1 = build_visft(stage=1)
+    keys = set(stage1.state_dict())
+    assert not any(k.startswith('backbone.') for k in keys)
+    assert any(k.startswith('tasks.detection.') for k in keys)
+    stage2 = build_visft(stage=2)
+    backbone_keys = {k for k in stage2.state_dict() if k.startswith('backbone.')}
+    assert backbone_keys and all('.lora_' in k for k in backbone_keys)
+    # a checkpoint without the frozen weights loads strictly; a partial one does not
+    state = stage2.state_dict()
+    build_visft(stage=2).load_state_dict(state, strict=True)
+    del state['tasks.detection.query_embedding.weight']
+    with pytest.raises(RuntimeError, match='query_embedding'):
+        build_visft(stage=2).load_state_dict(state, strict=True)
+
+
+def test_stage2_loads_stage1_task_checkpoints_strictly(tmp_path):
+    stage1 = build_visft(stage=1)
+    path = tmp_path / 'stage1.pth'
+    torch.save({'meta': {}, 'state_dict': stage1.state_dict()}, path)
+    stage2 = build_visft(stage=2, task_checkpoints=dict(detection=str(path),
+                                                        segmentation=str(path)))
+    for key, value in stage1.tasks.state_dict().items():
+        assert torch.equal(stage2.tasks.state_dict()[key], value), key
+
+    broken = stage1.state_dict()
+    broken.pop('tasks.segmentation.panoptic_head.query_feat.weight')
+    torch.save({'state_dict': broken}, path)
+    with pytest.raises(KeyError, match='query_feat'):
+        build_visft(stage=2, task_checkpoints=dict(segmentation=str(path)))
+    torch.save({'state_dict': {'tasks.caption.fc.weight': torch.zeros(1)}}, path)
+    with pytest.raises(KeyError, match="no weights of task 'detection'"):
+        build_visft(stage=2, task_checkpoints=dict(detection=str(path)))
+
+
+def test_unknown_task_is_a_clear_error(demo_coco):
+    model = build_visft(stage=1)
+    batch = batches(demo_coco, 'depth')
+    with pytest.raises(KeyError, match="unknown task 'depth'"):
+        model.val_step(batch)
+    with pytest.raises(KeyError, match='unknown tasks'):
+        build_visft(stage=2, task_checkpoints=dict(depth='x.pth'))
+
+
+def test_task_with_its_own_backbone_is_rejected():
+    init_default_scope('visft_mm')
+    det = tiny_detection_cfg()
+    det['backbone'] = dict(type='ResNet', depth=18)
+    with pytest.raises(ValueError, match='its own backbone'):
+        MODELS.build(dict(type='ViSFT', backbone=dict(type='EVAViT', arch=TINY_VIT),
+                          tasks=dict(detection=det)))
+
+
+def test_predict_routes_to_the_task(demo_coco):
+    model = build_visft(stage=1).eval()
+    loader = Runner.build_dataloader(demo_det_dataloader(demo_coco, 'val', train=False))
+    batch = next(iter(loader))
+    batch['task'] = 'segmentation'
+    out = model.val_step(batch)
+    assert len(out) == 2 and out[0].pred_instances.masks.shape[-2:] == out[0].ori_shape

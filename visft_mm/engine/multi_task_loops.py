@@ -1,0 +1,228 @@
+"""Multi-task loops of ViSFT stage 2: one task per iteration, every task validated.
+
+Written here because mmengine's loops take one dataloader, while ViSFT draws
+each iteration's task by ratio (caption 0.4, segmentation 0.3, detection 0.3)
+and each task has its own dataset, pipeline and batch size.
+
+The task of iteration ``i`` is a pure function of ``(seed, i)``, so every rank
+runs the same task without communication, and a resumed run replays the
+exact task sequence. Each task's loader uses a seeded ``InfiniteSampler``; on
+resume it is advanced by the number of samples that task consumed, by index
+only (no data is loaded). Evaluation runs inside a forked random state, so
+validating never changes the training randomness.
+"""
+import contextlib
+import random
+from itertools import islice
+from typing import Dict, List, Sequence
+
+import numpy as np
+import torch
+from mmengine.dataset import InfiniteSampler
+from mmengine.evaluator import Evaluator
+from mmengine.logging import print_log
+from mmengine.runner import IterBasedTrainLoop
+from mmengine.runner.amp import autocast
+from mmengine.runner.base_loop import BaseLoop
+from mmengine.runner.loops import calc_dynamic_intervals
+from torch.utils.data import DataLoader
+
+from visft_mm.registry import LOOPS
+
+
+def sample_task(seed: int, iteration: int, tasks: Sequence[str],
+                probabilities: Sequence[float]) -> str:
+    """The task of one iteration; the same on every rank for the same seed."""
+    rng = np.random.default_rng([seed, iteration])
+    return tasks[int(rng.choice(len(tasks), p=probabilities))]
+
+
+def task_counts(seed: int, num_iters: int, tasks: Sequence[str],
+                probabilities: Sequence[float]) -> Dict[str, int]:
+    """How many of the first ``num_iters`` iterations drew each task."""
+    counts = dict.fromkeys(tasks, 0)
+    for i in range(num_iters):
+        counts[sample_task(seed, i, tasks, probabilities)] += 1
+    return counts
+
+
+@contextlib.contextmanager
+def preserved_random_state():
+    """Run a block without changing the python, numpy and torch RNG states."""
+    py_state, np_state = random.getstate(), np.random.get_state()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        try:
+            yield
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+
+
+def _check_ratios(task_ratios: Dict[str, float]) -> List[float]:
+    if not task_ratios or any(r < 0 for r in task_ratios.values()):
+        raise ValueError(f'task_ratios must be non-negative weights, got {task_ratios}')
+    total = float(sum(task_ratios.values()))
+    if total <= 0:
+        raise ValueError(f'task_ratios sum to zero: {task_ratios}')
+    return [r / total for r in task_ratios.values()]
+
+
+@LOOPS.register_module()
+class MultiTaskTrainLoop(IterBasedTrainLoop):
+    """Iteration-based training over several task dataloaders.
+
+    Args:
+        runner: The runner.
+        dataloader: Task name → dataloader (config). Every loader must use
+            ``InfiniteSampler``; batch sizes and pipelines may differ.
+        max_iters: Total iterations (optimizer steps).
+        task_ratios: Task name → sampling weight (normalised). Must name
+            exactly the tasks of ``dataloader``.
+        val_begin, val_interval, dynamic_intervals: As ``IterBasedTrainLoop``.
+
+    ``self.dataloader`` is the first task's loader, for hooks that read one
+    (dataset metainfo, sampler seeding); ``task_dataloaders`` holds them all.
+    """
+
+    def __init__(self, runner, dataloader: Dict[str, dict], max_iters: int,
+                 task_ratios: Dict[str, float], val_begin: int = 1,
+                 val_interval: int = 1000, dynamic_intervals=None) -> None:
+        if not isinstance(dataloader, dict) or not dataloader:
+            raise TypeError('MultiTaskTrainLoop needs train_dataloader = dict(task=loader, ...)')
+        if set(task_ratios) != set(dataloader):
+            raise KeyError(f'task_ratios names {sorted(task_ratios)} but the train '
+                           f'dataloaders are {sorted(dataloader)}')
+        self.tasks = list(task_ratios)
+        self.probabilities = _check_ratios(task_ratios)
+        self._runner = runner
+        self.task_dataloaders: Dict[str, DataLoader] = {}
+        for task in self.tasks:
+            loader = dataloader[task]
+            if isinstance(loader, dict):
+                loader = runner.build_dataloader(loader, seed=runner.seed)
+            if not isinstance(loader.sampler, InfiniteSampler):
+                raise TypeError(f'the {task!r} train dataloader must use InfiniteSampler '
+                                f'(got {type(loader.sampler).__name__}), so that each task '
+                                'streams on and resumes exactly')
+            self.task_dataloaders[task] = loader
+        self.dataloader = self.task_dataloaders[self.tasks[0]]
+        self._max_iters = int(max_iters)
+        self._max_epochs = 1
+        self._epoch = 0
+        self._iter = 0
+        self.val_begin = val_begin
+        self.val_interval = val_interval
+        self.stop_training = False
+        self.runner.visualizer.dataset_meta = getattr(self.dataloader.dataset, 'metainfo', None)
+        self.dynamic_milestones, self.dynamic_intervals = calc_dynamic_intervals(
+            self.val_interval, dynamic_intervals)
+        self._iterators: Dict[str, object] = {}
+
+    def _start_task_streams(self) -> None:
+        """Seed every task's sampler with the run's seed and skip what the
+        first ``self._iter`` iterations consumed (after a resume)."""
+        seed = self.runner.seed
+        consumed = task_counts(seed, self._iter, self.tasks, self.probabilities)
+        for task, loader in self.task_dataloaders.items():
+            sampler = loader.sampler
+            sampler.seed = seed
+            sampler.indices = sampler._indices_of_rank()
+            skip = consumed[task] * loader.batch_size
+            for _ in islice(sampler.indices, skip):
+                pass
+            self._iterators[task] = iter(loader)
+        if self._iter:
+            print_log(f'Resumed at iteration {self._iter}: skipped {consumed} batches per task',
+                      logger='current')
+
+    def next_batch(self, iteration: int) -> dict:
+        task = sample_task(self.runner.seed, iteration, self.tasks, self.probabilities)
+        batch = next(self._iterators[task])
+        batch['task'] = task
+        return batch
+
+    def run(self) -> torch.nn.Module:
+        self._start_task_streams()
+        self.runner.call_hook('before_train')
+        self.runner.call_hook('before_train_epoch')
+        while self._iter < self._max_iters and not self.stop_training:
+            self.runner.model.train()
+            self.run_iter(self.next_batch(self._iter))
+            self._decide_current_val_interval()
+            if (self.runner.val_loop is not None and self._iter >= self.val_begin
+                    and (self._iter % self.val_interval == 0 or self._iter == self._max_iters)):
+                self.runner.val_loop.run()
+        self.runner.call_hook('after_train_epoch')
+        self.runner.call_hook('after_train')
+        return self.runner.model
+
+
+class _MultiTaskEvalLoop(BaseLoop):
+    """Evaluate every task on its own dataloader and evaluator; metrics are
+    prefixed with the task name (``detection/coco/bbox_mAP``)."""
+
+    stage = 'val'
+
+    def __init__(self, runner, dataloader: Dict[str, dict], evaluator: Dict[str, dict],
+                 fp16: bool = False) -> None:
+        if not isinstance(dataloader, dict) or not isinstance(evaluator, dict) \
+                or set(dataloader) != set(evaluator):
+            raise KeyError(f'{self.stage}_dataloader and {self.stage}_evaluator must be dicts '
+                           'keyed by the same task names')
+        self._runner = runner
+        self.task_dataloaders: Dict[str, DataLoader] = {}
+        self.evaluators: Dict[str, Evaluator] = {}
+        for task, loader in dataloader.items():
+            if isinstance(loader, dict):
+                loader = runner.build_dataloader(loader, seed=runner.seed)
+            self.task_dataloaders[task] = loader
+            evaluator_cfg = evaluator[task]
+            self.evaluators[task] = (evaluator_cfg if isinstance(evaluator_cfg, Evaluator)
+                                     else runner.build_evaluator(evaluator_cfg))
+            self.evaluators[task].dataset_meta = getattr(loader.dataset, 'metainfo', None)
+        self.dataloader = next(iter(self.task_dataloaders.values()))
+        self.fp16 = fp16
+
+    def run(self) -> dict:
+        hook = self.stage
+        self.runner.call_hook(f'before_{hook}')
+        self.runner.call_hook(f'before_{hook}_epoch')
+        self.runner.model.eval()
+        metrics = {}
+        batch_idx = 0
+        with preserved_random_state():
+            for task, loader in self.task_dataloaders.items():
+                evaluator = self.evaluators[task]
+                for data_batch in loader:
+                    data_batch['task'] = task
+                    self.run_iter(batch_idx, data_batch, evaluator)
+                    batch_idx += 1
+                task_metrics = evaluator.evaluate(len(loader.dataset))
+                metrics.update({f'{task}/{k}': v for k, v in task_metrics.items()})
+        self.runner.call_hook(f'after_{hook}_epoch', metrics=metrics)
+        self.runner.call_hook(f'after_{hook}')
+        return metrics
+
+    @torch.no_grad()
+    def run_iter(self, idx: int, data_batch: dict, evaluator: Evaluator) -> None:
+        hook = self.stage
+        self.runner.call_hook(f'before_{hook}_iter', batch_idx=idx, data_batch=data_batch)
+        with autocast(enabled=self.fp16):
+            outputs = getattr(self.runner.model, f'{hook}_step')(data_batch)
+        evaluator.process(data_samples=outputs, data_batch=data_batch)
+        self.runner.call_hook(f'after_{hook}_iter', batch_idx=idx, data_batch=data_batch,
+                              outputs=outputs)
+
+@LOOPS.register_module()
+class MultiTaskValLoop(_MultiTaskEvalLoop):
+    """Validation of every task (``val_dataloader``/``val_evaluator`` dicts)."""
+
+    stage = 'val'
+
+
+@LOOPS.register_module()
+class MultiTaskTestLoop(_MultiTaskEvalLoop):
+    """Testing of every task (``test_dataloader``/``test_evaluator`` dicts)."""
+
+    stage = 'test'
