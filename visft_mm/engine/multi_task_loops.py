@@ -21,6 +21,7 @@ import torch
 from mmengine.dataset import InfiniteSampler
 from mmengine.evaluator import Evaluator
 from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
 from mmengine.runner import IterBasedTrainLoop
 from mmengine.runner.amp import autocast
 from mmengine.runner.base_loop import BaseLoop
@@ -57,6 +58,16 @@ def preserved_random_state():
         finally:
             random.setstate(py_state)
             np.random.set_state(np_state)
+
+
+def check_model_has_tasks(runner, tasks: Sequence[str], what: str) -> None:
+    """Fail before any work if the loaders name a task the model lacks."""
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    known = getattr(model, 'task_names', None)
+    unknown = sorted(set(tasks) - set(known)) if known is not None else []
+    if unknown:
+        raise KeyError(f'{what} name tasks {unknown} that the model does not have '
+                       f'(model tasks: {known})')
 
 
 def _check_ratios(task_ratios: Dict[str, float]) -> List[float]:
@@ -143,6 +154,7 @@ class MultiTaskTrainLoop(IterBasedTrainLoop):
         return batch
 
     def run(self) -> torch.nn.Module:
+        check_model_has_tasks(self.runner, self.tasks, 'train_dataloader/task_ratios')
         self._start_task_streams()
         self.runner.call_hook('before_train')
         self.runner.call_hook('before_train_epoch')
@@ -186,6 +198,8 @@ class _MultiTaskEvalLoop(BaseLoop):
 
     def run(self) -> dict:
         hook = self.stage
+        check_model_has_tasks(self.runner, list(self.task_dataloaders),
+                              f'{self.stage}_dataloader')
         self.runner.call_hook(f'before_{hook}')
         self.runner.call_hook(f'before_{hook}_epoch')
         self.runner.model.eval()
