@@ -1,4 +1,5 @@
 """Datasets and transforms of the ViSFT tasks."""
 from .caption_vocab import WordVocabulary
+from .coco_caption import CocoCaptionDataset
 
-__all__ = ['WordVocabulary']
+__all__ = ['CocoCaptionDataset', 'WordVocabulary']
