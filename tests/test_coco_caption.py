@@ -1,16 +1,20 @@
-"""CocoCaptionDataset on COCO and Karpathy layouts, its errors, and the caption
-pipeline built from a config."""
+"""CocoCaptionDataset on COCO and Karpathy layouts, its errors, the caption
+pipeline built from a config, and the word-map tool."""
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from mmengine.registry import init_default_scope
 from mmpretrain.structures import DataSample
 
-from visft_mm.datasets import CocoCaptionDataset
+from visft_mm.datasets import CocoCaptionDataset, WordVocabulary
 from visft_mm.datasets.demo_coco import generate_demo_coco
 from visft_mm.registry import DATASETS
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 CAPTION_PIPELINE = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=(256, 256), keep_ratio=False),
@@ -132,3 +136,43 @@ def test_pipeline_from_config(demo_root, resize):
         assert sample.gt_caption == dataset.get_data_info(1)['gt_caption']
         assert sample.image_id == dataset.get_data_info(1)['image_id']
         assert sample.ori_shape == (112, 112) and sample.img_shape == (256, 256)
+
+
+def run_vocab_tool(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / 'tools/misc/build_caption_vocab.py'), *args],
+        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)))
+
+
+def test_vocab_tool_coco_layout(demo_root, tmp_path):
+    out = tmp_path / 'vocab.json'
+    result = run_vocab_tool(str(demo_root / 'annotations/captions_train.json'), str(out),
+                            '--min-word-freq', '1')
+    assert result.returncode == 0, result.stderr
+    # The demo writes the word map of its train captions with min_word_freq=1: the same file.
+    assert out.read_bytes() == (demo_root / 'annotations/vocab.json').read_bytes()
+
+
+def test_vocab_tool_karpathy_layout_reads_train_and_restval(tmp_path):
+    ann_file, out = tmp_path / 'dataset_coco.json', tmp_path / 'vocab.json'
+    write_karpathy(ann_file)
+    result = run_vocab_tool(str(ann_file), str(out), '--min-word-freq', '1')
+    assert result.returncode == 0, result.stderr
+    # Counted over train + restval only: 'brown' (once) is dropped, and so is
+    # 'cat', seen twice but only in val.
+    assert list(json.loads(out.read_text())) == [
+        'a', 'dog', 'two', 'dogs', 'play', '<unk>', '<start>', '<end>', '<pad>']
+    assert len(WordVocabulary.load(str(out))) == 9
+    assert result.stdout.strip() == f'9 entries from 2 images -> {out}'
+
+
+@pytest.mark.parametrize('content', [None, 'not json', '{"images": 3}'])
+def test_vocab_tool_bad_input(tmp_path, content):
+    ann_file, out = tmp_path / 'captions.json', tmp_path / 'vocab.json'
+    if content is not None:
+        ann_file.write_text(content)
+    result = run_vocab_tool(str(ann_file), str(out))
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: ') and str(ann_file) in lines[0]
+    assert not out.exists()
