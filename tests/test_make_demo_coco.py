@@ -41,7 +41,7 @@ def test_same_seed_same_bytes_other_seed_differs(demo_root, tmp_path):
     generate_demo_coco(str(tmp_path / 'again'), seed=0, **SMALL)
     generate_demo_coco(str(tmp_path / 'other'), seed=1, **SMALL)
     reference = tree_bytes(demo_root)
-    assert len(reference) == 12 + 4 + 4
+    assert len(reference) == 12 + 4 + 5  # images, 4 annotation files and vocab.json
     assert tree_bytes(tmp_path / 'again') == reference
     other = tree_bytes(tmp_path / 'other')
     assert other.keys() == reference.keys()

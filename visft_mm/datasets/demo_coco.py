@@ -24,6 +24,8 @@ import numpy as np
 import pycocotools.mask as mask_utils
 from PIL import Image
 
+from visft_mm.datasets.caption_vocab import WordVocabulary
+
 # Shapes are the COCO categories (ids 1..K in this order); colors only appear in captions.
 DEMO_CLASSES = ('circle', 'square', 'triangle', 'cross')
 PLURALS = {'circle': 'circles', 'square': 'squares', 'triangle': 'triangles', 'cross': 'crosses'}
@@ -246,6 +248,8 @@ def generate_demo_coco(out_dir: str, num_train: int = 400, num_val: int = 100,
         train/000000000001.png ...   val/...
         annotations/instances_{train,val}.json   (COCO instances)
         annotations/captions_{train,val}.json    (COCO captions, 5 per image)
+        annotations/vocab.json                   (caption word map of the train
+                                                  captions, min_word_freq=1)
 
     Image, annotation and caption ids are unique across splits. Each image
     draws from its own generator seeded by (seed, split, index), so the first
@@ -288,6 +292,9 @@ def generate_demo_coco(out_dir: str, num_train: int = 400, num_val: int = 100,
                    os.path.join(annotation_dir, f'instances_{split}.json'))
         write_json(dict(info=info, images=images, annotations=captions),
                    os.path.join(annotation_dir, f'captions_{split}.json'))
+        if split == 'train':
+            vocab = WordVocabulary.build((c['caption'] for c in captions), min_word_freq=1)
+            vocab.save(os.path.join(annotation_dir, 'vocab.json'))
         summaries.append(SplitSummary(split, len(images), len(instances), len(captions),
                                       len(categories)))
     return summaries

@@ -3,9 +3,10 @@
 import mmdet.models  # noqa: F401
 
 from .backbones import EVAViT, FeaturesAsInput
+from .captioner import ImageCaptioner
 from .heads import ShowAttendTellHead
 from .peft import LoRALinear, LoRAModel
 from .visft import MultiTaskDataPreprocessor, ViSFT
 
-__all__ = ['EVAViT', 'FeaturesAsInput', 'LoRALinear', 'LoRAModel', 'MultiTaskDataPreprocessor',
-           'ShowAttendTellHead', 'ViSFT']
+__all__ = ['EVAViT', 'FeaturesAsInput', 'ImageCaptioner', 'LoRALinear', 'LoRAModel',
+           'MultiTaskDataPreprocessor', 'ShowAttendTellHead', 'ViSFT']

@@ -159,12 +159,7 @@ class ShowAttendTellHead(BaseModule):
         sort + ``pack_padded_sequence`` with ``decode_lengths = caplen - 1``.
         """
         device = feats[-1].device
-        encoded = [torch.tensor(self.vocab.encode(self._training_caption(sample), self.max_len))
-                   for sample in data_samples]
-        captions = pad_sequence(encoded, batch_first=True,
-                                padding_value=self.vocab.pad_id).to(device)
-        decode_lengths = torch.tensor([len(ids) - 1 for ids in encoded], device=device)
-
+        captions, decode_lengths = self.encode_captions(data_samples, device)
         logits, alphas = self(feats, captions)
         targets = captions[:, 1:]
         valid = torch.arange(targets.size(1), device=device) < decode_lengths.unsqueeze(1)
@@ -178,6 +173,17 @@ class ShowAttendTellHead(BaseModule):
             top5_acc = top5.eq(valid_targets.unsqueeze(1)).any(dim=1).float().mean() * 100
         return dict(loss_caption=loss_caption, loss_caption_attn=loss_caption_attn,
                     caption_top5_acc=top5_acc)
+
+    def encode_captions(self, data_samples: List[DataSample],
+                        device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The samples' training captions as ``<start>``/``<end>``-framed ids
+        padded with ``<pad>`` (B, T), and their decode lengths (B,): the
+        number of predicted steps, words + 1."""
+        encoded = [torch.tensor(self.vocab.encode(self._training_caption(sample), self.max_len))
+                   for sample in data_samples]
+        captions = pad_sequence(encoded, batch_first=True, padding_value=self.vocab.pad_id)
+        decode_lengths = torch.tensor([len(ids) - 1 for ids in encoded])
+        return captions.to(device), decode_lengths.to(device)
 
     def predict(self, feats: Sequence[torch.Tensor],
                 data_samples: List[DataSample]) -> List[DataSample]:
