@@ -134,3 +134,24 @@ def test_predict_routes_to_the_task(demo_coco):
     batch['task'] = 'segmentation'
     out = model.val_step(batch)
     assert len(out) == 2 and out[0].pred_instances.masks.shape[-2:] == out[0].ori_shape
+
+
+def test_stage2_checkpoint_merges_into_a_plain_backbone(tmp_path):
+    from visft_mm.models import EVAViT
+    from visft_mm.models.peft.lora_files import load_lora, merge_lora_state_dict
+    model = build_visft(stage=2)
+    with torch.no_grad():
+        for name, p in model.backbone.named_parameters():
+            if name.endswith('lora_B'):
+                p.normal_(0, 0.1)
+    path = tmp_path / 'iter_10.pth'
+    torch.save({'meta': {'iter': 10}, 'state_dict': model.state_dict()}, path)
+    weights = load_lora(path, alpha=4)
+    assert weights.layout == 'visft_mm_run' and len(weights.layers) == TINY_VIT['num_layers']
+    base = {k: v for k, v in model.backbone.module.state_dict().items() if 'lora_' not in k}
+    merged = EVAViT(arch=TINY_VIT, pretrain_img_size=112).eval()
+    merged.load_state_dict(merge_lora_state_dict(base, weights))
+    x = torch.randn(1, 3, 112, 140)
+    with torch.no_grad():
+        torch.testing.assert_close(merged(x)[0], model.backbone.eval()(x)[0], atol=1e-5,
+                                   rtol=1e-5)

@@ -112,6 +112,9 @@ class MultiTaskTrainLoop(IterBasedTrainLoop):
             loader = dataloader[task]
             if isinstance(loader, dict):
                 loader = runner.build_dataloader(loader, seed=runner.seed)
+            if loader.batch_size is None:
+                raise TypeError(f'the {task!r} train dataloader uses a custom batch_sampler; '
+                                'MultiTaskTrainLoop needs a plain batch_size to resume exactly')
             if not isinstance(loader.sampler, InfiniteSampler):
                 raise TypeError(f'the {task!r} train dataloader must use InfiniteSampler '
                                 f'(got {type(loader.sampler).__name__}), so that each task '

@@ -19,14 +19,16 @@ from typing import Dict, Optional, Sequence, Union
 import torch
 
 from visft_mm.models.backbones.eva_layouts import DDP_PREFIX
-from visft_mm.utils.checkpoint import (CheckpointError, describe_keys, read_torch_file,
-                                      unwrap_state_dict)
+from visft_mm.utils.checkpoint import (CheckpointError, allow_mmengine_checkpoints,
+                                      describe_keys, read_torch_file, unwrap_state_dict)
 from visft_mm.utils import save_atomic
 from .lora import LoRAModel, fused_lora_delta, is_lora_key, parse_slices
 
 LORA_FORMAT = 'visft_mm.lora'
 LORA_VERSION = 1
 OFFICIAL_PREFIXES = ('visual.', 'visft_heads.backbone.0.')
+# LoRA of a visft_mm stage-2 run checkpoint (ViSFT model, LoRAModel backbone).
+RUN_CHECKPOINT_PREFIX = 'backbone.module.'
 OFFICIAL_EXPORT_PREFIX = 'visual.'
 OFFICIAL_ALPHA = 1.
 QV_SLICES = (True, False, True)
@@ -128,22 +130,32 @@ def _load_official(sd: Dict[str, torch.Tensor], source: str, alpha: Optional[flo
 
 def load_lora(path, alpha: Optional[float] = None,
               slices: Union[str, Sequence[bool]] = 'qv') -> LoRAWeights:
-    """Read a LoRA file in our format or the official ViSFT layout.
+    """Read LoRA weights: our file format, the official ViSFT layout, or a
+    visft_mm stage-2 run checkpoint (its ``backbone.module.*.lora_A/B``).
 
     Args:
         path: The file.
-        alpha: For official files, the LoRA alpha (default 1, what the
-            official code always uses); a visft_mm file stores its own and
-            only accepts the same value here.
-        slices: For official files, the adapted slices of each fused layer
-            (default q and v).
+        alpha: For official files and run checkpoints, the LoRA alpha
+            (default 1, what ViSFT uses); a visft_mm LoRA file stores its
+            own and only accepts the same value here.
+        slices: For official files and run checkpoints, the adapted slices
+            of each fused layer (default q and v).
     """
     source = os.fspath(path)
+    allow_mmengine_checkpoints()
     obj = read_torch_file(path)
     if isinstance(obj, dict) and isinstance(obj.get('meta'), dict) \
             and obj['meta'].get('format') == LORA_FORMAT:
         return _load_ours(obj, source, alpha)
-    return _load_official(unwrap_state_dict(obj, source), source, alpha, parse_slices(slices))
+    sd = unwrap_state_dict(obj, source)
+    run_lora = {k[len(RUN_CHECKPOINT_PREFIX):]: v for k, v in sd.items()
+                if k.startswith(RUN_CHECKPOINT_PREFIX) and is_lora_key(k)}
+    if run_lora:  # a stage-2 checkpoint: heads + LoRA, rank from shapes like the official files
+        weights = _load_official({f'visual.{k}': v for k, v in run_lora.items()}, source, alpha,
+                                 parse_slices(slices))
+        weights.layout = 'visft_mm_run'
+        return weights
+    return _load_official(sd, source, alpha, parse_slices(slices))
 
 
 def to_official_layout(weights: LoRAWeights) -> Dict[str, torch.Tensor]:
