@@ -155,3 +155,25 @@ def test_stage2_checkpoint_merges_into_a_plain_backbone(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(merged(x)[0], model.backbone.eval()(x)[0], atol=1e-5,
                                    rtol=1e-5)
+
+
+def test_loading_a_stage2_checkpoint_initialises_the_frozen_backbone(tmp_path):
+    """tools/test.py loads checkpoints without init_weights(): the frozen backbone,
+    absent from the checkpoint, must still come from its init_cfg."""
+    from visft_mm.models import EVAViT
+    vit = EVAViT(arch=TINY_VIT, pretrain_img_size=112)
+    vit.init_weights()
+    pretrained = tmp_path / 'vit.pth'
+    torch.save(vit.state_dict(), pretrained)
+    init_default_scope('visft_mm')
+    cfg = dict(type='ViSFT', freeze_tasks=True,
+               backbone=dict(type='LoRAModel', rank=4, module=dict(
+                   type='EVAViT', arch=TINY_VIT, pretrain_img_size=112,
+                   init_cfg=dict(type='Pretrained', checkpoint=str(pretrained)))),
+               tasks=dict(detection=tiny_detection_cfg()))
+    trained = MODELS.build(cfg)
+    trained.init_weights()
+    fresh = MODELS.build(cfg)  # as in Runner.test(): no init_weights()
+    fresh.load_state_dict(trained.state_dict(), strict=True)
+    for key, value in vit.state_dict().items():
+        assert torch.equal(fresh.backbone.module.state_dict()[key], value), key

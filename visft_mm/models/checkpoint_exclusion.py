@@ -12,15 +12,22 @@ from typing import List, Optional
 class ExcludeFromCheckpoint:
     """Mixin for ``nn.Module``: :meth:`state_dict` leaves out the keys named
     by :meth:`excluded_state_keys`, and :meth:`load_state_dict` accepts a
-    checkpoint holding none of them (they keep their current values). One
-    holding only some of them is reported like any other incomplete file.
-    Hooks reach the module through their argument, so copies stay correct.
+    checkpoint holding none of them: they come from
+    :meth:`init_excluded_weights` (e.g. the backbone's ``init_cfg``), which
+    runs first if nothing initialised them yet, as when ``tools/test.py``
+    loads a checkpoint without calling ``init_weights``. A checkpoint holding
+    only some of them is reported like any other incomplete file. Hooks reach
+    the module through their argument, so copies stay correct.
     """
 
     _load_prefix: Optional[str] = None
 
     def excluded_state_keys(self) -> List[str]:
         """Keys (relative to this module) to keep out of checkpoints."""
+        raise NotImplementedError
+
+    def init_excluded_weights(self) -> None:
+        """Give the excluded weights their values unless already done."""
         raise NotImplementedError
 
     def register_checkpoint_exclusion(self) -> None:
@@ -40,6 +47,8 @@ class ExcludeFromCheckpoint:
         excluded = module.excluded_state_keys()
         holds_none = excluded and not any(prefix + k in state_dict for k in excluded)
         module._load_prefix = prefix if holds_none else None
+        if holds_none:
+            module.init_excluded_weights()
 
     @staticmethod
     def _accept_absent(module, incompatible_keys):

@@ -145,6 +145,10 @@ class ViSFT(ExcludeFromCheckpoint, BaseModel):
         print_log(f'task {task!r}: loaded {len(weights)} tensors from {path}',
                   logger='current')
 
+    def init_excluded_weights(self) -> None:
+        if not getattr(self.backbone, '_is_init', False):
+            self.backbone.init_weights()
+
     def excluded_state_keys(self) -> List[str]:
         """Frozen backbone tensors: they come from the backbone's init_cfg."""
         trainable = {name for name, p in self.backbone.named_parameters() if p.requires_grad}

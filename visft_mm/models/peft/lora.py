@@ -252,6 +252,10 @@ class LoRAModel(ExcludeFromCheckpoint, BaseModule):
         return {name: dict(rank=l.rank, alpha=l.alpha, slices=l.slices)
                 for name, l in self.lora_layers.items()}
 
+    def init_excluded_weights(self) -> None:
+        if not getattr(self.module, '_is_init', False):
+            self.module.init_weights()
+
     def excluded_state_keys(self) -> List[str]:
         """Every tensor of ``module`` but LoRA (``lora_only_state_dict`` only)."""
         if not self.lora_only_state_dict:
