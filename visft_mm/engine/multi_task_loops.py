@@ -187,15 +187,15 @@ class _MultiTaskEvalLoop(BaseLoop):
                            'keyed by the same task names')
         self._runner = runner
         self.task_dataloaders: Dict[str, DataLoader] = {}
-        self.evaluators: Dict[str, Evaluator] = {}
+        self.evaluator: Dict[str, Evaluator] = {}  # task -> Evaluator (runner.val_evaluator)
         for task, loader in dataloader.items():
             if isinstance(loader, dict):
                 loader = runner.build_dataloader(loader, seed=runner.seed)
             self.task_dataloaders[task] = loader
             evaluator_cfg = evaluator[task]
-            self.evaluators[task] = (evaluator_cfg if isinstance(evaluator_cfg, Evaluator)
+            self.evaluator[task] = (evaluator_cfg if isinstance(evaluator_cfg, Evaluator)
                                      else runner.build_evaluator(evaluator_cfg))
-            self.evaluators[task].dataset_meta = getattr(loader.dataset, 'metainfo', None)
+            self.evaluator[task].dataset_meta = getattr(loader.dataset, 'metainfo', None)
         self.dataloader = next(iter(self.task_dataloaders.values()))
         self.fp16 = fp16
 
@@ -210,7 +210,7 @@ class _MultiTaskEvalLoop(BaseLoop):
         batch_idx = 0
         with preserved_random_state():
             for task, loader in self.task_dataloaders.items():
-                evaluator = self.evaluators[task]
+                evaluator = self.evaluator[task]
                 for data_batch in loader:
                     data_batch['task'] = task
                     self.run_iter(batch_idx, data_batch, evaluator)

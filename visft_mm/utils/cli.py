@@ -1,0 +1,36 @@
+"""What tools/train.py and tools/test.py share: common arguments and the
+config set-up every OpenMMLab tool performs (launcher, overrides, work dir)."""
+import argparse
+import os
+import os.path as osp
+
+from mmengine.config import Config, DictAction
+
+from .checkpoint import allow_mmengine_checkpoints
+from .dist import init_cpu_process_group
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--work-dir', help='the dir to save logs, checkpoints and results')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, e.g. train_cfg.max_iters=100')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def load_tool_config(args: argparse.Namespace) -> Config:
+    """The config of ``args.config`` with launcher, ``--cfg-options`` and
+    work dir applied (CLI, then config, then ``work_dirs/<config name>``)."""
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    allow_mmengine_checkpoints()
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    init_cpu_process_group(args.launcher)
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    return cfg
