@@ -1,0 +1,10 @@
+# Runtime of visft_mm runs: mmdet's runtime in the visft_mm scope, iteration-based
+# logging and checkpoints, and the random state saved for exact resume.
+_base_ = 'mmdet::_base_/default_runtime.py'
+
+default_scope = 'visft_mm'
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=50),
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=1000, max_keep_ckpts=3))
+custom_hooks = [dict(type='RandomStateHook')]
+log_processor = dict(type='LogProcessor', window_size=50, by_epoch=False)

@@ -1,0 +1,10 @@
+# The demo's small EVA-ViT (192 wide, 4 blocks, pre-norm, 8x8 tokens at 112 px).
+# No pretrained weights can be downloaded here: `make demo` first pre-trains it
+# CLIP-style on the demo captions (tools/misc/pretrain_demo_backbone.py) and
+# loads that checkpoint, so stage 1 starts from a model that already sees.
+eva_backbone = dict(
+    type='EVAViT', arch=dict(embed_dims=192, num_layers=4, num_heads=4,
+                             feedforward_channels=384),
+    pretrain_img_size=112, with_cls_token=False,
+    init_cfg=dict(type='Pretrained',
+                  checkpoint='work_dirs/visft_demo/backbone_pretrained.pth'))

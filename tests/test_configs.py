@@ -1,0 +1,89 @@
+"""Every config parses; the eva_1b/eva_4b configs carry the paper's settings
+and build (with a tiny ViT standing in for the 1B/4.4B one)."""
+from pathlib import Path
+
+import pytest
+from conftest import TINY_VIT
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+
+from visft_mm.registry import MODELS
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted(p for p in (ROOT / 'configs/visft').rglob('*.py')
+                 if not p.name.endswith('_schedule.py'))
+PAPER = [p for p in CONFIGS if p.name.startswith('eva_')]
+
+
+def load(path: Path) -> Config:
+    return Config.fromfile(str(path))
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=lambda p: p.name)
+def test_config_parses_in_the_visft_scope(path):
+    cfg = load(path)
+    assert cfg.default_scope == 'visft_mm'
+    assert cfg.model.type == 'ViSFT'
+    assert set(cfg.model.tasks) <= {'detection', 'segmentation', 'caption'}
+
+
+def test_required_entry_point_exists():
+    assert (ROOT / 'configs/visft/eva_4b_stage2.py').is_file()
+
+
+@pytest.mark.parametrize('size,arch,width', [('1b', 'eva-g', 1408), ('4b', 'eva-e', 1792)])
+def test_stage2_has_the_paper_settings(size, arch, width):
+    cfg = load(ROOT / f'configs/visft/eva_{size}_stage2.py')
+    backbone = cfg.model.backbone
+    assert backbone.type == 'LoRAModel' and backbone.rank == 64 and backbone.alpha == 1
+    assert backbone.targets == [dict(type='qkv', slices='qv')]
+    assert backbone.module.arch == arch and backbone.module.with_cp
+    assert cfg.model.freeze_tasks
+    assert cfg.train_cfg.type == 'MultiTaskTrainLoop'
+    assert cfg.train_cfg.task_ratios == dict(caption=0.4, segmentation=0.3, detection=0.3)
+    assert cfg.train_cfg.max_iters == 100000
+    assert {k: v.batch_size for k, v in cfg.train_dataloader.items()} == dict(
+        caption=8, segmentation=1, detection=1)
+    assert cfg.optim_wrapper.optimizer.lr == 1e-5
+    assert cfg.optim_wrapper.optimizer.weight_decay == 1e-4
+    assert cfg.optim_wrapper.clip_grad.max_norm == 0.1
+    assert cfg.param_scheduler[0].end == 2000
+    tasks = cfg.model.tasks
+    assert tasks.detection.neck.in_channels == [width]
+    assert tasks.segmentation.panoptic_head.in_channels == [width]
+    assert tasks.caption.head.in_channels == width
+    assert set(cfg.model.task_checkpoints) == {'caption', 'segmentation', 'detection'}
+
+
+@pytest.mark.parametrize('task,lr,iters', [('detr_8xb1-150k', 5e-5, 150000),
+                                           ('mask2former_8xb1-150k', 5e-5, 150000),
+                                           ('caption_8xb32-100k', 4e-4, 100000)])
+def test_stage1_has_the_paper_settings(task, lr, iters):
+    for size in ('1b', '4b'):
+        cfg = load(ROOT / f'configs/visft/eva_{size}_stage1_{task}_coco.py')
+        assert cfg.model.backbone.frozen
+        assert cfg.optim_wrapper.optimizer.lr == lr
+        assert cfg.train_cfg.max_iters == iters
+        assert cfg.param_scheduler[-1].end == iters
+
+
+@pytest.mark.parametrize('path', PAPER, ids=lambda p: p.name)
+def test_paper_config_builds_with_a_tiny_vit(path, demo_coco):
+    """The whole model of each paper config, with the ViT swapped for a tiny one."""
+    cfg = load(path)
+    model = cfg.model
+    vit = model.backbone.module if model.backbone.type == 'LoRAModel' else model.backbone
+    vit.update(arch=TINY_VIT, init_cfg=None)
+    width = TINY_VIT['embed_dims']
+    tasks = model.tasks
+    if 'detection' in tasks:
+        tasks.detection.neck.in_channels = [width]
+    if 'segmentation' in tasks:
+        tasks.segmentation.panoptic_head.in_channels = [width]
+    if 'caption' in tasks:
+        tasks.caption.head.update(in_channels=width,
+                                  vocab_file=str(demo_coco / 'annotations/vocab.json'))
+    model.pop('task_checkpoints', None)
+    init_default_scope('visft_mm')
+    built = MODELS.build(model)
+    assert sorted(built.task_names) == sorted(tasks)
