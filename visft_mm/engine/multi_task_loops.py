@@ -207,14 +207,13 @@ class _MultiTaskEvalLoop(BaseLoop):
         self.runner.call_hook(f'before_{hook}_epoch')
         self.runner.model.eval()
         metrics = {}
-        batch_idx = 0
         with preserved_random_state():
             for task, loader in self.task_dataloaders.items():
+                self.dataloader = loader  # hooks log progress against the current task
                 evaluator = self.evaluator[task]
-                for data_batch in loader:
+                for batch_idx, data_batch in enumerate(loader):
                     data_batch['task'] = task
                     self.run_iter(batch_idx, data_batch, evaluator)
-                    batch_idx += 1
                 task_metrics = evaluator.evaluate(len(loader.dataset))
                 metrics.update({f'{task}/{k}': v for k, v in task_metrics.items()})
         self.runner.call_hook(f'after_{hook}_epoch', metrics=metrics)
