@@ -177,3 +177,52 @@ def test_loading_a_stage2_checkpoint_initialises_the_frozen_backbone(tmp_path):
     fresh.load_state_dict(trained.state_dict(), strict=True)
     for key, value in vit.state_dict().items():
         assert torch.equal(fresh.backbone.module.state_dict()[key], value), key
+
+
+def caption_task_cfg(root):
+    return dict(type='ImageCaptioner',
+                data_preprocessor=dict(type='ImgDataPreprocessor', bgr_to_rgb=True,
+                                       mean=[123.675, 116.28, 103.53],
+                                       std=[58.395, 57.12, 57.375]),
+                head=dict(type='ShowAttendTellHead', in_channels=TINY_VIT['embed_dims'],
+                          vocab_file=str(root / 'annotations/vocab.json'), attention_dim=32,
+                          embed_dim=32, decoder_dim=32, dropout=0.0, encoded_size=4))
+
+
+def caption_batch(root):
+    loader = Runner.build_dataloader(dict(
+        batch_size=4, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=False),
+        dataset=dict(type='CocoCaptionDataset', data_root=str(root),
+                     ann_file='annotations/captions_train.json',
+                     data_prefix=dict(img_path='train/'),
+                     pipeline=[dict(type='LoadImageFromFile'),
+                               dict(type='Resize', scale=(112, 112), keep_ratio=False),
+                               dict(type='mmpretrain.PackInputs',
+                                    algorithm_keys=['gt_caption'])])))
+    return next(iter(loader))
+
+
+def test_tiny_overfit_lowers_the_loss_of_every_task(demo_coco):
+    """Stage 1 on one fixed batch per task: each task's loss falls."""
+    init_default_scope('visft_mm')
+    torch.manual_seed(0)
+    model = MODELS.build(dict(
+        type='ViSFT',
+        backbone=dict(type='EVAViT', arch=TINY_VIT, pretrain_img_size=112, frozen=True),
+        tasks=dict(detection=tiny_detection_cfg(), segmentation=tiny_segmentation_cfg(),
+                   caption=caption_task_cfg(demo_coco))))
+    model.init_weights()
+    model.train()
+    fixed = dict(detection=batches(demo_coco, 'detection'),
+                   segmentation=batches(demo_coco, 'segmentation'),
+                   caption=dict(caption_batch(demo_coco), task='caption'))
+    optim = OptimWrapper(torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=2e-3))
+    first, last = {}, {}
+    for step in range(20):
+        for task, batch in fixed.items():
+            log = model.train_step(dict(batch), optim)
+            last[task] = log['loss'].item()
+            first.setdefault(task, last[task])
+    for task in fixed:
+        assert last[task] < 0.85 * first[task], (task, first[task], last[task])
