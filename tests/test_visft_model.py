@@ -226,3 +226,11 @@ def test_tiny_overfit_lowers_the_loss_of_every_task(demo_coco):
             first.setdefault(task, last[task])
     for task in fixed:
         assert last[task] < 0.85 * first[task], (task, first[task], last[task])
+
+
+def test_init_weights_reaches_every_task_model():
+    model = build_visft(stage=1)  # calls model.init_weights()
+    for name, task in model.tasks.items():
+        assert task.is_init, name
+    # e.g. Mask2Former's level embedding is initialised by its init_weights()
+    assert model.tasks.segmentation.panoptic_head.level_embed.weight.abs().max() < 10

@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 from mmengine.config import ConfigDict
 from mmengine.logging import print_log
-from mmengine.model import BaseDataPreprocessor, BaseModel
+from mmengine.model import BaseDataPreprocessor, BaseModel, ModuleDict
 
 from visft_mm.registry import MODELS
 from .checkpoint_exclusion import ExcludeFromCheckpoint
@@ -105,7 +105,8 @@ class ViSFT(ExcludeFromCheckpoint, BaseModel):
                                                 preprocessors=preprocessors),
                          init_cfg=init_cfg)
         self.backbone = MODELS.build(backbone)
-        self.tasks = nn.ModuleDict({name: MODELS.build(cfg) for name, cfg in task_cfgs.items()})
+        # mmengine's ModuleDict, so init_weights() reaches every task model
+        self.tasks = ModuleDict({name: MODELS.build(cfg) for name, cfg in task_cfgs.items()})
         if freeze_tasks:
             self.tasks.requires_grad_(False)
         self.task_checkpoints = dict(task_checkpoints or {})
