@@ -18,7 +18,10 @@ from visft_mm.models import EVAViT, FeaturesAsInput
 MODEL_DIR = Path(__file__).resolve().parents[1] / 'configs' / '_base_' / 'models'
 FRAGMENTS = {  # file -> its model variable
     'visft_detr.py': 'det_model',
+    'visft_detr_demo.py': 'det_model',
+    'visft_dino_demo.py': 'det_model',
     'visft_mask2former.py': 'seg_model',
+    'visft_mask2former_demo.py': 'seg_model',
 }
 CLIP_MEAN = [0.48145466 * 255, 0.4578275 * 255, 0.40821073 * 255]
 CLIP_STD = [0.26862954 * 255, 0.26130258 * 255, 0.27577711 * 255]
@@ -34,7 +37,7 @@ def build(cfg):
     init_default_scope('mmdet')
     from mmdet.registry import MODELS
     model = MODELS.build(cfg)
-    model.init_weights()
+    model.init_weights()  # DINO's level_embed is uninitialised memory until then
     return model
 
 
@@ -113,6 +116,21 @@ def test_mask2former_has_the_paper_numbers():
     assert head.class_weight == [1.0] * 80 + [0.1]
 
 
+@pytest.mark.parametrize('name', ['visft_detr_demo.py', 'visft_dino_demo.py',
+                                  'visft_mask2former_demo.py'])
+def test_demo_fragments_fit_the_demo(name):
+    model = build(load_fragment(name))
+    if FRAGMENTS[name] == 'seg_model':
+        head = model.panoptic_head
+        assert head.num_classes == len(DEMO_CLASSES)
+        assert head.class_weight == [1.0] * len(DEMO_CLASSES) + [0.1]
+        assert model.panoptic_fusion_head.num_classes == len(DEMO_CLASSES)
+        assert head.pixel_decoder.input_convs[0].conv.in_channels == 192
+    else:
+        assert model.bbox_head.num_classes == len(DEMO_CLASSES)
+        assert model.neck.convs[0].conv.in_channels == 192
+
+
 def test_detr_differs_from_mmdet_detr_only_where_intended():
     ours = load_fragment('visft_detr.py')
     reference = get_config('mmdet::detr/detr_r50_8xb2-150e_coco.py').model
@@ -136,7 +154,8 @@ def test_mask2former_differs_from_mmdet_mask2former_only_where_intended():
         f'{head}.transformer_decoder.layer_cfg.ffn_cfg.feedforward_channels'}
 
 
-@pytest.mark.parametrize('bases', [('visft_detr.py', 'visft_mask2former.py')])
+@pytest.mark.parametrize('bases', [('visft_detr.py', 'visft_mask2former.py'),
+                                   ('visft_dino_demo.py', 'visft_mask2former_demo.py')])
 def test_one_config_inherits_detection_and_segmentation(tmp_path, bases):
     leaf = tmp_path / 'both.py'
     leaf.write_text(f'_base_ = {[str(MODEL_DIR / b) for b in bases]!r}\n')
