@@ -26,7 +26,7 @@ def run_tool(*args):
     env = {**os.environ,
            'PYTHONPATH': os.pathsep.join([str(REPO_ROOT), os.environ.get('PYTHONPATH', '')])}
     return subprocess.run([sys.executable, *map(str, args)], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=300)
 
 
 def assert_single_error(result):
