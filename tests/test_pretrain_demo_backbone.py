@@ -44,8 +44,8 @@ def run_tool(*args):
 def test_loss_falls_on_a_fixed_batch(pretrained):
     _, report = pretrained
     assert len(report.losses) == RUN['iters']
-    assert report.probe_loss_after < report.probe_loss_before
-    assert report.probe_loss_before == pytest.approx(report.losses[0], rel=1e-4)
+    assert report.fixed_batch_loss_after < report.fixed_batch_loss_before
+    assert report.fixed_batch_loss_before == pytest.approx(report.losses[0], rel=1e-4)
     for accuracy in (report.retrieval_before, report.retrieval_after, report.retrieval_chance):
         assert 0.0 <= accuracy <= 1.0
 

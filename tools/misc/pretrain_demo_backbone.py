@@ -28,7 +28,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--ffn', type=int, default=384, help='MLP hidden width')
     parser.add_argument('--img-size', type=int, default=112,
                         help='training image side, also the pretrain_img_size of the output')
-    parser.add_argument('--iters', type=int, default=300, help='training iterations')
+    parser.add_argument('--iters', type=int, default=600, help='training iterations')
     parser.add_argument('--batch-size', type=int, default=32, help='images per batch')
     parser.add_argument('--lr', type=float, default=1e-3, help='peak AdamW learning rate')
     parser.add_argument('--seed', type=int, default=0, help='random seed')
@@ -48,11 +48,11 @@ def main() -> None:
             log=lambda message: print(message, flush=True))
         os.makedirs(os.path.dirname(os.path.abspath(args.out_ckpt)), exist_ok=True)
         save_atomic(backbone.state_dict(), args.out_ckpt)
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError) as exc:
         print(f'error: {exc}', file=sys.stderr)
         sys.exit(1)
-    print(f'loss {report.losses[0]:.3f} -> {report.losses[-1]:.3f} '
-          f'(fixed batch {report.probe_loss_before:.3f} -> {report.probe_loss_after:.3f})')
+    print(f'training loss {report.losses[0]:.3f} -> {report.losses[-1]:.3f}; first batch '
+          f'{report.fixed_batch_loss_before:.3f} -> {report.fixed_batch_loss_after:.3f}')
     print(f'val image->caption top-1: {report.retrieval_before:.3f} before, '
           f'{report.retrieval_after:.3f} after (chance {report.retrieval_chance:.3f})')
     print(f'saved {args.out_ckpt} in {report.seconds:.0f}s')

@@ -1,12 +1,8 @@
-"""CLIP-style contrastive image-caption pretraining of a small EVAViT, for the CPU demo.
+"""CLIP-style image-caption pretraining of a small EVAViT, standing in for EVA-CLIP in the CPU demo.
 
-ViSFT starts from a frozen EVA-CLIP vision tower; the demo cannot download one,
-so it pretrains a small EVAViT on the demo captions in a few minutes instead.
-Hand-written: no OpenMMLab CLIP trainer fits a tiny from-scratch model.
-
-Positives: a caption is a positive of every image it describes, not only of the
-image it was sampled from, because simple scenes share captions ("a red
-circle"); the loss spreads each row's target over all its positives.
+Hand-written: no OpenMMLab CLIP trainer fits a tiny from-scratch model. A caption
+is a positive of every image it describes (simple scenes share captions such as
+"a red circle"), so each InfoNCE row spreads its target over all its positives.
 """
 import math
 import os
@@ -65,14 +61,14 @@ class CaptionedImages:
 class PretrainReport:
     """What a pretraining run achieved.
 
-    ``probe_loss_*`` is the loss of one fixed training batch before and after
-    training; ``retrieval_*`` the image-to-text top-1 accuracy on the
+    ``fixed_batch_loss_*`` is the loss of the first training batch before and
+    after training; ``retrieval_*`` the image-to-text top-1 accuracy on the
     evaluation split (the nearest of its distinct captions describes the
     image), ``retrieval_chance`` that of a caption drawn at random.
     """
     losses: List[float]
-    probe_loss_before: float
-    probe_loss_after: float
+    fixed_batch_loss_before: float
+    fixed_batch_loss_after: float
     retrieval_before: float
     retrieval_after: float
     retrieval_chance: float
@@ -238,8 +234,8 @@ def warmup_cosine(iters: int) -> Callable[[int], float]:
 
 
 def decay_groups(model: nn.Module) -> List[Dict]:
-    """AdamW groups: weight decay on matrices only (not on biases, norms,
-    position tables of rank 1 or the logit scale)."""
+    """AdamW groups: weight decay on parameters of rank 2 and more (weights,
+    embeddings, position tables), none on biases, LayerNorms and the logit scale."""
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
     return [dict(params=decay, weight_decay=WEIGHT_DECAY),
@@ -258,7 +254,7 @@ def check_data_root(data_root: str, splits: Tuple[str, ...]) -> None:
 
 
 def pretrain_clip(data_root: str, arch: Dict[str, int], img_size: int = 112,
-                  iters: int = 300, batch_size: int = 32, lr: float = 1e-3, seed: int = 0,
+                  iters: int = 600, batch_size: int = 32, lr: float = 1e-3, seed: int = 0,
                   eval_split: str = 'val',
                   log: Optional[Callable[[str], None]] = None
                   ) -> Tuple[EVAViT, PretrainReport]:
@@ -284,16 +280,16 @@ def pretrain_clip(data_root: str, arch: Dict[str, int], img_size: int = 112,
     backbone.init_weights()
     model = ImageCaptionCLIP(backbone, vocab)
     batches = CaptionedBatches(train, batch_size, torch.Generator().manual_seed(seed))
-    probe_batch = batches.sample()
+    fixed_batch = batches.sample()
 
-    def probe_loss() -> float:
+    def fixed_batch_loss() -> float:
         model.eval()
         with torch.no_grad():
-            images, tokens, positives = probe_batch
+            images, tokens, positives = fixed_batch
             return contrastive_loss(model.encode_images(images), model.encode_captions(tokens),
                                     positives, model.scale()).item()
 
-    probe_loss_before = probe_loss()
+    fixed_batch_loss_before = fixed_batch_loss()
     retrieval_before = retrieval_accuracy(model, evaluation)
     log(f'{len(train.images)} training images, {len(train.caption_texts)} distinct captions; '
         f'{eval_split} retrieval before training {retrieval_before:.3f} '
@@ -304,7 +300,8 @@ def pretrain_clip(data_root: str, arch: Dict[str, int], img_size: int = 112,
     losses = []
     for step in range(iters):
         model.train()
-        images, tokens, positives = probe_batch if step == 0 else batches.sample()
+        # The first step trains on the fixed batch, so losses[0] is its loss before training.
+        images, tokens, positives = fixed_batch if step == 0 else batches.sample()
         loss = contrastive_loss(model.encode_images(images), model.encode_captions(tokens),
                                 positives, model.scale())
         optimizer.zero_grad()
@@ -319,8 +316,8 @@ def pretrain_clip(data_root: str, arch: Dict[str, int], img_size: int = 112,
 
     report = PretrainReport(
         losses=losses,
-        probe_loss_before=probe_loss_before,
-        probe_loss_after=probe_loss(),
+        fixed_batch_loss_before=fixed_batch_loss_before,
+        fixed_batch_loss_after=fixed_batch_loss(),
         retrieval_before=retrieval_before,
         retrieval_after=retrieval_accuracy(model, evaluation),
         retrieval_chance=chance_retrieval_accuracy(evaluation),
