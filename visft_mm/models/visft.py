@@ -17,7 +17,7 @@ Checkpoints hold every trainable tensor but no frozen backbone weight: those
 come from the backbone's ``init_cfg``.
 """
 import copy
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional
 
 import torch
 import torch.nn as nn
