@@ -49,3 +49,19 @@ def test_scope_resolves_mmdet_modules_without_prefix():
     from visft_mm.registry import MODELS
     assert MODELS.get('DETRHead') is DETRHead
     assert MODELS.get('EVAViT').__module__ == 'visft_mm.models.backbones.eva_vit'
+
+
+def test_every_mmdet_registry_has_a_visft_mm_child():
+    """Builds in the visft_mm scope (the Runner's optimizer, weight
+    initialisers, visualizer...) must find mmdet's registries, not fall back
+    to mmengine's root with a warning."""
+    import mmdet.registry as mmdet_registry
+    from mmengine.registry import Registry
+
+    import visft_mm.registry as ours
+    children = {reg.parent.name: reg for reg in vars(ours).values()
+                if isinstance(reg, Registry) and reg.scope == 'visft_mm'}
+    for name, registry in vars(mmdet_registry).items():
+        if isinstance(registry, Registry) and registry.scope == 'mmdet':
+            assert registry.name in children, f'visft_mm has no child of mmdet {name}'
+            assert children[registry.name].parent is registry

@@ -16,15 +16,22 @@ from mmdet.registry import DATA_SAMPLERS as MMDET_DATA_SAMPLERS
 from mmdet.registry import DATASETS as MMDET_DATASETS
 from mmdet.registry import EVALUATOR as MMDET_EVALUATOR
 from mmdet.registry import HOOKS as MMDET_HOOKS
+from mmdet.registry import LOG_PROCESSORS as MMDET_LOG_PROCESSORS
 from mmdet.registry import LOOPS as MMDET_LOOPS
 from mmdet.registry import METRICS as MMDET_METRICS
+from mmdet.registry import MODEL_WRAPPERS as MMDET_MODEL_WRAPPERS
 from mmdet.registry import MODELS as MMDET_MODELS
 from mmdet.registry import OPTIM_WRAPPER_CONSTRUCTORS as MMDET_OPTIM_WRAPPER_CONSTRUCTORS
 from mmdet.registry import OPTIM_WRAPPERS as MMDET_OPTIM_WRAPPERS
+from mmdet.registry import OPTIMIZERS as MMDET_OPTIMIZERS
 from mmdet.registry import PARAM_SCHEDULERS as MMDET_PARAM_SCHEDULERS
+from mmdet.registry import RUNNER_CONSTRUCTORS as MMDET_RUNNER_CONSTRUCTORS
 from mmdet.registry import RUNNERS as MMDET_RUNNERS
 from mmdet.registry import TASK_UTILS as MMDET_TASK_UTILS
 from mmdet.registry import TRANSFORMS as MMDET_TRANSFORMS
+from mmdet.registry import VISBACKENDS as MMDET_VISBACKENDS
+from mmdet.registry import VISUALIZERS as MMDET_VISUALIZERS
+from mmdet.registry import WEIGHT_INITIALIZERS as MMDET_WEIGHT_INITIALIZERS
 from mmengine.registry import Registry
 
 SCOPE = 'visft_mm'
@@ -48,3 +55,13 @@ OPTIM_WRAPPERS = _child('optim_wrapper', MMDET_OPTIM_WRAPPERS, ['visft_mm.engine
 OPTIM_WRAPPER_CONSTRUCTORS = _child('optimizer wrapper constructor',
                                     MMDET_OPTIM_WRAPPER_CONSTRUCTORS, ['visft_mm.engine'])
 PARAM_SCHEDULERS = _child('parameter scheduler', MMDET_PARAM_SCHEDULERS, ['visft_mm.engine'])
+# Nodes with no visft_mm modules of their own: they exist so that builds in
+# the visft_mm scope find mmdet's registries instead of warning and falling
+# back to mmengine's root.
+OPTIMIZERS = _child('optimizer', MMDET_OPTIMIZERS, [])
+WEIGHT_INITIALIZERS = _child('weight initializer', MMDET_WEIGHT_INITIALIZERS, [])
+MODEL_WRAPPERS = _child('model_wrapper', MMDET_MODEL_WRAPPERS, [])
+RUNNER_CONSTRUCTORS = _child('runner constructor', MMDET_RUNNER_CONSTRUCTORS, [])
+VISUALIZERS = _child('visualizer', MMDET_VISUALIZERS, [])
+VISBACKENDS = _child('vis_backend', MMDET_VISBACKENDS, [])
+LOG_PROCESSORS = _child('log_processor', MMDET_LOG_PROCESSORS, [])
