@@ -1,7 +1,10 @@
 """Test (evaluate) a model from a config and a checkpoint.
 
-    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl]
-        [--cfg-options key=value ...] [--launcher pytorch]
+    python tools/test.py CONFIG [CHECKPOINT] [--work-dir DIR] [--out results.pkl]
+        [--backbone BACKBONE] [--cfg-options key=value ...] [--launcher pytorch]
+
+CHECKPOINT is the trained model; benchmarks whose config names all its weights
+(configs/visft/eval/) need none, and take the backbone to test from --backbone.
 """
 import argparse
 
@@ -15,7 +18,8 @@ from visft_mm.utils.cli import add_common_arguments, load_tool_config
 def parse_args():
     parser = argparse.ArgumentParser(description='Test (and evaluate) a model')
     parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('checkpoint', nargs='?', help='checkpoint file (default: the '
+                        "config's load_from)")
     parser.add_argument('--out', help='dump predictions to a pickle file')
     add_common_arguments(parser)
     return parser.parse_args()
@@ -26,7 +30,8 @@ def main():
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         raise SystemExit('error: --out must be a .pkl file')
     cfg = load_tool_config(args)
-    cfg.load_from = args.checkpoint
+    if args.checkpoint is not None:
+        cfg.load_from = args.checkpoint
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
     if args.out is not None:
         evaluator = runner.test_evaluator

@@ -10,6 +10,11 @@ from .checkpoint import allow_mmengine_checkpoints
 from .dist import init_cpu_process_group
 
 
+# The benchmark configs take their backbone from this environment variable,
+# through mmengine's substitution: backbone_checkpoint = '{{$BACKBONE_CHECKPOINT:...}}'.
+BACKBONE_ENV = 'BACKBONE_CHECKPOINT'
+
+
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--work-dir', help='the dir to save logs, checkpoints and results')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
@@ -17,6 +22,10 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    parser.add_argument(
+        '--backbone', help='backbone checkpoint, for configs that read it from '
+        f'${BACKBONE_ENV} (the benchmarks in configs/visft/eval/): base or ViSFT-merged')
+
 
 
 def load_tool_config(args: argparse.Namespace) -> Config:
@@ -24,7 +33,13 @@ def load_tool_config(args: argparse.Namespace) -> Config:
     work dir applied (CLI, then config, then ``work_dirs/<config name>``)."""
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     allow_mmengine_checkpoints()
+    if args.backbone is not None:
+        os.environ[BACKBONE_ENV] = args.backbone
     cfg = Config.fromfile(args.config)
+    if args.backbone is not None and cfg.get('backbone_checkpoint') != args.backbone:
+        raise SystemExit(f'error: --backbone given, but {args.config} does not take its backbone '
+                         f"from ${BACKBONE_ENV} (backbone_checkpoint = "
+                         f"'{{{{${BACKBONE_ENV}:default}}}}')")
     cfg.launcher = args.launcher
     init_cpu_process_group(args.launcher)
     if args.cfg_options is not None:
