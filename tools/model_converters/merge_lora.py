@@ -18,7 +18,7 @@ import sys
 from visft_mm.models.backbones.eva_layouts import (NORM_DEFAULT_INIT_NOTE, NORM_KEYS,
                                                    CheckpointError, describe_keys,
                                                    load_eva_checkpoint)
-from visft_mm.models.peft.lora_files import (load_lora, merge_lora_state_dict,
+from visft_mm.models.peft.lora_files import (describe_lora, load_lora, merge_lora_state_dict,
                                              to_official_layout)
 from visft_mm.utils import save_atomic
 
@@ -56,13 +56,6 @@ def error_message(e: Exception) -> str:
 def write(obj, path: str) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     save_atomic(obj, path)
-
-
-def describe_lora(weights) -> str:
-    ranks = sorted({layer['rank'] for layer in weights.layers.values()})
-    alphas = sorted({layer['alpha'] for layer in weights.layers.values()})
-    return (f'{weights.layout} layout, {len(weights.layers)} layers, '
-            f'rank {"/".join(map(str, ranks))}, alpha {"/".join(f"{a:g}" for a in alphas)}')
 
 
 def export_official(lora_path: str, out: str) -> None:

@@ -158,6 +158,14 @@ def load_lora(path, alpha: Optional[float] = None,
     return _load_official(sd, source, alpha, parse_slices(slices))
 
 
+def describe_lora(weights: LoRAWeights) -> str:
+    """One line for a tool's report: ``official layout, 40 layers, rank 64, alpha 1``."""
+    ranks = sorted({layer['rank'] for layer in weights.layers.values()})
+    alphas = sorted({layer['alpha'] for layer in weights.layers.values()})
+    return (f'{weights.layout} layout, {len(weights.layers)} layers, '
+            f'rank {"/".join(map(str, ranks))}, alpha {"/".join(f"{a:g}" for a in alphas)}')
+
+
 def to_official_layout(weights: LoRAWeights) -> Dict[str, torch.Tensor]:
     """The flat ``visual.``-prefixed dict the official ViSFT code writes.
 

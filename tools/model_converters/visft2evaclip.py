@@ -1,0 +1,69 @@
+"""Write a ViSFT-tuned EVA backbone into an original EVA-CLIP checkpoint.
+
+The output is the EVA-CLIP checkpoint (``visual.*``, ``text.*``,
+``logit_scale``) with the visual trunk (``patch_embed``, ``blocks``, ``norm``)
+taken from BACKBONE, the LoRA file merged first when given. The cls token,
+position table and projection head ``visual.head`` stay the CLIP
+checkpoint's, so the file is a drop-in for EVA-CLIP (and for timm / open_clip,
+whose ``checkpoint_filter_fn`` reads this ``visual.*`` layout).
+
+Example::
+
+    python tools/model_converters/visft2evaclip.py eva_g_visft.pth eva01_g_visft_clip.pt \\
+        --clip-checkpoint EVA01_CLIP_g_14_psz14_s11B.pt
+    python tools/model_converters/visft2evaclip.py eva_e_visual.pth eva02_e_visft_clip.pt \\
+        --clip-checkpoint EVA02_CLIP_E_psz14_plus_s9B.pt --lora eva_e_lora_5000.pt
+"""
+import argparse
+import os
+import sys
+
+from visft_mm.models.backbones.eva_exports import export_eva_clip, load_backbone
+from visft_mm.models.backbones.eva_layouts import CheckpointError, load_checkpoint_file
+from visft_mm.models.peft.lora_files import describe_lora
+from visft_mm.utils import save_atomic
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description='Replace the visual trunk of an EVA-CLIP checkpoint with a ViSFT backbone')
+    parser.add_argument('backbone', help='EVA backbone (EVAViT state dict, e.g. from '
+                                         'merge_lora.py, or any layout eva2visft.py reads)')
+    parser.add_argument('out', help='output EVA-CLIP checkpoint')
+    parser.add_argument('--clip-checkpoint', required=True,
+                        help='the original EVA-CLIP checkpoint the backbone came from')
+    parser.add_argument('--lora', help='LoRA file to merge first (visft_mm or official layout)')
+    parser.add_argument('--alpha', type=float, default=None,
+                        help='LoRA alpha of an official-layout file (default 1)')
+    return parser.parse_args()
+
+
+def export(args) -> None:
+    backbone = load_backbone(args.backbone, args.lora, args.alpha)
+    clip_sd = load_checkpoint_file(args.clip_checkpoint)
+    result = export_eva_clip(backbone.state_dict, clip_sd, source=args.clip_checkpoint)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    save_atomic(result.state_dict, args.out)
+    print(f'backbone: {backbone.layout} layout, {backbone.num_layers} blocks')
+    print(f'lora:     {describe_lora(backbone.lora) if backbone.lora else "none"}')
+    for note in result.notes:
+        print(f'note:     {note}')
+    print(f'saved:    {args.out} (EVA-CLIP checkpoint, {len(result.state_dict)} tensors)')
+
+
+def error_message(e: Exception) -> str:
+    # str(KeyError) adds quotes around the message.
+    return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+
+
+def main():
+    args = parse_args()
+    try:
+        export(args)
+    except (CheckpointError, KeyError, ValueError, OSError) as e:
+        print(f'error: {error_message(e)}', file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,76 @@
+"""Export a ViSFT-tuned EVA-ViT-G as the ``visual_encoder`` of a LAVIS BLIP-2 model.
+
+LAVIS's ``create_eva_vit_g`` builds EVA-ViT-G with 39 of its 40 blocks and no
+final LayerNorm (BLIP-2 normalises with its own ``ln_vision``), so the output
+holds ``visual_encoder.{cls_token, pos_embed, patch_embed.proj.*, blocks.0-38.*}``
+only: **the LoRA of block 39 (the 40th) has no effect in BLIP-2**. ViSFT
+trains without a cls token; when BACKBONE has none, ``--cls-token-from``
+names the checkpoint to take it from (``eva_vit_g.pth``, EVA-CLIP or BLIP-2).
+
+Load the output into a built BLIP-2 model with LAVIS's
+``model.load_checkpoint(OUT)`` (non-strict: only ``visual_encoder.*`` changes).
+
+Example::
+
+    python tools/model_converters/visft2lavis.py eva_vit_g.pth blip2_visual_encoder_visft.pth \\
+        --lora eva_g_lora_5000.pt
+"""
+import argparse
+import os
+import sys
+
+from visft_mm.models.backbones.eva_exports import (BLIP2_NUM_BLOCKS, export_lavis, load_backbone,
+                                                   load_cls_token)
+from visft_mm.models.backbones.eva_layouts import CheckpointError
+from visft_mm.models.peft.lora_files import describe_lora
+from visft_mm.utils import save_atomic
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description="Export an EVA-ViT-G backbone as a LAVIS BLIP-2 visual_encoder "
+                    "(39 blocks, no final norm)")
+    parser.add_argument('backbone', help='EVA backbone (EVAViT state dict, e.g. from '
+                                         'merge_lora.py, or any layout eva2visft.py reads)')
+    parser.add_argument('out', help='output state dict (visual_encoder.* keys)')
+    parser.add_argument('--lora', help='LoRA file to merge first (visft_mm or official layout)')
+    parser.add_argument('--alpha', type=float, default=None,
+                        help='LoRA alpha of an official-layout file (default 1)')
+    parser.add_argument('--cls-token-from', metavar='CKPT',
+                        help='checkpoint whose cls_token to use (needed when BACKBONE has '
+                             'none): eva_vit_g.pth, EVA-CLIP or BLIP-2')
+    parser.add_argument('--num-blocks', type=int, default=BLIP2_NUM_BLOCKS,
+                        help=f'blocks to keep (default {BLIP2_NUM_BLOCKS}, what LAVIS builds)')
+    return parser.parse_args()
+
+
+def export(args) -> None:
+    backbone = load_backbone(args.backbone, args.lora, args.alpha)
+    cls_token = load_cls_token(args.cls_token_from) if args.cls_token_from else None
+    result = export_lavis(backbone.state_dict, args.num_blocks, cls_token)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    save_atomic(result.state_dict, args.out)
+    print(f'backbone: {backbone.layout} layout, {backbone.num_layers} blocks')
+    print(f'lora:     {describe_lora(backbone.lora) if backbone.lora else "none"}')
+    print(f'cls:      {args.cls_token_from or "the backbone"}')
+    for note in result.notes:
+        print(f'note:     {note}')
+    print(f'saved:    {args.out} (LAVIS BLIP-2 visual_encoder, {args.num_blocks} blocks)')
+
+
+def error_message(e: Exception) -> str:
+    # str(KeyError) adds quotes around the message.
+    return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+
+
+def main():
+    args = parse_args()
+    try:
+        export(args)
+    except (CheckpointError, KeyError, ValueError, OSError) as e:
+        print(f'error: {error_message(e)}', file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == '__main__':
+    main()

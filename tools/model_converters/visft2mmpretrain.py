@@ -1,0 +1,83 @@
+"""Export a ViSFT-tuned EVA-ViT-G as mmpretrain's ``BEiTViT`` of the BLIP-2 configs.
+
+The ``mmpretrain::blip2/*`` configs build ``BEiTViT`` with EVA-ViT-G's first 39
+layers, a cls token, an absolute position table and no final norm
+(``final_norm=False``; BLIP-2 adds ``ln_vision_backbone``). The output holds
+those keys (``layers.i.ln1``, ``layers.i.attn.qkv``, ``layers.i.ffn.layers.0.0``,
+``patch_embed.projection``, ...) for layers 0-38 only: **the LoRA of block 39
+has no effect there**. When BACKBONE has no cls token, ``--cls-token-from``
+names the checkpoint to take it from.
+
+Note: the blip2-opt configs also set ``out_indices=-2``, so their BLIP-2 reads
+the output of layer 37 and layer 38's LoRA has no effect either.
+
+Load it with ``mmengine.runner.load_checkpoint(model.vision_backbone, OUT)``
+after the BLIP-2 weights, or as ``vision_backbone.init_cfg``
+``dict(type='Pretrained', checkpoint=OUT)`` when no full checkpoint follows.
+
+Example::
+
+    python tools/model_converters/visft2mmpretrain.py eva_vit_g.pth blip2_beit_visft.pth \\
+        --lora eva_g_lora_5000.pt
+"""
+import argparse
+import os
+import sys
+
+from visft_mm.models.backbones.eva_exports import (BLIP2_NUM_BLOCKS, export_mmpretrain_beit,
+                                                   load_backbone, load_cls_token)
+from visft_mm.models.backbones.eva_layouts import CheckpointError
+from visft_mm.models.peft.lora_files import describe_lora
+from visft_mm.utils import save_atomic
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description="Export an EVA-ViT-G backbone as mmpretrain's BLIP-2 BEiTViT "
+                    "(39 layers, no final norm)")
+    parser.add_argument('backbone', help='EVA backbone (EVAViT state dict, e.g. from '
+                                         'merge_lora.py, or any layout eva2visft.py reads)')
+    parser.add_argument('out', help='output BEiTViT state dict')
+    parser.add_argument('--lora', help='LoRA file to merge first (visft_mm or official layout)')
+    parser.add_argument('--alpha', type=float, default=None,
+                        help='LoRA alpha of an official-layout file (default 1)')
+    parser.add_argument('--cls-token-from', metavar='CKPT',
+                        help='checkpoint whose cls_token to use (needed when BACKBONE has '
+                             'none): eva_vit_g.pth, EVA-CLIP or BLIP-2')
+    parser.add_argument('--num-layers', type=int, default=BLIP2_NUM_BLOCKS,
+                        help=f'layers to keep (default {BLIP2_NUM_BLOCKS}, the blip2 configs\' '
+                             'num_layers)')
+    return parser.parse_args()
+
+
+def export(args) -> None:
+    backbone = load_backbone(args.backbone, args.lora, args.alpha)
+    cls_token = load_cls_token(args.cls_token_from) if args.cls_token_from else None
+    result = export_mmpretrain_beit(backbone.state_dict, args.num_layers, cls_token)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    save_atomic(result.state_dict, args.out)
+    print(f'backbone: {backbone.layout} layout, {backbone.num_layers} blocks')
+    print(f'lora:     {describe_lora(backbone.lora) if backbone.lora else "none"}')
+    print(f'cls:      {args.cls_token_from or "the backbone"}')
+    for note in result.notes:
+        print(f'note:     {note}')
+    print(f'saved:    {args.out} (mmpretrain BEiTViT, {args.num_layers} layers, '
+          'final_norm=False)')
+
+
+def error_message(e: Exception) -> str:
+    # str(KeyError) adds quotes around the message.
+    return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+
+
+def main():
+    args = parse_args()
+    try:
+        export(args)
+    except (CheckpointError, KeyError, ValueError, OSError) as e:
+        print(f'error: {error_message(e)}', file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,270 @@
+"""Export a (LoRA-merged) EVAViT back to the layouts of the models that consume it.
+
+Hand-written because nothing installed converts *to* these layouts: mmpretrain's
+``eva_to_mmpretrain.py`` only goes from EVA to mmpretrain (and keeps a
+``backbone.`` prefix), open_clip reads original EVA-CLIP files only through
+timm's ``checkpoint_filter_fn``, and LAVIS is not a dependency. Targets:
+
+* **EVA-CLIP** (``visual.*``, ``text.*``, ``logit_scale``): the original CLIP
+  checkpoint with its vision trunk (``patch_embed``, ``blocks``, ``norm``)
+  replaced. ``cls_token``, ``pos_embed`` and the projection ``visual.head``
+  stay the CLIP checkpoint's: ViSFT trains without the cls token and never
+  changes the position table or the head.
+* **LAVIS BLIP-2** (``visual_encoder.*``): LAVIS's ``create_eva_vit_g``
+  builds EVA-ViT-G with 39 of the 40 blocks and no final norm (BLIP-2 adds
+  its own ``ln_vision``), so block 39 and ``norm`` are left out and **block
+  39's LoRA has no effect in BLIP-2**. The cls token is required.
+* **mmpretrain** ``BEiTViT`` as the ``mmpretrain::blip2/*`` configs build it
+  (39 layers, ``final_norm=False``, cls token, absolute position table):
+  ``blocks.i`` → ``layers.i``, ``norm1/2`` → ``ln1/2``, ``mlp.fc1/fc2`` →
+  ``ffn.layers.0.0/ffn.layers.1``, ``patch_embed.proj`` →
+  ``patch_embed.projection``.
+
+LAVIS's and BEiTViT's blocks are pre-norm, so EVA-ViT-E (post-norm, recognised
+by its width) is refused for them. All functions take and return plain state
+dicts; :class:`CheckpointError` says why an input does not fit.
+"""
+import os
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import torch
+
+from visft_mm.models.peft.lora_files import LoRAWeights, load_lora, merge_lora_state_dict
+from visft_mm.utils.checkpoint import CheckpointError, describe_keys
+from .eva_layouts import (BLOCK_KEY, CLIP_HEAD_PREFIX, EMBED_KEYS, NORM_KEYS, PATCH_EMBED_WEIGHT,
+                          load_eva_checkpoint)
+from .eva_vit import EVAViT
+
+StateDict = Dict[str, torch.Tensor]
+
+EVA_CLIP_PREFIX = 'visual.'
+LAVIS_PREFIX = 'visual_encoder.'
+# LAVIS create_eva_vit_g(depth=39) and the mmpretrain blip2 configs (num_layers=39).
+BLIP2_NUM_BLOCKS = 39
+# Parts of an EVA-CLIP visual tower that come from the CLIP checkpoint, not from ViSFT.
+CLIP_KEPT = ('cls_token', 'pos_embed')
+BEIT_RENAMES = (
+    ('patch_embed.proj.', 'patch_embed.projection.'),
+    ('.norm1.', '.ln1.'),
+    ('.norm2.', '.ln2.'),
+    ('.mlp.fc1.', '.ffn.layers.0.0.'),
+    ('.mlp.fc2.', '.ffn.layers.1.'),
+)
+
+
+@dataclass
+class Backbone:
+    """The EVAViT state dict to export and where it came from.
+
+    Attributes:
+        state_dict: EVAViT keys, LoRA merged when one was given.
+        layout: Layout of the backbone file (see ``eva_layouts``).
+        num_layers: Number of transformer blocks.
+        lora: The merged LoRA weights, if any.
+    """
+    state_dict: StateDict
+    layout: str
+    num_layers: int
+    lora: Optional[LoRAWeights] = None
+
+
+@dataclass
+class Export:
+    """An exported state dict and the notes a tool should print about it."""
+    state_dict: StateDict
+    notes: List[str] = field(default_factory=list)
+
+
+def load_backbone(path, lora_path=None, alpha: Optional[float] = None) -> Backbone:
+    """Read an EVA backbone in any layout ``eva_layouts`` accepts and merge
+    the LoRA file at ``lora_path`` (ours or the official layout) into it.
+
+    Raises:
+        CheckpointError: unreadable or incomplete backbone (only ``norm.*``
+            may be missing), or a LoRA file that does not fit it.
+    """
+    converted = load_eva_checkpoint(path)
+    incomplete = [k for k in converted.missing if k not in NORM_KEYS]
+    if incomplete:
+        raise CheckpointError(f'{os.fspath(path)}: incomplete {converted.layout} checkpoint, '
+                              f'missing {describe_keys(incomplete)}')
+    state_dict, lora = converted.state_dict, None
+    if lora_path is not None:
+        lora = load_lora(lora_path, alpha=alpha)
+        try:
+            state_dict = merge_lora_state_dict(state_dict, lora)
+        except (KeyError, ValueError) as e:
+            message = e.args[0] if e.args else str(e)
+            raise CheckpointError(f'{os.fspath(lora_path)} does not fit '
+                                  f'{os.fspath(path)}: {message}') from e
+    return Backbone(state_dict=state_dict, layout=converted.layout,
+                    num_layers=converted.arch['num_layers'], lora=lora)
+
+
+def load_cls_token(path) -> torch.Tensor:
+    """The ``cls_token`` of an EVA checkpoint (``eva_vit_g.pth``, EVA-CLIP,
+    BLIP-2, ...), for targets that need one when the backbone has none."""
+    state_dict = load_eva_checkpoint(path).state_dict
+    if 'cls_token' not in state_dict:
+        raise CheckpointError(f'{os.fspath(path)}: has no cls_token to take')
+    return state_dict['cls_token']
+
+
+def _num_blocks(state_dict: StateDict) -> int:
+    ids = [int(m.group(1)) for m in map(BLOCK_KEY.fullmatch, state_dict) if m]
+    return max(ids) + 1 if ids else 0
+
+
+def _check_shapes(ours: StateDict, reference: StateDict, name: str) -> None:
+    mismatched = [f'{k} {tuple(v.shape)} vs {tuple(reference[k].shape)}'
+                  for k, v in ours.items() if k in reference and v.shape != reference[k].shape]
+    if mismatched:
+        raise CheckpointError(f'the backbone does not fit {name}: shape mismatches '
+                              f'(backbone vs {name}) {describe_keys(mismatched, 3)}')
+
+
+# ------------------------------------------------------------------ EVA-CLIP
+def _clip_visual(clip_sd: StateDict, source: str) -> StateDict:
+    """The ``visual.`` tensors of an original EVA-CLIP checkpoint, unprefixed."""
+    if EVA_CLIP_PREFIX + PATCH_EMBED_WEIGHT not in clip_sd:
+        found = ('it has the open_clip/timm layout visual.trunk.*'
+                 if f'{EVA_CLIP_PREFIX}trunk.{PATCH_EMBED_WEIGHT}' in clip_sd
+                 else f'no {EVA_CLIP_PREFIX}{PATCH_EMBED_WEIGHT}')
+        raise CheckpointError(f'{source}: not an original EVA-CLIP checkpoint ({found})')
+    visual = {k[len(EVA_CLIP_PREFIX):]: v for k, v in clip_sd.items()
+              if k.startswith(EVA_CLIP_PREFIX)}
+    lacking = [EVA_CLIP_PREFIX + k for k in CLIP_KEPT if k not in visual]
+    if lacking:
+        raise CheckpointError(f'{source}: the EVA-CLIP checkpoint has no {" or ".join(lacking)}')
+    return visual
+
+
+def export_eva_clip(backbone: StateDict, clip_sd: StateDict,
+                    source: str = 'the CLIP checkpoint') -> Export:
+    """The EVA-CLIP checkpoint ``clip_sd`` with its vision trunk replaced by
+    ``backbone``; every other tensor (cls token, position table, projection
+    head, text tower, ``logit_scale``) is the CLIP checkpoint's.
+
+    Raises:
+        CheckpointError: ``clip_sd`` is not an original EVA-CLIP checkpoint,
+            or the trunks differ in keys (e.g. depth) or shapes.
+    """
+    visual = _clip_visual(clip_sd, source)
+    trunk = {k: v for k, v in backbone.items() if k not in CLIP_KEPT}
+    clip_trunk = [k for k in visual if k not in CLIP_KEPT and not k.startswith(CLIP_HEAD_PREFIX)]
+    notes = [f'replaced {len(trunk)} visual trunk tensors ({_num_blocks(trunk)} blocks); '
+             'cls_token, pos_embed, visual.head.*, text.* and the rest are the CLIP '
+             "checkpoint's"]
+    if not any(k in trunk for k in NORM_KEYS) and all(k in visual for k in NORM_KEYS):
+        clip_trunk = [k for k in clip_trunk if k not in NORM_KEYS]
+        notes.append("norm.*: the backbone has no final LayerNorm; kept the CLIP checkpoint's")
+    missing = [k for k in clip_trunk if k not in trunk]
+    extra = [k for k in trunk if k not in visual]
+    if missing or extra:
+        raise CheckpointError(
+            f'the backbone ({_num_blocks(trunk)} blocks) does not fit the visual tower of '
+            f'{source} ({_num_blocks(visual)} blocks): missing '
+            f'{describe_keys(missing, 3) or "nothing"}; '
+            f'extra {describe_keys(extra, 3) or "nothing"}')
+    _check_shapes(trunk, visual, source)
+    for key in CLIP_KEPT:
+        if key in backbone and not torch.equal(backbone[key].to(visual[key]), visual[key]):
+            notes.append(f"{key}: the backbone's differs from the CLIP checkpoint's; "
+                         "kept the CLIP checkpoint's")
+
+    ours_dtypes = {v.dtype for v in trunk.values()}
+    clip_dtypes = {visual[k].dtype for k in trunk}
+    if ours_dtypes != clip_dtypes:
+        notes.append(f'the trunk stays {"/".join(map(str, ours_dtypes))} (the CLIP checkpoint '
+                     f'holds {"/".join(map(str, clip_dtypes))}); models cast it on loading')
+
+    exported = dict(clip_sd)
+    for key, value in trunk.items():
+        exported[EVA_CLIP_PREFIX + key] = value
+    return Export(exported, notes)
+
+
+# ------------------------------------------------------------ BLIP-2 targets
+def _check_pre_norm(backbone: StateDict, target: str) -> None:
+    width = backbone[PATCH_EMBED_WEIGHT].shape[0]
+    if width == EVAViT.arch_zoo['eva-e']['embed_dims']:
+        raise CheckpointError(f'a {width}-wide backbone is EVA-ViT-E, whose blocks are post-norm; '
+                              f'{target} blocks are pre-norm and would compute other features')
+
+
+def _truncated_with_cls(backbone: StateDict, num_blocks: int, cls_token: Optional[torch.Tensor],
+                        target: str) -> Export:
+    """Blocks ``0..num_blocks-1`` with the embeddings and a cls token, no
+    final norm: the vision tower BLIP-2 runs, in EVAViT's key names."""
+    _check_pre_norm(backbone, target)
+    depth = _num_blocks(backbone)
+    if not 0 < num_blocks <= depth:
+        raise CheckpointError(f'cannot export {num_blocks} blocks for {target}: the backbone '
+                              f'has {depth}')
+    notes = []
+    if cls_token is None:
+        cls_token = backbone.get('cls_token')
+        if cls_token is None:
+            raise CheckpointError(f'{target} needs a cls token and the backbone has none '
+                                  '(ViSFT trains without it): give the base checkpoint it came '
+                                  'from (eva_vit_g.pth, EVA-CLIP or BLIP-2) as --cls-token-from')
+    elif 'cls_token' in backbone and not torch.equal(backbone['cls_token'].to(cls_token),
+                                                     cls_token):
+        notes.append("cls_token: the backbone's differs from --cls-token-from; used the latter")
+    width = backbone[PATCH_EMBED_WEIGHT].shape[0]
+    if tuple(cls_token.shape) != (1, 1, width):
+        raise CheckpointError(f'the cls token has shape {tuple(cls_token.shape)}; the backbone '
+                              f'needs (1, 1, {width})')
+
+    exported = {'cls_token': cls_token, **{k: backbone[k] for k in EMBED_KEYS}}
+    for key, value in backbone.items():
+        match = BLOCK_KEY.fullmatch(key)
+        if match and int(match.group(1)) < num_blocks:
+            exported[key] = value
+    if num_blocks < depth:
+        dropped = (f'blocks {num_blocks}..{depth - 1}' if depth - num_blocks > 1
+                   else f'block {num_blocks}')
+        notes.append(f'{dropped} and norm.* left out: {target} runs blocks 0..{num_blocks - 1} '
+                     f'and no final norm, so LoRA merged into {dropped} has no effect there')
+    else:
+        notes.append('norm.* left out: there is no final norm in this layout')
+    return Export(exported, notes)
+
+
+def export_lavis(backbone: StateDict, num_blocks: int = BLIP2_NUM_BLOCKS,
+                 cls_token: Optional[torch.Tensor] = None) -> Export:
+    """``visual_encoder.*`` keys of a LAVIS BLIP-2 model: blocks
+    ``0..num_blocks-1``, no final norm, the cls token (``cls_token`` if
+    given, else the backbone's).
+
+    Raises:
+        CheckpointError: no cls token, too few blocks, or EVA-ViT-E.
+    """
+    export = _truncated_with_cls(backbone, num_blocks, cls_token, 'LAVIS BLIP-2')
+    return Export({LAVIS_PREFIX + k: v for k, v in export.state_dict.items()}, export.notes)
+
+
+def to_beit_key(key: str) -> str:
+    """EVAViT key → mmpretrain ``BEiTViT`` key (``blocks.0.mlp.fc1.weight`` →
+    ``layers.0.ffn.layers.0.0.weight``)."""
+    if key.startswith('blocks.'):
+        key = 'layers.' + key[len('blocks.'):]
+    for old, new in BEIT_RENAMES:
+        key = key.replace(old, new)
+    return key
+
+
+def export_mmpretrain_beit(backbone: StateDict, num_layers: int = BLIP2_NUM_BLOCKS,
+                           cls_token: Optional[torch.Tensor] = None) -> Export:
+    """``BEiTViT`` keys for ``num_layers`` layers, as the ``mmpretrain::blip2``
+    configs build it (``final_norm=False``, ``with_cls_token=True``,
+    ``use_abs_pos_emb=True``, no layer scale or relative position bias).
+
+    Raises:
+        CheckpointError: no cls token, too few blocks, or EVA-ViT-E.
+    """
+    export = _truncated_with_cls(backbone, num_layers, cls_token, 'mmpretrain BLIP-2 BEiTViT')
+    export.notes.append(f'the blip2-opt configs set out_indices=-2 and read the output of layer '
+                        f'{num_layers - 2}, so layer {num_layers - 1} has no effect there either')
+    return Export({to_beit_key(k): v for k, v in export.state_dict.items()}, export.notes)
