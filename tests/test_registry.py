@@ -65,3 +65,19 @@ def test_every_mmdet_registry_has_a_visft_mm_child():
         if isinstance(registry, Registry) and registry.scope == 'mmdet':
             assert registry.name in children, f'visft_mm has no child of mmdet {name}'
             assert children[registry.name].parent is registry
+
+
+def test_prefix_resolves_from_mmseg_and_mmpretrain_scopes():
+    """A config in mmseg's or mmpretrain's world names our modules by prefix."""
+    import mmpretrain.registry
+    import mmseg.registry
+    from mmengine.registry import DefaultScope
+
+    from visft_mm.evaluation import CaptionMetric
+    from visft_mm.models import EVAViT
+    for scope, registry in (('mmseg', mmseg.registry), ('mmpretrain', mmpretrain.registry)):
+        with DefaultScope.overwrite_default_scope(scope):
+            backbone = registry.MODELS.build(
+                dict(type='visft_mm.EVAViT', arch=TINY, pretrain_img_size=28))
+            assert isinstance(backbone, EVAViT)
+            assert registry.METRICS.get('visft_mm.CaptionMetric') is CaptionMetric

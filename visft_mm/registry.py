@@ -10,7 +10,8 @@ Each node is a child of mmdet's node rather than of mmengine's root, because
 ViSFT's detection and segmentation heads, assigners and losses come from
 mmdet: inside the ``visft_mm`` scope they resolve without a prefix
 (``type='DETRHead'``). mmseg and mmpretrain modules take their prefix
-(``type='mmpretrain.LoRAModel'``).
+(``type='mmpretrain.LoRAModel'``). mmengine follows a prefix from another
+scope only to the root's direct children, so each node is listed there too.
 """
 from mmdet.registry import DATA_SAMPLERS as MMDET_DATA_SAMPLERS
 from mmdet.registry import DATASETS as MMDET_DATASETS
@@ -38,7 +39,13 @@ SCOPE = 'visft_mm'
 
 
 def _child(name, parent, locations):
-    return Registry(name, parent=parent, scope=SCOPE, locations=locations)
+    """A visft_mm node under mmdet's ``parent``, also listed among the root's
+    children: mmengine resolves a ``visft_mm.`` prefix from another scope
+    (``default_scope='mmpretrain'``) through the root, which only looks at
+    its direct children."""
+    registry = Registry(name, parent=parent, scope=SCOPE, locations=locations)
+    registry._get_root_registry()._children.setdefault(SCOPE, registry)
+    return registry
 
 
 MODELS = _child('model', MMDET_MODELS, ['visft_mm.models'])
