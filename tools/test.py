@@ -1,7 +1,10 @@
 """Test (evaluate) a model from a config and a checkpoint.
 
-    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl]
+    python tools/test.py CONFIG [CHECKPOINT] [--work-dir DIR] [--out results.pkl]
         [--cfg-options key=value ...] [--launcher pytorch]
+
+CHECKPOINT defaults to the config's ``load_from``. Paths the config lists in
+``required_paths`` are checked before anything is built.
 """
 import argparse
 
@@ -10,12 +13,14 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from visft_mm.utils.cli import add_common_arguments, load_tool_config
+from visft_mm.utils.required_paths import MissingPathsError, check_required_paths
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description='Test (and evaluate) a model')
     parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('checkpoint', nargs='?',
+                        help="checkpoint file (default: the config's load_from)")
     parser.add_argument('--out', help='dump predictions to a pickle file')
     add_common_arguments(parser)
     return parser.parse_args()
@@ -26,7 +31,14 @@ def main():
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         raise SystemExit('error: --out must be a .pkl file')
     cfg = load_tool_config(args)
-    cfg.load_from = args.checkpoint
+    if args.checkpoint is not None:
+        cfg.load_from = args.checkpoint
+    if cfg.get('load_from') is None:
+        raise SystemExit('error: give a CHECKPOINT or set load_from in the config')
+    try:
+        check_required_paths(cfg)
+    except MissingPathsError as e:
+        raise SystemExit(f'error: {e}')
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
     if args.out is not None:
         evaluator = runner.test_evaluator
