@@ -10,8 +10,9 @@ from mmengine.registry import init_default_scope
 from visft_mm.registry import MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
+EVAL = ROOT / 'configs/visft/eval'  # BLIP-2 benchmarks in mmpretrain's scope: test_eval_blip2.py
 CONFIGS = sorted(p for p in (ROOT / 'configs/visft').rglob('*.py')
-                 if not p.name.endswith('_schedule.py'))
+                 if not p.name.endswith('_schedule.py') and EVAL not in p.parents)
 PAPER = [p for p in CONFIGS if p.name.startswith('eva_')]
 
 

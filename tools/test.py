@@ -3,8 +3,10 @@
     python tools/test.py CONFIG [CHECKPOINT] [--work-dir DIR] [--out results.pkl]
         [--backbone BACKBONE] [--cfg-options key=value ...] [--launcher pytorch]
 
-CHECKPOINT is the trained model; benchmarks whose config names all its weights
-(configs/visft/eval/) need none, and take the backbone to test from --backbone.
+CHECKPOINT is the trained model (default: the config's ``load_from``);
+benchmarks whose config names all its weights (configs/visft/eval/) need none,
+and take the backbone to test from --backbone. Paths the config lists in
+``required_paths`` are checked before anything is built.
 """
 import argparse
 
@@ -13,13 +15,14 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from visft_mm.utils.cli import add_common_arguments, load_tool_config
+from visft_mm.utils.required_paths import MissingPathsError, check_required_paths
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description='Test (and evaluate) a model')
     parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', nargs='?', help='checkpoint file (default: the '
-                        "config's load_from)")
+    parser.add_argument('checkpoint', nargs='?',
+                        help="checkpoint file (default: the config's load_from)")
     parser.add_argument('--out', help='dump predictions to a pickle file')
     add_common_arguments(parser)
     return parser.parse_args()
@@ -32,6 +35,10 @@ def main():
     cfg = load_tool_config(args)
     if args.checkpoint is not None:
         cfg.load_from = args.checkpoint
+    try:
+        check_required_paths(cfg)
+    except MissingPathsError as e:
+        raise SystemExit(f'error: {e}')
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
     if args.out is not None:
         evaluator = runner.test_evaluator

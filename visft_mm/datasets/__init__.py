@@ -2,5 +2,6 @@
 import mmdet.datasets  # noqa: F401  (registers mmdet's datasets and transforms for the visft_mm scope)
 from .caption_vocab import WordVocabulary
 from .coco_caption import CocoCaptionDataset
+from .nocaps_images import NoCapsImages
 
-__all__ = ['CocoCaptionDataset', 'WordVocabulary']
+__all__ = ['CocoCaptionDataset', 'NoCapsImages', 'WordVocabulary']

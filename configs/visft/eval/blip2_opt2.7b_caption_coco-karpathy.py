@@ -1,0 +1,66 @@
+# BLIP-2 OPT-2.7b zero-shot captioning on the COCO Karpathy test split (5,000 val2014
+# images), with BLIP-2's own vision backbone or a ViSFT one (`backbone_checkpoint`).
+#
+# mmpretrain's BLIP-2 caption config, evaluation only: images resized to 364, prompt
+# "a photo of", beam search with 5 beams, at most max_txt_len=30 new tokens, min_length 1
+# (fixed in mmpretrain's Blip2Caption). Differences from it:
+# - vision features are the output of the last of the 39 blocks, as in LAVIS
+#   (mmpretrain's out_indices=-2 takes the 38th);
+# - BLEU-1..4, METEOR, ROUGE-L and CIDEr by visft_mm's CaptionMetric (no SPICE, which
+#   needs a download), against the references of the test annotation file.
+#
+#   python tools/test.py configs/visft/eval/blip2_opt2.7b_caption_coco-karpathy.py \
+#       [--cfg-options backbone_checkpoint=PATH]
+_base_ = [
+    'mmpretrain::blip2/blip2-opt2.7b_8xb32_caption.py',
+    '../../_base_/blip2_eval.py',
+]
+
+# Local inputs; tools/test.py says how to obtain any that is missing.
+blip2_checkpoint = 'checkpoints/blip2-opt2.7b_3rdparty_pretrain_20230505-b51db4e1.pth'
+opt_dir = 'checkpoints/opt-2.7b'
+qformer_config_dir = 'checkpoints/bert-base-uncased'
+data_root = 'data/coco'
+backbone_checkpoint = None  # a ViSFT vision backbone in BEiTViT layout; None: BLIP-2's own
+
+default_scope = 'mmpretrain'
+load_from = blip2_checkpoint
+model = dict(
+    tokenizer=dict(name_or_path=opt_dir),
+    text_backbone=dict(name_or_path=opt_dir),
+    multimodal_backbone=dict(model_style=qformer_config_dir),
+    vision_backbone=dict(out_indices=-1))
+
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(364, 364), interpolation='bicubic', backend='pillow'),
+    dict(type='PackInputs', algorithm_keys=['gt_caption'], meta_keys=['image_id']),
+]
+test_dataloader = dict(
+    batch_size=16,
+    num_workers=5,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    collate_fn=dict(type='default_collate'),  # mmpretrain's tools/test.py adds it; ours does not
+    dataset=dict(
+        _delete_=True,
+        type='COCOCaption',
+        data_root=data_root,
+        ann_file='annotations/coco_karpathy_test.json',
+        pipeline=test_pipeline))
+test_evaluator = dict(_delete_=True, type='visft_mm.evaluation.CaptionMetric')
+test_cfg = dict()
+
+# evaluation only
+train_dataloader = train_cfg = optim_wrapper = param_scheduler = None
+val_dataloader = val_cfg = val_evaluator = None
+
+required_paths = dict(data=[
+    dict(key='test_dataloader.dataset.ann_file', root='test_dataloader.dataset.data_root',
+         what='COCO Karpathy test annotations',
+         how='download https://storage.googleapis.com/sfr-vision-language-research/datasets/'
+             'coco_karpathy_test.json into data/coco/annotations/'),
+    dict(key='test_dataloader.dataset.data_root', subpath='val2014', what='COCO val2014 images',
+         how='download http://images.cocodataset.org/zips/val2014.zip and unzip it into '
+             'data/coco/'),
+])

@@ -1,0 +1,68 @@
+"""Check that the files a config needs exist, before anything is built.
+
+Evaluation configs that read large downloaded assets (checkpoints, Hugging
+Face model folders, datasets) list them in ``required_paths``; without the
+check a missing file surfaces late and obscurely (a Hugging Face hub lookup,
+a pycocotools traceback). ``required_paths`` maps group names to lists, so a
+config adds its groups to those of its base (mmengine merges dicts, not
+lists). Each entry names the config key that holds the path, so the check
+sees the values after ``--cfg-options``::
+
+    required_paths = dict(
+        model=[dict(key='load_from', what='BLIP-2 checkpoint', how='download URL')],
+        data=[dict(key='test_dataloader.dataset.ann_file',
+                   root='test_dataloader.dataset.data_root', what='...', how='...')])
+
+``root`` names a key holding the directory that a relative path is joined to,
+as mmengine's ``BaseDataset`` joins ``data_root``; ``subpath`` is a path
+inside the value that must exist too (images named by an annotation file).
+Keys whose value is None are not checked (an optional input that is not used).
+"""
+import os.path as osp
+from typing import Any, List
+
+from mmengine.config import Config
+
+
+class MissingPathsError(FileNotFoundError):
+    """Some paths a config needs do not exist; the message says how to get each."""
+
+
+_ABSENT = object()
+
+
+def _lookup(cfg: Config, dotted_key: str) -> Any:
+    value = cfg
+    for part in dotted_key.split('.'):
+        value = value.get(part, _ABSENT) if hasattr(value, 'get') else _ABSENT
+        if value is _ABSENT:
+            raise KeyError(f'required_paths names {dotted_key!r}, which the config lacks')
+    return value
+
+
+def missing_required_paths(cfg: Config) -> List[str]:
+    """One line per missing path listed in ``cfg.required_paths`` (a path that
+    several keys name is reported once)."""
+    problems, reported = [], set()
+    entries = [entry for group in cfg.get('required_paths', {}).values() for entry in group]
+    for entry in entries:
+        path = _lookup(cfg, entry['key'])
+        if path is None:
+            continue
+        if 'root' in entry and not osp.isabs(path):
+            path = osp.join(_lookup(cfg, entry['root']), path)
+        if 'subpath' in entry:
+            path = osp.join(path, entry['subpath'])
+        if not osp.exists(path) and path not in reported:
+            reported.add(path)
+            problems.append(f'{entry["what"]} not found at {path} (config key '
+                            f'{entry["key"]}): {entry["how"]}')
+    return problems
+
+
+def check_required_paths(cfg: Config) -> None:
+    """Raise :class:`MissingPathsError` listing every missing required path."""
+    problems = missing_required_paths(cfg)
+    if problems:
+        raise MissingPathsError('missing input files; nothing is downloaded automatically:\n  '
+                                + '\n  '.join(problems))
