@@ -2,6 +2,7 @@
 backbone it is labelled with, results are read back from mmengine's json, and
 the table shows base, ViSFT and delta."""
 import json
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -118,7 +119,6 @@ def test_compare_reads_existing_results_and_filters_metrics(tmp_path):
 def test_backbone_flag_refuses_configs_that_ignore_it(tmp_path, monkeypatch):
     import argparse
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setenv('BACKBONE_CHECKPOINT', 'restored after the test')
 
     from visft_mm.utils.cli import load_tool_config
     args = argparse.Namespace(config=toy_config(tmp_path, reads_backbone=False),
@@ -129,3 +129,4 @@ def test_backbone_flag_refuses_configs_that_ignore_it(tmp_path, monkeypatch):
     args.config = toy_config(tmp_path)
     cfg = load_tool_config(args)
     assert cfg.model.backbone.init_cfg.checkpoint == 'visft.pth'
+    assert 'BACKBONE_CHECKPOINT' not in os.environ

@@ -207,13 +207,13 @@ def test_config_is_an_mmpretrain_blip2_evaluation(path, model_type):
     assert cfg.model.vision_backbone.arch.num_layers == 39
     assert cfg.model.vision_backbone.out_indices == -1  # last of 39 blocks, as LAVIS
     assert cfg.backbone_checkpoint is None
-    assert cfg.custom_hooks == [dict(type='visft_mm.engine.BackboneCheckpointHook')]
+    assert cfg.custom_hooks == [dict(type='visft_mm.BackboneCheckpointHook')]
     assert cfg.train_dataloader is None and cfg.val_dataloader is None
     if model_type == 'Blip2VQA':
         assert cfg.model.prompt == 'Question: {} Short answer:'
         assert cfg.test_evaluator == dict(type='VQAAcc')
     else:
-        assert cfg.test_evaluator.type == 'visft_mm.evaluation.CaptionMetric'
+        assert cfg.test_evaluator.type == 'visft_mm.CaptionMetric'
 
 
 @needs_java
@@ -243,7 +243,7 @@ def test_vqav2_end_to_end_with_a_visft_backbone_gives_the_hand_computed_accuracy
     config = tiny_config(tmp_path, VQAV2, model_files, coco)
     metrics = run_test_tool(monkeypatch, config, model_files['blip2'], '--work-dir',
                             tmp_path / 'work', '--out', tmp_path / 'answers.pkl',
-                            '--cfg-options', f'backbone_checkpoint={model_files["visft_backbone"]}')
+                            '--backbone', str(model_files['visft_backbone']))
     answers = pickle.loads((tmp_path / 'answers.pkl').read_bytes())
     assert [a['pred_answer'] for a in answers] == [ANSWER] * 3
     # min(1, matching answers / 3): 10 of 10, 2 of 10, 0 of 10

@@ -2,7 +2,7 @@
 # not with mmpretrain's BLIP-2 configs: the swap of the vision backbone for the file named by
 # the top-level `backbone_checkpoint` (None: BLIP-2's own), and the model files that
 # tools/test.py checks before building anything. Nothing is downloaded.
-custom_hooks = [dict(type='visft_mm.engine.BackboneCheckpointHook')]
+custom_hooks = [dict(type='visft_mm.BackboneCheckpointHook')]
 
 required_paths = dict(model=[
     dict(key='load_from', what='BLIP-2 OPT-2.7b checkpoint (mmpretrain layout)',

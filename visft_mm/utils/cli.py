@@ -3,6 +3,7 @@ config set-up every OpenMMLab tool performs (launcher, overrides, work dir)."""
 import argparse
 import os
 import os.path as osp
+from typing import Optional
 
 from mmengine.config import Config, DictAction
 
@@ -28,14 +29,28 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 
+def read_config(path: str, backbone: Optional[str] = None) -> Config:
+    """``Config.fromfile(path)`` with ``$BACKBONE_CHECKPOINT`` set to
+    ``backbone`` while the file is read (the process environment is restored)."""
+    if backbone is None:
+        return Config.fromfile(path)
+    previous = os.environ.get(BACKBONE_ENV)
+    os.environ[BACKBONE_ENV] = backbone
+    try:
+        return Config.fromfile(path)
+    finally:
+        if previous is None:
+            del os.environ[BACKBONE_ENV]
+        else:
+            os.environ[BACKBONE_ENV] = previous
+
+
 def load_tool_config(args: argparse.Namespace) -> Config:
     """The config of ``args.config`` with launcher, ``--cfg-options`` and
     work dir applied (CLI, then config, then ``work_dirs/<config name>``)."""
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     allow_mmengine_checkpoints()
-    if args.backbone is not None:
-        os.environ[BACKBONE_ENV] = args.backbone
-    cfg = Config.fromfile(args.config)
+    cfg = read_config(args.config, args.backbone)
     if args.backbone is not None and cfg.get('backbone_checkpoint') != args.backbone:
         raise SystemExit(f'error: --backbone given, but {args.config} does not take its backbone '
                          f"from ${BACKBONE_ENV} (backbone_checkpoint = "

@@ -14,7 +14,7 @@
 #   SPICE, which needs a download; no in/near/out-domain breakdown).
 #
 #   python tools/test.py configs/visft/eval/blip2_opt2.7b_caption_nocaps.py \
-#       [--cfg-options backbone_checkpoint=PATH]
+#       [--backbone PATH]
 _base_ = [
     'mmpretrain::blip2/blip2-opt2.7b_8xb32_caption.py',
     '../../_base_/blip2_eval.py',
@@ -26,7 +26,10 @@ opt_dir = 'checkpoints/opt-2.7b'
 qformer_config_dir = 'checkpoints/bert-base-uncased'
 data_root = 'data/nocaps'
 ann_file = 'annotations/nocaps_val_4500_captions.json'
-backbone_checkpoint = None  # a ViSFT vision backbone in BEiTViT layout; None: BLIP-2's own
+# The vision backbone: a ViSFT EVA-G in BEiTViT layout from $BACKBONE_CHECKPOINT
+# (tools/test.py --backbone PATH sets it), or None, BLIP-2's own, when it is unset.
+backbone_checkpoint = (None if '{{$BACKBONE_CHECKPOINT:own}}' == 'own'
+                       else '{{$BACKBONE_CHECKPOINT:own}}')
 
 default_scope = 'mmpretrain'
 load_from = blip2_checkpoint
@@ -50,13 +53,13 @@ test_dataloader = dict(
     collate_fn=dict(type='default_collate'),  # mmpretrain's tools/test.py adds it; ours does not
     dataset=dict(
         _delete_=True,
-        type='visft_mm.datasets.NoCapsImages',
+        type='visft_mm.NoCapsImages',
         data_root=data_root,
         data_prefix=dict(img_path='images'),
         ann_file=ann_file,
         pipeline=test_pipeline))
 test_evaluator = dict(
-    _delete_=True, type='visft_mm.evaluation.CaptionMetric', ann_file=f'{data_root}/{ann_file}')
+    _delete_=True, type='visft_mm.CaptionMetric', ann_file=f'{data_root}/{ann_file}')
 test_cfg = dict()
 
 # evaluation only

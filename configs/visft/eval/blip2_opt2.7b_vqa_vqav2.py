@@ -15,7 +15,7 @@
 #   which scores a little lower) instead of the test-dev split written for the server.
 #
 #   python tools/test.py configs/visft/eval/blip2_opt2.7b_vqa_vqav2.py \
-#       [--cfg-options backbone_checkpoint=PATH]
+#       [--backbone PATH]
 _base_ = [
     'mmpretrain::blip2/blip2-opt2.7b_8xb16_vqa.py',
     '../../_base_/blip2_eval.py',
@@ -26,7 +26,10 @@ blip2_checkpoint = 'checkpoints/blip2-opt2.7b_3rdparty_pretrain_20230505-b51db4e
 opt_dir = 'checkpoints/opt-2.7b'
 qformer_config_dir = 'checkpoints/bert-base-uncased'
 data_root = 'data/coco'
-backbone_checkpoint = None  # a ViSFT vision backbone in BEiTViT layout; None: BLIP-2's own
+# The vision backbone: a ViSFT EVA-G in BEiTViT layout from $BACKBONE_CHECKPOINT
+# (tools/test.py --backbone PATH sets it), or None, BLIP-2's own, when it is unset.
+backbone_checkpoint = (None if '{{$BACKBONE_CHECKPOINT:own}}' == 'own'
+                       else '{{$BACKBONE_CHECKPOINT:own}}')
 
 default_scope = 'mmpretrain'
 load_from = blip2_checkpoint
