@@ -1,4 +1,4 @@
-"""Every config parses; the eva_1b/eva_4b configs carry the paper's settings
+"""Every ViSFT config parses; the eva_1b/eva_4b configs carry the paper's settings
 and build (with a tiny ViT standing in for the 1B/4.4B one)."""
 from pathlib import Path
 
@@ -10,8 +10,9 @@ from mmengine.registry import init_default_scope
 from visft_mm.registry import MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
+PROBES = ROOT / 'configs/visft/eval'  # mmseg/mmpretrain-scope probes: tests/test_eval_probes.py
 CONFIGS = sorted(p for p in (ROOT / 'configs/visft').rglob('*.py')
-                 if not p.name.endswith('_schedule.py'))
+                 if not p.name.endswith('_schedule.py') and PROBES not in p.parents)
 PAPER = [p for p in CONFIGS if p.name.startswith('eva_')]
 
 
