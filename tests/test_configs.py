@@ -1,4 +1,4 @@
-"""Every config parses; the eva_1b/eva_4b configs carry the paper's settings
+"""Every ViSFT config parses; the eva_1b/eva_4b configs carry the paper's settings
 and build (with a tiny ViT standing in for the 1B/4.4B one)."""
 from pathlib import Path
 
@@ -10,7 +10,8 @@ from mmengine.registry import init_default_scope
 from visft_mm.registry import MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
-EVAL = ROOT / 'configs/visft/eval'  # BLIP-2 benchmarks in mmpretrain's scope: test_eval_blip2.py
+# Benchmarks in other scopes have their own tests (tests/test_eval_*.py).
+EVAL = ROOT / 'configs/visft/eval'
 CONFIGS = sorted(p for p in (ROOT / 'configs/visft').rglob('*.py')
                  if not p.name.endswith('_schedule.py') and EVAL not in p.parents)
 PAPER = [p for p in CONFIGS if p.name.startswith('eva_')]

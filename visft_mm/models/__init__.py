@@ -2,11 +2,11 @@
 # The visft_mm scope resolves mmdet models without prefix; importing registers them.
 import mmdet.models  # noqa: F401
 
-from .backbones import EVAViT, FeaturesAsInput
+from .backbones import EVAViT, FeaturesAsInput, FrozenBackbone
 from .captioner import ImageCaptioner
 from .heads import ShowAttendTellHead
 from .peft import LoRALinear, LoRAModel
 from .visft import MultiTaskDataPreprocessor, ViSFT
 
-__all__ = ['EVAViT', 'FeaturesAsInput', 'ImageCaptioner', 'LoRALinear', 'LoRAModel',
-           'MultiTaskDataPreprocessor', 'ShowAttendTellHead', 'ViSFT']
+__all__ = ['EVAViT', 'FeaturesAsInput', 'FrozenBackbone', 'ImageCaptioner', 'LoRALinear',
+           'LoRAModel', 'MultiTaskDataPreprocessor', 'ShowAttendTellHead', 'ViSFT']

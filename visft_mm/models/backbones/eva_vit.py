@@ -9,6 +9,7 @@ checkpoints minus the ``visual.`` prefix, so loading them is a rename.
 Shapes: an image (B, 3, H, W) becomes a (B, h*w, C) token sequence, with
 h = H // 14 and w = W // 14; outputs are (B, C, h, w) feature maps.
 """
+import os
 from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
@@ -19,8 +20,15 @@ from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 
 from visft_mm.registry import MODELS
+from visft_mm.utils.checkpoint import CheckpointError
 
 ArchSpec = Dict[str, Union[int, bool]]
+EVA_CHECKPOINT_SOURCE = (
+    'base weights: LAVIS eva_vit_g.pth (EVA-ViT-G, https://storage.googleapis.com/'
+    'sfr-vision-language-research/LAVIS/models/BLIP2/eva_vit_g.pth) or '
+    'EVA02_CLIP_E_psz14_plus_s9B.pt (EVA-ViT-E, EVA-CLIP model zoo, '
+    'https://github.com/baaivision/EVA/tree/master/EVA-CLIP); ViSFT weights: merge a '
+    'LoRA file into them with tools/model_converters/merge_lora.py')
 
 
 class EVAAttention(nn.Module):
@@ -197,7 +205,11 @@ class EVAViT(BaseModule):
         initialise as EVA does (truncated normal, std 0.02)."""
         if self.init_cfg and self.init_cfg.get('type') == 'Pretrained':
             from .eva_layouts import load_eva_weights
-            load_eva_weights(self, self.init_cfg['checkpoint'])
+            checkpoint = self.init_cfg['checkpoint']
+            if not os.path.isfile(checkpoint):
+                raise CheckpointError(f'{checkpoint}: EVA checkpoint file not found; '
+                                      f'{EVA_CHECKPOINT_SOURCE}')
+            load_eva_weights(self, checkpoint)
             self._is_init = True
             return
         super().init_weights()

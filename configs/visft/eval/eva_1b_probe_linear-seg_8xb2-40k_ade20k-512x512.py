@@ -1,0 +1,69 @@
+# Out-of-domain dense probe: ADE20K semantic segmentation (150 classes, mIoU)
+# from the frozen EVA-ViT-G under a linear head. The paper has no dense probe
+# and none of the reference projects has one; the protocol is ours:
+# - backbone: the last block's stride-14 map after the final LayerNorm, the
+#   feature ViSFT trains its heads on, without a cls token (as in ViSFT);
+# - head: mmseg's FCNHead with no convs and no dropout, i.e. one 1x1 conv
+#   (mmseg has no BN + 1x1 conv head), logits upsampled bilinearly;
+# - stride 14: batches are padded to a multiple of 14 (512 crops -> 518, the
+#   padding labelled 255 = ignored), and whole-image testing pads likewise and
+#   crops the padding off the logits before resizing them to the image;
+# - CLIP mean/std, EVA-CLIP's statistics (README, deliberate differences);
+# - AdamW lr 1e-3, 1.5k warmup then linear decay, 40k iterations, 8 GPUs x 2.
+# visft_mm classes are named by import path, which mmengine resolves from
+# any scope. A `visft_mm.` scope prefix is not found from the mmseg
+# scope: mmengine looks prefixes up among the root registry's children
+# only, and visft_mm's registries hang under mmdet's.
+# Checkpoints hold the head only (FrozenBackbone): tools/test.py reloads the
+# ViT from `backbone_checkpoint`, so test with the config you trained with.
+_base_ = [
+    'mmseg::_base_/datasets/ade20k.py', 'mmseg::_base_/default_runtime.py',
+    'mmseg::_base_/schedules/schedule_40k.py'
+]
+# The base EVA-ViT-G (LAVIS eva_vit_g.pth) or a ViSFT-merged one
+# (tools/model_converters/merge_lora.py), in any layout EVAViT reads.
+backbone_checkpoint = 'checkpoints/eva_vit_g.pth'
+
+data_preprocessor = dict(
+    type='SegDataPreProcessor',
+    mean=[v * 255 for v in (0.48145466, 0.4578275, 0.40821073)],  # CLIP
+    std=[v * 255 for v in (0.26862954, 0.26130258, 0.27577711)],
+    bgr_to_rgb=True,
+    pad_val=0,
+    seg_pad_val=255,
+    size_divisor=14,
+    test_cfg=dict(size_divisor=14))
+model = dict(
+    type='EncoderDecoder',
+    data_preprocessor=data_preprocessor,
+    backbone=dict(
+        type='visft_mm.models.FrozenBackbone',
+        module=dict(
+            type='visft_mm.models.EVAViT', arch='eva-g', with_cls_token=False, out_type='featmap',
+            init_cfg=dict(type='Pretrained', checkpoint=backbone_checkpoint))),
+    decode_head=dict(
+        type='FCNHead',
+        in_channels=1408,
+        channels=1408,
+        num_convs=0,
+        concat_input=False,
+        dropout_ratio=0.0,
+        num_classes=150,
+        align_corners=False,
+        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
+    train_cfg=dict(),
+    test_cfg=dict(mode='whole'))
+
+dataset_type = 'visft_mm.datasets.benchmarks.ADE20KDataset'  # mmseg's, with clear errors
+train_dataloader = dict(batch_size=2, dataset=dict(type=dataset_type))
+val_dataloader = dict(dataset=dict(type=dataset_type))
+test_dataloader = val_dataloader
+
+optim_wrapper = dict(
+    _delete_=True,
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=1e-3, weight_decay=1e-4))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=1500),
+    dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=1500, end=40000)
+]

@@ -1,0 +1,11 @@
+# Out-of-domain linear probe on ImageNet-1k (top-1/top-5) for the frozen
+# EVA-ViT-E: the EVA-ViT-G probe with the 4.4B backbone (64 blocks, 1792 wide).
+_base_ = ['./eva_1b_probe_linear-cls_8xb128-10e_in1k.py']
+# The base EVA02-CLIP-bigE-14-plus checkpoint or a ViSFT-merged one
+# (tools/model_converters/merge_lora.py), in any layout EVAViT reads.
+backbone_checkpoint = 'checkpoints/EVA02_CLIP_E_psz14_plus_s9B.pt'
+
+model = dict(
+    backbone=dict(module=dict(
+        arch='eva-e', init_cfg=dict(type='Pretrained', checkpoint=backbone_checkpoint))),
+    head=dict(in_channels=1792))
