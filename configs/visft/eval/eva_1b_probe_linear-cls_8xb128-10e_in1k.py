@@ -10,19 +10,16 @@
 #   side 256 + centre crop 224 for testing (mmpretrain's pil_bicubic
 #   ImageNet), CLIP mean/std;
 # - AdamW lr 1e-3, 1 warm-up epoch then cosine, 10 epochs, 8 GPUs x 128.
-# visft_mm classes are named by import path, which mmengine resolves from
-# any scope. A `visft_mm.` scope prefix is not found from the mmpretrain
-# scope: mmengine looks prefixes up among the root registry's children
-# only, and visft_mm's registries hang under mmdet's.
 # Checkpoints hold the head only (FrozenBackbone): tools/test.py reloads the
-# ViT from `backbone_checkpoint`, so test with the config you trained with.
+# ViT from `backbone_checkpoint`, so test with the --backbone you trained with.
 _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs32_pil_bicubic.py',
     'mmpretrain::_base_/default_runtime.py'
 ]
 # The base EVA-ViT-G (LAVIS eva_vit_g.pth) or a ViSFT-merged one
-# (tools/model_converters/merge_lora.py), in any layout EVAViT reads.
-backbone_checkpoint = 'checkpoints/eva_vit_g.pth'
+# (tools/model_converters/merge_lora.py), in any layout EVAViT reads;
+# tools/train.py and tools/test.py --backbone PATH set it.
+backbone_checkpoint = '{{$BACKBONE_CHECKPOINT:checkpoints/eva_vit_g.pth}}'
 
 data_preprocessor = dict(
     num_classes=1000,
@@ -32,9 +29,9 @@ data_preprocessor = dict(
 model = dict(
     type='ImageClassifier',
     backbone=dict(
-        type='visft_mm.models.FrozenBackbone',
+        type='visft_mm.FrozenBackbone',
         module=dict(
-            type='visft_mm.models.EVAViT', arch='eva-g', with_cls_token=False, out_type='featmap',
+            type='visft_mm.EVAViT', arch='eva-g', with_cls_token=False, out_type='featmap',
             init_cfg=dict(type='Pretrained', checkpoint=backbone_checkpoint))),
     neck=dict(type='GlobalAveragePooling'),
     head=dict(

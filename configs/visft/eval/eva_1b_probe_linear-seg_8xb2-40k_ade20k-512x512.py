@@ -10,19 +10,16 @@
 #   crops the padding off the logits before resizing them to the image;
 # - CLIP mean/std, EVA-CLIP's statistics (README, deliberate differences);
 # - AdamW lr 1e-3, 1.5k warmup then linear decay, 40k iterations, 8 GPUs x 2.
-# visft_mm classes are named by import path, which mmengine resolves from
-# any scope. A `visft_mm.` scope prefix is not found from the mmseg
-# scope: mmengine looks prefixes up among the root registry's children
-# only, and visft_mm's registries hang under mmdet's.
 # Checkpoints hold the head only (FrozenBackbone): tools/test.py reloads the
-# ViT from `backbone_checkpoint`, so test with the config you trained with.
+# ViT from `backbone_checkpoint`, so test with the --backbone you trained with.
 _base_ = [
     'mmseg::_base_/datasets/ade20k.py', 'mmseg::_base_/default_runtime.py',
     'mmseg::_base_/schedules/schedule_40k.py'
 ]
 # The base EVA-ViT-G (LAVIS eva_vit_g.pth) or a ViSFT-merged one
-# (tools/model_converters/merge_lora.py), in any layout EVAViT reads.
-backbone_checkpoint = 'checkpoints/eva_vit_g.pth'
+# (tools/model_converters/merge_lora.py), in any layout EVAViT reads;
+# tools/train.py and tools/test.py --backbone PATH set it.
+backbone_checkpoint = '{{$BACKBONE_CHECKPOINT:checkpoints/eva_vit_g.pth}}'
 
 data_preprocessor = dict(
     type='SegDataPreProcessor',
@@ -37,9 +34,9 @@ model = dict(
     type='EncoderDecoder',
     data_preprocessor=data_preprocessor,
     backbone=dict(
-        type='visft_mm.models.FrozenBackbone',
+        type='visft_mm.FrozenBackbone',
         module=dict(
-            type='visft_mm.models.EVAViT', arch='eva-g', with_cls_token=False, out_type='featmap',
+            type='visft_mm.EVAViT', arch='eva-g', with_cls_token=False, out_type='featmap',
             init_cfg=dict(type='Pretrained', checkpoint=backbone_checkpoint))),
     decode_head=dict(
         type='FCNHead',
