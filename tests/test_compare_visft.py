@@ -54,7 +54,7 @@ TOY_MODULE = textwrap.dedent('''
 
 def toy_config(tmp_path: Path, reads_backbone: bool = True) -> str:
     (tmp_path / 'toy_benchmark.py').write_text(TOY_MODULE)
-    checkpoint = "'{{$BACKBONE_CHECKPOINT:}}'" if reads_backbone else "'fixed.pth'"
+    checkpoint = "'{{$BACKBONE_CHECKPOINT:default.pth}}'" if reads_backbone else "'fixed.pth'"
     path = tmp_path / ('toy_benchmark_cfg.py' if reads_backbone else 'fixed_cfg.py')
     path.write_text(textwrap.dedent(f'''
         default_scope = 'visft_mm'
@@ -81,6 +81,7 @@ def filled_backbone(path: Path, value: float) -> str:
 
 def test_compare_runs_each_benchmark_with_its_backbone(tmp_path, monkeypatch):
     monkeypatch.setenv('PYTHONPATH', str(tmp_path))
+    monkeypatch.syspath_prepend(str(tmp_path))
     config = toy_config(tmp_path)
     base = filled_backbone(tmp_path / 'base.pth', 1.0)
     visft = filled_backbone(tmp_path / 'visft.pth', 2.0)
@@ -130,3 +131,12 @@ def test_backbone_flag_refuses_configs_that_ignore_it(tmp_path, monkeypatch):
     cfg = load_tool_config(args)
     assert cfg.model.backbone.init_cfg.checkpoint == 'visft.pth'
     assert 'BACKBONE_CHECKPOINT' not in os.environ
+
+
+def test_compare_asks_for_probes_to_be_trained_first(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = Path(toy_config(tmp_path))
+    config.write_text(config.read_text() + "train_dataloader = dict(dataset=dict(type='ToyImages'))\n")
+    visft = filled_backbone(tmp_path / 'visft.pth', 2.0)
+    with pytest.raises(SystemExit, match='trains a probe.*tools/train.py .*--work-dir .*cmp/toy_benchmark_cfg/base'):
+        compare_visft.main([str(config), '--visft', visft, '--work-dir', str(tmp_path / 'cmp')])

@@ -9,8 +9,9 @@ Each CONFIG is a benchmark from configs/visft/eval/, which reads its backbone
 from $BACKBONE_CHECKPOINT. For each one and each backbone, the tool reads the
 metrics of an earlier run in ``<work-dir>/<config name>/<base|visft>/`` (the
 json mmengine writes after ``tools/test.py``) or, if there is none or with
-``--rerun``, runs ``tools/test.py`` there first. Without ``--base`` the base
-run uses the config's default backbone. Then it prints one row per metric:
+``--rerun``, runs ``tools/test.py`` there first; a probe, which trains before
+it tests, must have been trained there with ``tools/train.py``. Without
+``--base`` the base run uses the config's default backbone. Then it prints one row per metric:
 benchmark, metric, base, ViSFT, delta.
 """
 import argparse
@@ -20,6 +21,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
+
+from visft_mm.utils.cli import read_config
 
 ROOT = Path(__file__).resolve().parents[2]
 LABELS = ('base', 'visft')
@@ -72,6 +75,11 @@ def benchmark_metrics(config: str, label: str, backbone: Optional[str],
     work_dir = Path(args.work_dir) / osp.splitext(osp.basename(config))[0] / label
     metrics = None if args.rerun else latest_metrics(work_dir)
     if metrics is None:
+        if read_config(config, backbone).get('train_dataloader') is not None:
+            raise SystemExit(
+                f'error: {config} trains a probe before testing it; no results in {work_dir}. '
+                f'Run: python tools/train.py {config} '
+                + (f'--backbone {backbone} ' if backbone else '') + f'--work-dir {work_dir}')
         print(f'running {config} with the {label} backbone '
               f'({backbone or "the config default"}) in {work_dir}', flush=True)
         subprocess.run(test_command(config, work_dir, backbone, args.nproc), check=True)
