@@ -1,12 +1,14 @@
-"""Models of visft_mm: the EVA vision transformer, its LoRA and the task heads."""
+"""Models of visft_mm: the EVA vision transformer, its LoRA, the task heads
+and EVA-CLIP for the out-of-domain benchmarks."""
 # The visft_mm scope resolves mmdet models without prefix; importing registers them.
 import mmdet.models  # noqa: F401
 
 from .backbones import EVAViT, FeaturesAsInput, FrozenBackbone
 from .captioner import ImageCaptioner
+from .eva_clip import EVACLIP
 from .heads import ShowAttendTellHead
 from .peft import LoRALinear, LoRAModel
 from .visft import MultiTaskDataPreprocessor, ViSFT
 
-__all__ = ['EVAViT', 'FeaturesAsInput', 'FrozenBackbone', 'ImageCaptioner', 'LoRALinear',
-           'LoRAModel', 'MultiTaskDataPreprocessor', 'ShowAttendTellHead', 'ViSFT']
+__all__ = ['EVACLIP', 'EVAViT', 'FeaturesAsInput', 'FrozenBackbone', 'ImageCaptioner',
+           'LoRALinear', 'LoRAModel', 'MultiTaskDataPreprocessor', 'ShowAttendTellHead', 'ViSFT']

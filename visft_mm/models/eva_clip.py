@@ -1,0 +1,343 @@
+"""EVA-CLIP for the out-of-domain benchmarks: zero-shot classification and
+image-text retrieval, with the vision tower's blocks taken from a (ViSFT) backbone.
+
+Hand-written because mmpretrain's ``CLIP`` has no EVA vision tower and no EVA
+text configs, fetches its tokenizer from the Hugging Face hub, and has no
+``predict_all`` for its ``RetrievalTestLoop``. The parts are reused: the
+image tower is :class:`EVAViT` (cls token, final norm) plus the projection
+``visual.head``; the text tower and BPE tokenizer are open_clip's (its
+``EVA01-g-14`` / ``EVA02-E-14-plus`` configs, tokenizer vocabulary shipped
+with the package); class names and prompts are mmpretrain's.
+
+Weights come from an original EVA-CLIP checkpoint (``visual.*``, ``text.*``,
+``logit_scale``) at construction, since test runs never call ``init_weights``.
+"""
+import logging
+import os
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.logging import print_log
+from mmengine.model import BaseModel
+from mmpretrain.models.multimodal.blip.blip_retrieval import all_gather_concat
+from mmpretrain.models.multimodal.clip.clip import PROMPT_MAP
+from mmpretrain.structures import DataSample
+from open_clip import get_model_config
+from open_clip.model import _build_text_tower
+from open_clip.tokenizer import SimpleTokenizer
+
+from visft_mm.datasets.imagenet_variants import imagenet_class_names
+from visft_mm.models.backbones import EVAViT
+from visft_mm.models.backbones.eva_layouts import (DDP_PREFIX, ConvertedCheckpoint,
+                                                   convert_eva_state_dict, load_checkpoint_file,
+                                                   load_eva_checkpoint)
+from visft_mm.models.peft.lora import is_lora_key
+from visft_mm.registry import MODELS
+from visft_mm.utils.checkpoint import CheckpointError, describe_keys
+
+# Original EVA-CLIP checkpoints of the open_clip configs, for error messages.
+EVA_CLIP_FILES = {
+    'EVA01-g-14': 'EVA01_CLIP_g_14_psz14_s11B.pt',
+    'EVA02-E-14-plus': 'EVA02_CLIP_E_psz14_plus_s9B.pt',
+}
+EVA_CLIP_URL = 'https://huggingface.co/QuanSun/EVA-CLIP'
+BACKBONE_HOW_TO_GET = ('write a base backbone with tools/model_converters/eva2visft.py or a '
+                       'ViSFT one with tools/model_converters/merge_lora.py')
+# Vision-tower tensors the CLIP file keeps when a backbone replaces the rest:
+# they pair with the CLIP projection head, and ViSFT never trains them.
+CLIP_OWNED_VISUAL_KEYS = ('cls_token', 'pos_embed', 'norm.weight', 'norm.bias')
+HEAD_PREFIX = 'visual.head.'
+TEXT_PREFIX = 'text.'
+# EVA-CLIP's (OpenAI CLIP's) normalisation, of 0..255 RGB pixels.
+CLIP_MEAN = [0.48145466 * 255, 0.4578275 * 255, 0.40821073 * 255]
+CLIP_STD = [0.26862954 * 255, 0.26130258 * 255, 0.27577711 * 255]
+# Prompts per text-tower call when building the zero-shot classifier.
+TEXT_BATCH_SIZE = 1024
+
+Template = Callable[[str], str]
+
+
+def check_checkpoint_files(clip_checkpoint: str, backbone_checkpoint: Optional[str],
+                           clip_file: str = 'the EVA-CLIP checkpoint') -> None:
+    """Raise :class:`CheckpointError` naming a missing file and how to get it."""
+    if not os.path.isfile(clip_checkpoint):
+        raise CheckpointError(f'EVA-CLIP checkpoint {clip_checkpoint} not found; download '
+                              f'{clip_file} from {EVA_CLIP_URL} and put it there (or set '
+                              'model.clip_checkpoint)')
+    if backbone_checkpoint and not os.path.isfile(backbone_checkpoint):
+        raise CheckpointError(f'backbone checkpoint {backbone_checkpoint} not found; '
+                              f'{BACKBONE_HOW_TO_GET}')
+
+
+def captions_of(sample: DataSample) -> List[str]:
+    """The captions of a retrieval sample (``text``: one string or a list)."""
+    return list(sample.text) if isinstance(sample.text, (list, tuple)) else [sample.text]
+
+
+def resolve_templates(templates: Union[str, Sequence[str]]) -> List[Template]:
+    """Prompt templates: a name of mmpretrain's ``PROMPT_MAP``
+    (``'openai_imagenet'``: CLIP's 80 ImageNet prompts, ``'vanilla'``: one)
+    or format strings with ``{}`` for the class name."""
+    if isinstance(templates, str):
+        if templates not in PROMPT_MAP:
+            raise KeyError(f'unknown prompt templates {templates!r}; choose from '
+                           f'{sorted(PROMPT_MAP)} or give format strings')
+        return list(PROMPT_MAP[templates])
+    return [template.format for template in templates]
+
+
+def resolve_class_names(class_names: Union[str, Sequence[str]]) -> List[str]:
+    """Class names: ``'imagenet'`` or an ImageNet variant (``'imagenet-a'``,
+    ``'imagenet-r'``: their 200 classes), or the names themselves."""
+    if isinstance(class_names, str):
+        return imagenet_class_names(class_names)
+    return list(class_names)
+
+
+@MODELS.register_module()
+class EVACLIP(BaseModel):
+    """EVA-CLIP whose vision-tower blocks may come from a separate backbone.
+
+    ``mode='predict'`` classifies images zero-shot against ``class_names``
+    (every name in every template, embeddings averaged per class, built once);
+    ``mode='tensor'`` returns normalised image features and the features of
+    the data samples' ``text`` for mmpretrain's ``RetrievalTestLoop``, which
+    then calls :meth:`predict_all`.
+
+    Args:
+        clip_checkpoint: Original EVA-CLIP checkpoint (``visual.*``, ``text.*``,
+            ``logit_scale``), e.g. ``EVA01_CLIP_g_14_psz14_s11B.pt``.
+        backbone_checkpoint: EVA backbone (any layout ``eva2visft.py`` reads;
+            e.g. base or ViSFT-merged) whose ``patch_embed`` and ``blocks``
+            replace the CLIP file's. ``cls_token``, ``pos_embed``, the final
+            norm and the projection head stay the CLIP file's. None or
+            ``clip_checkpoint`` itself: the CLIP file's own vision tower.
+        vision_arch: :class:`EVAViT` arch (``'eva-g'``, ``'eva-e'`` or a dict).
+        open_clip_model: open_clip config giving the text tower and the
+            embedding size (``'EVA01-g-14'``, ``'EVA02-E-14-plus'``).
+        embed_dim: Overrides the config's joint embedding size.
+        text_cfg: Overrides entries of the config's ``text_cfg``.
+        class_names: Zero-shot classes (see :func:`resolve_class_names`).
+        prompt_templates: Zero-shot prompts (see :func:`resolve_templates`).
+        data_preprocessor: By default mmpretrain's ``MultiModalDataPreprocessor``
+            with EVA-CLIP's normalisation (OpenAI CLIP mean/std, BGR→RGB).
+    """
+
+    def __init__(self,
+                 clip_checkpoint: str,
+                 backbone_checkpoint: Optional[str] = None,
+                 vision_arch: Union[str, dict] = 'eva-g',
+                 open_clip_model: str = 'EVA01-g-14',
+                 embed_dim: Optional[int] = None,
+                 text_cfg: Optional[dict] = None,
+                 class_names: Union[str, Sequence[str]] = 'imagenet',
+                 prompt_templates: Union[str, Sequence[str]] = 'openai_imagenet',
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None):
+        if data_preprocessor is None:
+            data_preprocessor = dict(type='mmpretrain.MultiModalDataPreprocessor',
+                                     mean=CLIP_MEAN, std=CLIP_STD, to_rgb=True)
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        config = get_model_config(open_clip_model)
+        if config is None:
+            raise KeyError(f'open_clip has no model config {open_clip_model!r}')
+        # Before building the towers, which takes long at full size.
+        check_checkpoint_files(clip_checkpoint, backbone_checkpoint,
+                               EVA_CLIP_FILES.get(open_clip_model, 'the EVA-CLIP checkpoint'))
+        embed_dim = embed_dim or config['embed_dim']
+        text_cfg = {**config['text_cfg'], **(text_cfg or {})}
+
+        self.visual = EVAViT(arch=vision_arch, with_cls_token=True, out_type='cls_token')
+        self.visual_proj = nn.Linear(self.visual.embed_dims, embed_dim)  # EVA-CLIP's visual.head
+        self.text = _build_text_tower(embed_dim, text_cfg)
+        self.logit_scale = nn.Parameter(torch.zeros([]))
+        self.tokenizer = SimpleTokenizer(context_length=text_cfg['context_length'])
+
+        self.class_names = resolve_class_names(class_names)
+        self.prompt_templates = resolve_templates(prompt_templates)
+        self.class_embeddings: Optional[torch.Tensor] = None  # built by the first predict
+
+        self._load_weights(clip_checkpoint, backbone_checkpoint)
+
+    def init_weights(self):
+        """Nothing to do: the weights were loaded from the checkpoints when the
+        model was built (re-initialising would overwrite them)."""
+
+    # ---------------------------------------------------------------- weights
+    def _load_weights(self, clip_checkpoint: str, backbone_checkpoint: Optional[str]) -> None:
+        """Load ``clip_checkpoint`` and, if given, the blocks of
+        ``backbone_checkpoint`` (existing files); every key must fit (strict),
+        else :class:`CheckpointError` before anything is loaded."""
+        weights = self.clip_state_dict(clip_checkpoint)
+        if backbone_checkpoint:
+            if os.path.samefile(backbone_checkpoint, clip_checkpoint):
+                print_log(f'{clip_checkpoint}: the backbone is the CLIP file\'s own vision tower',
+                          logger='current', level=logging.INFO)
+            else:
+                self.replace_trunk(weights, backbone_checkpoint, clip_checkpoint)
+
+        own = self.state_dict()
+        missing = [k for k in own if k not in weights]
+        unexpected = [k for k in weights if k not in own]
+        mismatched = [f'{k} {tuple(weights[k].shape)} in the file vs {tuple(own[k].shape)}'
+                      for k in weights if k in own and weights[k].shape != own[k].shape]
+        if missing or unexpected or mismatched:
+            problems = [f'{title} {len(keys)} ({describe_keys(keys, 3)})'
+                        for title, keys in (('missing', missing), ('unexpected', unexpected),
+                                            ('shape mismatches', mismatched)) if keys]
+            source = clip_checkpoint + (f' with the blocks of {backbone_checkpoint}'
+                                        if backbone_checkpoint else '')
+            raise CheckpointError(f'{source}: the weights do not fit this '
+                                  f'{type(self).__name__}: {"; ".join(problems)}')
+        self.load_state_dict(weights, strict=True)
+        print_log(f'{clip_checkpoint}: loaded {len(weights)} EVA-CLIP tensors',
+                  logger='current', level=logging.INFO)
+
+    @staticmethod
+    def clip_state_dict(path: str) -> Dict[str, torch.Tensor]:
+        """The tensors of an original EVA-CLIP checkpoint under this model's
+        names (``visual.head.*`` becomes ``visual_proj.*``)."""
+        sd = load_checkpoint_file(path)
+        if all(k.startswith(DDP_PREFIX) for k in sd):
+            sd = {k[len(DDP_PREFIX):]: v for k, v in sd.items()}
+        converted = convert_eva_state_dict(sd, source=path)
+        if converted.layout != 'eva_clip':
+            raise CheckpointError(f'{path}: a {converted.layout} vision-tower checkpoint, not a '
+                                  'full EVA-CLIP one (visual.*, text.*, logit_scale); pass it '
+                                  'as backbone_checkpoint')
+        weights = {f'visual.{k}': v for k, v in converted.state_dict.items()}
+        unknown = []
+        for key, value in sd.items():
+            if key.startswith(HEAD_PREFIX):
+                weights['visual_proj.' + key[len(HEAD_PREFIX):]] = value
+            elif key.startswith(TEXT_PREFIX) or key == 'logit_scale':
+                weights[key] = value
+            elif not key.startswith('visual.'):
+                unknown.append(key)
+        if unknown:
+            raise CheckpointError(f'{path}: {len(unknown)} keys are neither visual.*, text.* nor '
+                                  f'logit_scale: {describe_keys(unknown)}')
+        return weights
+
+    def replace_trunk(self, weights: Dict[str, torch.Tensor], backbone_path: str,
+                      clip_path: str) -> None:
+        """Put the ``patch_embed`` and ``blocks`` of ``backbone_path`` into
+        ``weights`` (which holds the CLIP file's)."""
+        backbone: ConvertedCheckpoint = load_eva_checkpoint(backbone_path)
+        lora = [k for k in backbone.dropped if is_lora_key(k)]
+        if lora:
+            raise CheckpointError(f'{backbone_path}: holds {len(lora)} LoRA tensors, which would '
+                                  'be ignored; merge them into the backbone first with '
+                                  'tools/model_converters/merge_lora.py')
+        trunk = {k: v for k, v in backbone.state_dict.items() if k not in CLIP_OWNED_VISUAL_KEYS}
+        unknown = [f'visual.{k}' for k in trunk if f'visual.{k}' not in weights]
+        if unknown:
+            raise CheckpointError(f'{backbone_path}: the {backbone.layout} backbone has tensors '
+                                  f'the EVA-CLIP vision tower lacks: {describe_keys(unknown)}')
+        clip_blocks = {k for k in weights if k.startswith('visual.blocks.')}
+        if {f'visual.{k}' for k in trunk if k.startswith('blocks.')} != clip_blocks:
+            raise CheckpointError(f'{backbone_path}: the {backbone.layout} backbone has '
+                                  f'{backbone.arch["num_layers"]} blocks, not all blocks of '
+                                  f'{clip_path}')
+        clip_pos = weights['visual.pos_embed']
+        own_pos = backbone.state_dict.get('pos_embed')
+        if own_pos is not None and (own_pos.shape != clip_pos.shape or not torch.allclose(
+                own_pos.float(), clip_pos.float(), rtol=1e-3, atol=1e-3)):
+            print_log(f'{backbone_path}: its pos_embed differs from the one of {clip_path}, which '
+                      'ViSFT would have kept: is the backbone derived from this EVA-CLIP model?',
+                      logger='current', level=logging.WARNING)
+        weights.update({f'visual.{k}': v for k, v in trunk.items()})
+        print_log(f'{backbone_path}: patch_embed and {backbone.arch["num_layers"]} blocks from '
+                  f'this {backbone.layout} backbone; cls_token, pos_embed, norm and the '
+                  f'projection head from {clip_path}', logger='current', level=logging.INFO)
+
+    # ---------------------------------------------------------------- forward
+    def forward(self, images: torch.Tensor, data_samples: Optional[List[DataSample]] = None,
+                mode: str = 'predict'):
+        if mode == 'predict':
+            return self.predict(images, data_samples)
+        if mode == 'tensor':
+            return self.extract_feat(images, data_samples)
+        raise RuntimeError(f'{type(self).__name__} evaluates only; invalid mode {mode!r}')
+
+    def extract_image_feat(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) → unnormalised CLIP image embeddings (B, D)."""
+        return self.visual_proj(self.visual(images)[0])
+
+    def extract_text_feat(self, texts: Sequence[str]) -> torch.Tensor:
+        """Strings → unnormalised CLIP text embeddings (N, D)."""
+        tokens = self.tokenizer(list(texts)).to(self.logit_scale.device)
+        return self.text(tokens)
+
+    def extract_feat(self, images: torch.Tensor,
+                     data_samples: Optional[List[DataSample]] = None) -> Dict[str, torch.Tensor]:
+        """Normalised ``image_feat`` and, for samples with ``text`` (one
+        caption or a list), ``text_feat`` in sample-then-caption order."""
+        feats = {'image_feat': F.normalize(self.extract_image_feat(images), dim=-1)}
+        texts = [text for sample in data_samples or [] if 'text' in sample
+                 for text in captions_of(sample)]
+        if texts:
+            feats['text_feat'] = F.normalize(self.extract_text_feat(texts), dim=-1)
+        return feats
+
+    # ---------------------------------------------------- zero-shot classification
+    def build_class_embeddings(self, class_names: Sequence[str]) -> torch.Tensor:
+        """(num_classes, D) zero-shot classifier: per class, the normalised
+        mean of its normalised prompt embeddings (CLIP's prompt ensembling)."""
+        prompts = [template(name) for name in class_names for template in self.prompt_templates]
+        print_log(f'zero-shot classifier: {len(class_names)} classes x '
+                  f'{len(self.prompt_templates)} prompts', logger='current', level=logging.INFO)
+        feats = torch.cat([F.normalize(self.extract_text_feat(prompts[i:i + TEXT_BATCH_SIZE]),
+                                       dim=-1)
+                           for i in range(0, len(prompts), TEXT_BATCH_SIZE)])
+        per_class = feats.view(len(class_names), len(self.prompt_templates), -1).mean(dim=1)
+        return F.normalize(per_class, dim=-1)
+
+    def predict(self, images: torch.Tensor,
+                data_samples: Optional[List[DataSample]] = None) -> List[DataSample]:
+        """Zero-shot classification: ``pred_score`` (softmax of the scaled
+        cosine similarities to the classes) and ``pred_label`` per image."""
+        if self.class_embeddings is None:
+            self.class_embeddings = self.build_class_embeddings(self.class_names)
+        image_feat = F.normalize(self.extract_image_feat(images), dim=-1)
+        logits = self.logit_scale.exp() * image_feat @ self.class_embeddings.to(image_feat).t()
+        scores = logits.softmax(dim=-1)
+        labels = scores.argmax(dim=-1, keepdim=True)
+        data_samples = data_samples or [DataSample() for _ in range(len(images))]
+        for sample, score, label in zip(data_samples, scores, labels):
+            sample.set_pred_score(score).set_pred_label(label)
+        return data_samples
+
+    # ------------------------------------------------------------ retrieval
+    def predict_all(self, feats: Dict[str, torch.Tensor], data_samples: List[DataSample],
+                    num_images: Optional[int] = None,
+                    num_texts: Optional[int] = None) -> Tuple[List[DataSample], List[DataSample]]:
+        """Image→text and text→image retrieval for mmpretrain's ``RetrievalTestLoop``.
+
+        ``feats`` and ``data_samples`` are this process's (one sample per image,
+        holding its captions' ``gt_text_id`` and ``gt_image_id``); the other
+        side is gathered from all processes and cut to ``num_images`` /
+        ``num_texts`` (the sampler's padding). Scores are cosine similarities.
+
+        Returns:
+            One sample per local image (``pred_score`` over all texts,
+            ``gt_label`` = its caption ids) and one per local caption
+            (``pred_score`` over all images, ``gt_label`` = its image id).
+        """
+        image_feat, text_feat = feats['image_feat'], feats['text_feat']
+        all_images = all_gather_concat(image_feat)[:num_images]
+        all_texts = all_gather_concat(text_feat)[:num_texts]
+
+        i2t_samples = []
+        for sample, score in zip(data_samples, image_feat @ all_texts.t()):
+            sample.gt_label = sample.gt_text_id
+            i2t_samples.append(sample.set_pred_score(score))
+        captions = [(text, image_id) for sample in data_samples
+                    for text, image_id in zip(captions_of(sample), sample.gt_image_id)]
+        if len(captions) != len(text_feat):
+            raise ValueError(f'{len(text_feat)} text features for {len(captions)} captions')
+        t2i_samples = [DataSample(text=text, gt_label=image_id).set_pred_score(score)
+                       for (text, image_id), score in zip(captions, text_feat @ all_images.t())]
+        return i2t_samples, t2i_samples
