@@ -1,0 +1,15 @@
+# Zero-shot image-text retrieval on Flickr30k (Karpathy 1k test) with
+# EVA01-CLIP-g/14: i2t and t2i Recall@1/5/10. Same model and transform as
+# evaclip_g_retrieval_coco.py; backbone from $BACKBONE_CHECKPOINT.
+_base_ = './evaclip_g_retrieval_coco.py'
+
+test_dataloader = dict(
+    dataset=dict(
+        _delete_=True,
+        type='visft_mm.datasets.Flickr30kRetrieval',
+        data_root='data/flickr30k',
+        ann_file='annotations/dataset_flickr30k.json',
+        data_prefix='images',
+        split='test',
+        pipeline={{_base_.test_pipeline}},
+        test_mode=True))
