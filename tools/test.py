@@ -3,10 +3,11 @@
     python tools/test.py CONFIG [CHECKPOINT] [--work-dir DIR] [--out results.pkl]
         [--backbone BACKBONE] [--cfg-options key=value ...] [--launcher pytorch]
 
-CHECKPOINT is the trained model (default: the config's ``load_from``);
-benchmarks whose config names all its weights (configs/visft/eval/) need none,
-and take the backbone to test from --backbone. Paths the config lists in
-``required_paths`` are checked before anything is built.
+CHECKPOINT is the trained model (default: the config's ``load_from``; an empty
+one counts as none, for tools/dist_test.sh CONFIG "" GPUS); benchmarks whose
+config names all its weights (configs/visft/eval/) need none, and take the
+backbone to test from --backbone. Paths the config lists in ``required_paths``
+are checked before anything is built.
 """
 import argparse
 
@@ -33,7 +34,7 @@ def main():
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         raise SystemExit('error: --out must be a .pkl file')
     cfg = load_tool_config(args)
-    if args.checkpoint is not None:
+    if args.checkpoint:
         cfg.load_from = args.checkpoint
     try:
         check_required_paths(cfg)
