@@ -13,6 +13,7 @@ import json
 import re
 import runpy
 import sys
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +23,10 @@ import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.dataset import default_collate
 from mmengine.registry import DATASETS, MODELS, DefaultScope, init_default_scope
-from open_clip import get_model_config
-from open_clip.model import _build_text_tower
 from mmpretrain.datasets.categories import IMAGENET_SIMPLE_CATEGORIES
 from mmpretrain.structures import DataSample
+from open_clip import get_model_config
+from open_clip.model import _build_text_tower
 from PIL import Image
 
 from visft_mm.datasets import imagenet_class_names, imagenet_variant_folders
@@ -67,8 +68,7 @@ def restore_default_scope():
     previous = DefaultScope.get_current_instance()
     yield
     if previous is not None:
-        DefaultScope.get_instance(f'restore-{id(previous)}-{torch.randint(1 << 30, ())}',
-                                  scope_name=previous.scope_name)
+        DefaultScope.get_instance(f'restore-{uuid.uuid4().hex}', scope_name=previous.scope_name)
 
 
 # ------------------------------------------------------------------ assets
@@ -275,10 +275,11 @@ def test_retrieval_config_scores_the_known_answer(benchmark, size, tmp_path, mon
 
 
 def test_backbone_flag_replaces_the_blocks_and_keeps_the_clip_norm(tmp_path, monkeypatch):
-    """--backbone with the CLIP model's own blocks in our layout, saved the way
-    eva2visft.py writes a LAVIS-derived backbone (no cls_token, final norm at
-    its default init): the CLIP norm and head still apply, so the known answer
-    stays; a backbone with other blocks changes the embeddings."""
+    """--backbone with the CLIP model's own blocks in our layout, as a backbone
+    trained from LAVIS's eva_vit_g.pth (no final norm) is saved: no cls_token,
+    final norm at its default init. The CLIP file's norm and head still apply,
+    so the known answer stays. With other blocks, exactly patch_embed and the
+    blocks come from the backbone."""
     data_root = tmp_path / 'data'
     truth = make_coco_karpathy(data_root)
     clip_path = tmp_path / 'tiny_clip.pth'
