@@ -29,8 +29,8 @@ from open_clip import get_model_config
 from open_clip.model import _build_text_tower
 from PIL import Image
 
-from visft_mm.datasets import imagenet_class_names, imagenet_variant_folders
-from visft_mm.datasets.benchmarks import IMAGENET_SYNSETS
+from visft_mm.datasets.imagenet_variants import (IMAGENET_SYNSETS, imagenet_class_names,
+                                                 imagenet_variant_folders)
 from visft_mm.evaluation import RetrievalRecall
 from visft_mm.models import EVACLIP, EVAViT
 from visft_mm.utils.checkpoint import CheckpointError
@@ -183,12 +183,11 @@ def make_flickr30k_karpathy(root: Path) -> dict:
 
 def tiny_config(tmp_path: Path, config: str, size: str, clip_path: Path, data_root: Path) -> Path:
     """A child of the real config with the tiny model and the generated data;
-    the backbone still comes from $BACKBONE_CHECKPOINT, by default the CLIP file."""
+    the backbone still comes from the real config's $BACKBONE_CHECKPOINT."""
     path = tmp_path / f'tiny_{config}'
     path.write_text(f'''
 _base_ = {str(EVAL_CONFIGS / config)!r}
-backbone_checkpoint = '{{{{$BACKBONE_CHECKPOINT:{clip_path}}}}}'
-model = dict(clip_checkpoint={str(clip_path)!r}, backbone_checkpoint=backbone_checkpoint,
+model = dict(clip_checkpoint={str(clip_path)!r},
              vision_arch=dict(_delete_=True, **{tiny_arch(size)!r}), embed_dim={EMBED_DIM},
              text_cfg={TINY_TEXT!r}, prompt_templates='vanilla')
 test_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
@@ -229,9 +228,7 @@ def run_test_tool(monkeypatch, config: Path, work_dir: Path, *options: str) -> d
     """``python tools/test.py CONFIG --work-dir DIR [options]`` in this process;
     the metrics it logged."""
     monkeypatch.setenv('LOCAL_RANK', '0')
-    # --backbone sets it: setenv records its state for the restore, delenv clears it.
-    monkeypatch.setenv('BACKBONE_CHECKPOINT', '')
-    monkeypatch.delenv('BACKBONE_CHECKPOINT')
+    monkeypatch.delenv('BACKBONE_CHECKPOINT', raising=False)  # each run's comes from --backbone
     monkeypatch.setattr(sys, 'argv', ['tools/test.py', str(config), '--work-dir', str(work_dir),
                                       *options])
     runpy.run_path(str(ROOT / 'tools/test.py'), run_name='__main__')
@@ -274,12 +271,12 @@ def test_retrieval_config_scores_the_known_answer(benchmark, size, tmp_path, mon
         assert metrics[f'{direction}/retrieval/Recall@10'] == pytest.approx(100.0)
 
 
-def test_backbone_flag_replaces_the_blocks_and_keeps_the_clip_norm(tmp_path, monkeypatch):
-    """--backbone with the CLIP model's own blocks in our layout, as a backbone
-    trained from LAVIS's eva_vit_g.pth (no final norm) is saved: no cls_token,
-    final norm at its default init. The CLIP file's norm and head still apply,
-    so the known answer stays. With other blocks, exactly patch_embed and the
-    blocks come from the backbone."""
+def test_backbone_flag_replaces_the_vision_trunk(tmp_path, monkeypatch):
+    """--backbone with the CLIP model's own trunk in our layout, as eva2visft.py
+    writes LAVIS's eva_vit_g.pth (no cls_token, no final norm): the CLIP file's
+    cls token, position table, norm and head apply, so the known answer stays.
+    A backbone with other weights supplies patch_embed, blocks and norm, as
+    visft2evaclip.py exports it; an unmerged LoRA is refused."""
     data_root = tmp_path / 'data'
     truth = make_coco_karpathy(data_root)
     clip_path = tmp_path / 'tiny_clip.pth'
@@ -287,9 +284,8 @@ def test_backbone_flag_replaces_the_blocks_and_keeps_the_clip_norm(tmp_path, mon
     clip_state = tiny_clip_state_dict('g')
     solve_projection_head(tiny, clip_state, clip_path, truth, caption_embedding)
     backbone = {k[len('visual.'):]: v for k, v in clip_state.items()
-                if k.startswith('visual.') and not k.startswith(('visual.head.',
+                if k.startswith('visual.') and not k.startswith(('visual.head.', 'visual.norm.',
                                                                  'visual.cls_token'))}
-    backbone.update({'norm.weight': torch.ones(32), 'norm.bias': torch.zeros(32)})
     torch.save(backbone, tmp_path / 'backbone.pth')
 
     metrics = run_test_tool(monkeypatch, tiny, tmp_path / 'work', '--backbone',
@@ -298,14 +294,23 @@ def test_backbone_flag_replaces_the_blocks_and_keeps_the_clip_norm(tmp_path, mon
     assert metrics['t2i/retrieval/Recall@1'] == pytest.approx(100.0)
 
     other = {k: v + 0.5 for k, v in backbone.items()}
+    other.update({'norm.weight': torch.full((32,), 2.0), 'norm.bias': torch.ones(32)})
     torch.save(other, tmp_path / 'other.pth')
     model = tiny_clip('g', clip_checkpoint=str(clip_path),
                       backbone_checkpoint=str(tmp_path / 'other.pth'))
     loaded = model.visual.state_dict()
     for key, value in other.items():
-        from_backbone = key.startswith(('blocks.', 'patch_embed.'))
+        from_backbone = not key.startswith(('cls_token', 'pos_embed'))
         expected = value if from_backbone else clip_state[f'visual.{key}']
         assert torch.equal(loaded[key], expected), key
+    assert torch.equal(loaded['cls_token'], clip_state['visual.cls_token'])
+
+    other['blocks.0.attn.qkv.lora_A'] = torch.zeros(4, 32)
+    other['blocks.0.attn.qkv.lora_B'] = torch.zeros(96, 2)
+    torch.save(other, tmp_path / 'lora.pth')
+    with pytest.raises(CheckpointError, match='LoRA tensors.*merge_lora.py'):
+        tiny_clip('g', clip_checkpoint=str(clip_path),
+                  backbone_checkpoint=str(tmp_path / 'lora.pth'))
 
 
 def test_configs_name_the_paper_models_and_benchmarks():
@@ -315,11 +320,12 @@ def test_configs_name_the_paper_models_and_benchmarks():
         cfg = Config.fromfile(str(path))
         size = path.name.split('_')[1]
         assert cfg.default_scope == 'mmpretrain'
-        assert cfg.model.type == 'visft_mm.models.EVACLIP'
+        assert cfg.model.type == 'visft_mm.EVACLIP'
         assert cfg.model.vision_arch == {'g': 'eva-g', 'e': 'eva-e'}[size]
         assert cfg.model.open_clip_model == {'g': 'EVA01-g-14', 'e': 'EVA02-E-14-plus'}[size]
-        assert cfg.model.backbone_checkpoint == cfg.backbone_checkpoint == \
-            cfg.model.clip_checkpoint  # by default the CLIP file's own vision tower
+        assert cfg.model.clip_checkpoint == 'checkpoints/' + {
+            'g': 'EVA01_CLIP_g_14_psz14_s11B.pt', 'e': 'EVA02_CLIP_E_psz14_plus_s9B.pt'}[size]
+        assert cfg.model.backbone_checkpoint is cfg.backbone_checkpoint is None  # CLIP's own
         resize, crop = cfg.test_dataloader.dataset.pipeline[1:3]
         assert (resize.type, resize.scale, resize.edge, resize.interpolation) == \
             ('ResizeEdge', 224, 'short', 'bicubic')
@@ -403,50 +409,65 @@ def test_imagenet_subsets_follow_timm_lists():
 
 
 # ------------------------------------------------------------------ errors
-def test_missing_checkpoints_name_the_file_and_where_to_get_it(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # the configs' relative checkpoints/ does not exist here
-    with pytest.raises(CheckpointError, match=r'checkpoints/EVA01_CLIP_g_14_psz14_s11B\.pt not '
-                       r'found; download .*huggingface\.co/QuanSun/EVA-CLIP'):
-        run_test_tool(monkeypatch, EVAL_CONFIGS / 'evaclip_g_retrieval_coco.py', tmp_path)
-    with pytest.raises(CheckpointError, match=r'EVA02_CLIP_E_psz14_plus_s9B\.pt from'):
-        run_test_tool(monkeypatch, EVAL_CONFIGS / 'evaclip_e_zeroshot_imagenet_a.py', tmp_path)
+def test_missing_inputs_are_named_with_where_to_get_them(tmp_path, monkeypatch):
+    """tools/test.py checks required_paths before building anything; the model
+    itself names a missing checkpoint too."""
+    monkeypatch.chdir(tmp_path)  # the configs' relative checkpoints/ and data/ are not here
+    with pytest.raises(SystemExit) as error:
+        run_test_tool(monkeypatch, EVAL_CONFIGS / 'evaclip_e_retrieval_flickr30k.py', tmp_path,
+                      '--backbone', 'visft_e.pth')
+    message = str(error.value)
+    for expected in ('EVA02-CLIP-bigE-14-plus checkpoint (original layout) not found at '
+                     'checkpoints/EVA02_CLIP_E_psz14_plus_s9B.pt',
+                     'huggingface.co/QuanSun/EVA-CLIP',
+                     'EVA-ViT-E backbone under test not found at visft_e.pth',
+                     'merge_lora.py',
+                     "Karpathy's dataset_flickr30k.json not found at "
+                     'data/flickr30k/annotations/dataset_flickr30k.json',
+                     'Flickr30k images not found at data/flickr30k/images'):
+        assert expected in message
 
+    with pytest.raises(CheckpointError, match=r'absent\.pt not found; download '
+                       r'EVA01_CLIP_g_14_psz14_s11B\.pt from https://huggingface\.co/QuanSun'):
+        tiny_clip('g', clip_checkpoint='absent.pt')
     torch.save(tiny_clip_state_dict('g'), tmp_path / 'clip.pth')
     with pytest.raises(CheckpointError, match=r'missing\.pth not found; .*eva2visft\.py.*'
                        r'merge_lora\.py'):
         tiny_clip('g', clip_checkpoint='clip.pth', backbone_checkpoint='missing.pth')
 
 
-def test_unmerged_lora_and_foreign_checkpoints_are_refused(tmp_path):
+def test_checkpoints_that_do_not_fit_are_refused(tmp_path):
     clip_state = tiny_clip_state_dict('g')
     torch.save(clip_state, tmp_path / 'clip.pth')
     backbone = {k[len('visual.'):]: v for k, v in clip_state.items()
                 if k.startswith('visual.') and not k.startswith('visual.head.')}
-    backbone['blocks.0.attn.qkv.lora_A'] = torch.zeros(4, 32)
-    backbone['blocks.0.attn.qkv.lora_B'] = torch.zeros(96, 2)
-    torch.save(backbone, tmp_path / 'lora.pth')
-    with pytest.raises(CheckpointError, match='LoRA tensors.*merge_lora.py'):
-        tiny_clip('g', clip_checkpoint=str(tmp_path / 'clip.pth'),
-                  backbone_checkpoint=str(tmp_path / 'lora.pth'))
+    torch.save(backbone, tmp_path / 'backbone.pth')
     with pytest.raises(CheckpointError, match='not a full EVA-CLIP one.*backbone_checkpoint'):
-        tiny_clip('g', clip_checkpoint=str(tmp_path / 'lora.pth'))
+        tiny_clip('g', clip_checkpoint=str(tmp_path / 'backbone.pth'))
+    shallow = {k: v for k, v in backbone.items() if not k.startswith('blocks.1.')}
+    torch.save(shallow, tmp_path / 'shallow.pth')
+    with pytest.raises(CheckpointError, match=r'\(1 blocks\) does not fit'):
+        tiny_clip('g', clip_checkpoint=str(tmp_path / 'clip.pth'),
+                  backbone_checkpoint=str(tmp_path / 'shallow.pth'))
     with pytest.raises(CheckpointError, match=r'do not fit.*shape mismatches \d+ \(text\.'):
         EVACLIP(clip_checkpoint=str(tmp_path / 'clip.pth'), vision_arch=tiny_arch('g'),
                 embed_dim=EMBED_DIM, text_cfg={**TINY_TEXT, 'width': 48})  # the file has 32
 
 
+BENCHMARKS = 'visft_mm.datasets.benchmarks.'
+
+
 @pytest.mark.parametrize('dataset,hint', [
-    (dict(type='visft_mm.datasets.ImageNet', data_root='DATA', split='val'),
-     r'image folder DATA/val not found; get ILSVRC2012_img_val\.tar from https://image-net'),
-    (dict(type='visft_mm.datasets.ImageNetVariant', variant='imagenet-r', data_root='DATA'),
-     r'image folder DATA/? not found; download .*hendrycks/imagenet-r\.tar'),
-    (dict(type='visft_mm.datasets.COCORetrieval', data_root='DATA', test_mode=True,
+    (dict(type=BENCHMARKS + 'ImageNetVariant', variant='imagenet-r'),
+     r'imagenet-r: DATA/? not found; download .*hendrycks/imagenet-r\.tar'),
+    (dict(type=BENCHMARKS + 'COCORetrieval', test_mode=True,
           ann_file='annotations/caption_karpathy_test2014.json'),
-     r'annotation file DATA/annotations/caption_karpathy_test2014\.json not found; images: '
-     r'http://images\.cocodataset\.org/zips/val2014\.zip'),
-    (dict(type='visft_mm.datasets.Flickr30kRetrieval', data_root='DATA', split='test',
-          data_prefix='images', ann_file='annotations/dataset_flickr30k.json'),
-     r'annotation file DATA/annotations/dataset_flickr30k\.json not found; .*caption_datasets'),
+     r'COCO retrieval: DATA/annotations/caption_karpathy_test2014\.json not found; download '
+     r'the COCO val2014 images \(http://images\.cocodataset\.org/zips/val2014\.zip\)'),
+    (dict(type=BENCHMARKS + 'Flickr30kRetrieval', split='test', data_prefix='images',
+          ann_file='annotations/dataset_flickr30k.json'),
+     r'Flickr30k retrieval: DATA/annotations/dataset_flickr30k\.json not found; .*'
+     r'caption_datasets\.zip'),
 ])
 def test_missing_data_names_the_path_and_where_to_get_it(dataset, hint, tmp_path):
     init_default_scope('mmpretrain')
@@ -460,9 +481,9 @@ def test_missing_images_and_wrong_class_folders_are_reported(tmp_path):
     make_coco_karpathy(tmp_path / 'coco')
     for image in (tmp_path / 'coco/val2014').iterdir():
         image.unlink()
-    with pytest.raises(FileNotFoundError, match=r'image .*COCO_val2014_000000001000\.jpg not '
-                       r'found; images: http://images\.cocodataset\.org'):
-        DATASETS.build(dict(type='visft_mm.datasets.COCORetrieval', test_mode=True,
+    with pytest.raises(FileNotFoundError, match=r'COCO retrieval: .*COCO_val2014_000000001000'
+                       r'\.jpg not found; download the COCO val2014 images'):
+        DATASETS.build(dict(type=BENCHMARKS + 'COCORetrieval', test_mode=True,
                             data_root=str(tmp_path / 'coco'),
                             ann_file='annotations/caption_karpathy_test2014.json'))
 
@@ -471,5 +492,5 @@ def test_missing_images_and_wrong_class_folders_are_reported(tmp_path):
     (tmp_path / 'a' / imagenet_variant_folders('imagenet-a')[5]).rmdir()
     with pytest.raises(ValueError, match=r'not imagenet-a in its own layout: 1 missing class '
                        r'folders .*; 1 unexpected class folders \(n01440764\)'):
-        DATASETS.build(dict(type='visft_mm.datasets.ImageNetVariant', variant='imagenet-a',
+        DATASETS.build(dict(type=BENCHMARKS + 'ImageNetVariant', variant='imagenet-a',
                             data_root=str(tmp_path / 'a')))

@@ -1,5 +1,5 @@
 """EVA-CLIP for the out-of-domain benchmarks: zero-shot classification and
-image-text retrieval, with the vision tower's blocks taken from a (ViSFT) backbone.
+image-text retrieval, with the vision trunk taken from a (ViSFT) backbone.
 
 Hand-written because mmpretrain's ``CLIP`` has no EVA vision tower and no EVA
 text configs, fetches its tokenizer from the Hugging Face hub, and has no
@@ -30,9 +30,9 @@ from open_clip.tokenizer import SimpleTokenizer
 
 from visft_mm.datasets.imagenet_variants import imagenet_class_names
 from visft_mm.models.backbones import EVAViT
-from visft_mm.models.backbones.eva_layouts import (DDP_PREFIX, ConvertedCheckpoint,
-                                                   convert_eva_state_dict, load_checkpoint_file,
-                                                   load_eva_checkpoint)
+from visft_mm.models.backbones.eva_exports import export_eva_clip
+from visft_mm.models.backbones.eva_layouts import (DDP_PREFIX, convert_eva_state_dict,
+                                                   load_checkpoint_file, load_eva_checkpoint)
 from visft_mm.models.peft.lora import is_lora_key
 from visft_mm.registry import MODELS
 from visft_mm.utils.checkpoint import CheckpointError, describe_keys
@@ -45,9 +45,6 @@ EVA_CLIP_FILES = {
 EVA_CLIP_URL = 'https://huggingface.co/QuanSun/EVA-CLIP'
 BACKBONE_HOW_TO_GET = ('write a base backbone with tools/model_converters/eva2visft.py or a '
                        'ViSFT one with tools/model_converters/merge_lora.py')
-# Vision-tower tensors the CLIP file keeps when a backbone replaces the rest:
-# they pair with the CLIP projection head, and ViSFT never trains them.
-CLIP_OWNED_VISUAL_KEYS = ('cls_token', 'pos_embed', 'norm.weight', 'norm.bias')
 HEAD_PREFIX = 'visual.head.'
 TEXT_PREFIX = 'text.'
 # EVA-CLIP's (OpenAI CLIP's) normalisation, of 0..255 RGB pixels.
@@ -98,7 +95,7 @@ def resolve_class_names(class_names: Union[str, Sequence[str]]) -> List[str]:
 
 @MODELS.register_module()
 class EVACLIP(BaseModel):
-    """EVA-CLIP whose vision-tower blocks may come from a separate backbone.
+    """EVA-CLIP whose vision trunk may come from a separate backbone.
 
     ``mode='predict'`` classifies images zero-shot against ``class_names``
     (every name in every template, embeddings averaged per class, built once);
@@ -110,10 +107,10 @@ class EVACLIP(BaseModel):
         clip_checkpoint: Original EVA-CLIP checkpoint (``visual.*``, ``text.*``,
             ``logit_scale``), e.g. ``EVA01_CLIP_g_14_psz14_s11B.pt``.
         backbone_checkpoint: EVA backbone (any layout ``eva2visft.py`` reads;
-            e.g. base or ViSFT-merged) whose ``patch_embed`` and ``blocks``
-            replace the CLIP file's. ``cls_token``, ``pos_embed``, the final
-            norm and the projection head stay the CLIP file's. None or
-            ``clip_checkpoint`` itself: the CLIP file's own vision tower.
+            e.g. base or ViSFT-merged) whose trunk (``patch_embed``,
+            ``blocks``, ``norm`` if it has one) replaces the CLIP file's, as
+            ``visft2evaclip.py`` does; ``cls_token``, ``pos_embed`` and the
+            projection head stay the CLIP file's. None: the CLIP file's own.
         vision_arch: :class:`EVAViT` arch (``'eva-g'``, ``'eva-e'`` or a dict).
         open_clip_model: open_clip config giving the text tower and the
             embedding size (``'EVA01-g-14'``, ``'EVA02-E-14-plus'``).
@@ -167,16 +164,29 @@ class EVACLIP(BaseModel):
 
     # ---------------------------------------------------------------- weights
     def _load_weights(self, clip_checkpoint: str, backbone_checkpoint: Optional[str]) -> None:
-        """Load ``clip_checkpoint`` and, if given, the blocks of
-        ``backbone_checkpoint`` (existing files); every key must fit (strict),
-        else :class:`CheckpointError` before anything is loaded."""
-        weights = self.clip_state_dict(clip_checkpoint)
+        """Load ``clip_checkpoint``, its vision trunk replaced by that of
+        ``backbone_checkpoint`` if given (both existing files) exactly as
+        ``tools/model_converters/visft2evaclip.py`` exports it; every key must
+        fit (strict), else :class:`CheckpointError` before anything is loaded."""
+        clip_sd = load_checkpoint_file(clip_checkpoint)
+        if all(k.startswith(DDP_PREFIX) for k in clip_sd):
+            clip_sd = {k[len(DDP_PREFIX):]: v for k, v in clip_sd.items()}
+        source = clip_checkpoint
         if backbone_checkpoint:
-            if os.path.samefile(backbone_checkpoint, clip_checkpoint):
-                print_log(f'{clip_checkpoint}: the backbone is the CLIP file\'s own vision tower',
+            backbone = load_eva_checkpoint(backbone_checkpoint)
+            lora = [k for k in backbone.dropped if is_lora_key(k)]
+            if lora:
+                raise CheckpointError(
+                    f'{backbone_checkpoint}: holds {len(lora)} LoRA tensors, which would be '
+                    'ignored; merge them into the backbone first with '
+                    'tools/model_converters/merge_lora.py')
+            export = export_eva_clip(backbone.state_dict, clip_sd, source=clip_checkpoint)
+            clip_sd = export.state_dict
+            source = f'{clip_checkpoint} with the trunk of {backbone_checkpoint}'
+            for note in export.notes:
+                print_log(f'{backbone_checkpoint} ({backbone.layout} layout): {note}',
                           logger='current', level=logging.INFO)
-            else:
-                self.replace_trunk(weights, backbone_checkpoint, clip_checkpoint)
+        weights = self.clip_state_dict(clip_sd, source)
 
         own = self.state_dict()
         missing = [k for k in own if k not in weights]
@@ -187,29 +197,24 @@ class EVACLIP(BaseModel):
             problems = [f'{title} {len(keys)} ({describe_keys(keys, 3)})'
                         for title, keys in (('missing', missing), ('unexpected', unexpected),
                                             ('shape mismatches', mismatched)) if keys]
-            source = clip_checkpoint + (f' with the blocks of {backbone_checkpoint}'
-                                        if backbone_checkpoint else '')
             raise CheckpointError(f'{source}: the weights do not fit this '
                                   f'{type(self).__name__}: {"; ".join(problems)}')
         self.load_state_dict(weights, strict=True)
-        print_log(f'{clip_checkpoint}: loaded {len(weights)} EVA-CLIP tensors',
+        print_log(f'{source}: loaded {len(weights)} EVA-CLIP tensors',
                   logger='current', level=logging.INFO)
 
     @staticmethod
-    def clip_state_dict(path: str) -> Dict[str, torch.Tensor]:
+    def clip_state_dict(clip_sd: Dict[str, torch.Tensor], source: str) -> Dict[str, torch.Tensor]:
         """The tensors of an original EVA-CLIP checkpoint under this model's
         names (``visual.head.*`` becomes ``visual_proj.*``)."""
-        sd = load_checkpoint_file(path)
-        if all(k.startswith(DDP_PREFIX) for k in sd):
-            sd = {k[len(DDP_PREFIX):]: v for k, v in sd.items()}
-        converted = convert_eva_state_dict(sd, source=path)
+        converted = convert_eva_state_dict(clip_sd, source=source)
         if converted.layout != 'eva_clip':
-            raise CheckpointError(f'{path}: a {converted.layout} vision-tower checkpoint, not a '
+            raise CheckpointError(f'{source}: a {converted.layout} vision-tower checkpoint, not a '
                                   'full EVA-CLIP one (visual.*, text.*, logit_scale); pass it '
                                   'as backbone_checkpoint')
         weights = {f'visual.{k}': v for k, v in converted.state_dict.items()}
         unknown = []
-        for key, value in sd.items():
+        for key, value in clip_sd.items():
             if key.startswith(HEAD_PREFIX):
                 weights['visual_proj.' + key[len(HEAD_PREFIX):]] = value
             elif key.startswith(TEXT_PREFIX) or key == 'logit_scale':
@@ -217,41 +222,9 @@ class EVACLIP(BaseModel):
             elif not key.startswith('visual.'):
                 unknown.append(key)
         if unknown:
-            raise CheckpointError(f'{path}: {len(unknown)} keys are neither visual.*, text.* nor '
-                                  f'logit_scale: {describe_keys(unknown)}')
+            raise CheckpointError(f'{source}: {len(unknown)} keys are neither visual.*, text.* '
+                                  f'nor logit_scale: {describe_keys(unknown)}')
         return weights
-
-    def replace_trunk(self, weights: Dict[str, torch.Tensor], backbone_path: str,
-                      clip_path: str) -> None:
-        """Put the ``patch_embed`` and ``blocks`` of ``backbone_path`` into
-        ``weights`` (which holds the CLIP file's)."""
-        backbone: ConvertedCheckpoint = load_eva_checkpoint(backbone_path)
-        lora = [k for k in backbone.dropped if is_lora_key(k)]
-        if lora:
-            raise CheckpointError(f'{backbone_path}: holds {len(lora)} LoRA tensors, which would '
-                                  'be ignored; merge them into the backbone first with '
-                                  'tools/model_converters/merge_lora.py')
-        trunk = {k: v for k, v in backbone.state_dict.items() if k not in CLIP_OWNED_VISUAL_KEYS}
-        unknown = [f'visual.{k}' for k in trunk if f'visual.{k}' not in weights]
-        if unknown:
-            raise CheckpointError(f'{backbone_path}: the {backbone.layout} backbone has tensors '
-                                  f'the EVA-CLIP vision tower lacks: {describe_keys(unknown)}')
-        clip_blocks = {k for k in weights if k.startswith('visual.blocks.')}
-        if {f'visual.{k}' for k in trunk if k.startswith('blocks.')} != clip_blocks:
-            raise CheckpointError(f'{backbone_path}: the {backbone.layout} backbone has '
-                                  f'{backbone.arch["num_layers"]} blocks, not all blocks of '
-                                  f'{clip_path}')
-        clip_pos = weights['visual.pos_embed']
-        own_pos = backbone.state_dict.get('pos_embed')
-        if own_pos is not None and (own_pos.shape != clip_pos.shape or not torch.allclose(
-                own_pos.float(), clip_pos.float(), rtol=1e-3, atol=1e-3)):
-            print_log(f'{backbone_path}: its pos_embed differs from the one of {clip_path}, which '
-                      'ViSFT would have kept: is the backbone derived from this EVA-CLIP model?',
-                      logger='current', level=logging.WARNING)
-        weights.update({f'visual.{k}': v for k, v in trunk.items()})
-        print_log(f'{backbone_path}: patch_embed and {backbone.arch["num_layers"]} blocks from '
-                  f'this {backbone.layout} backbone; cls_token, pos_embed, norm and the '
-                  f'projection head from {clip_path}', logger='current', level=logging.INFO)
 
     # ---------------------------------------------------------------- forward
     def forward(self, images: torch.Tensor, data_samples: Optional[List[DataSample]] = None,

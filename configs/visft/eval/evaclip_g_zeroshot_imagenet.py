@@ -1,16 +1,21 @@
 # Zero-shot ImageNet-1k (val) classification with EVA01-CLIP-g/14, top-1/top-5:
 # mmpretrain's CLIP zero-shot config with EVA-CLIP's model and preprocessing.
+#
+#   python tools/test.py configs/visft/eval/evaclip_g_zeroshot_imagenet.py [--backbone PATH]
 _base_ = 'mmpretrain::clip/clip_vit-base-p16_zeroshot-cls_in1k.py'
 
+# Local inputs; tools/test.py says how to obtain any that is missing.
 clip_checkpoint = 'checkpoints/EVA01_CLIP_g_14_psz14_s11B.pt'
-# The EVA-ViT-G under test (base or ViSFT-merged): $BACKBONE_CHECKPOINT
-# (tools/test.py --backbone), by default the CLIP file's own vision tower.
-backbone_checkpoint = '{{$BACKBONE_CHECKPOINT:checkpoints/EVA01_CLIP_g_14_psz14_s11B.pt}}'
+# The EVA-ViT-G under test, base or ViSFT-merged, in any layout eva2visft.py reads:
+# $BACKBONE_CHECKPOINT (tools/test.py --backbone PATH sets it), or None, the CLIP
+# file's own vision tower, when it is unset.
+backbone_checkpoint = (None if '{{$BACKBONE_CHECKPOINT:own}}' == 'own'
+                       else '{{$BACKBONE_CHECKPOINT:own}}')
 
 # Normalisation is EVACLIP's default: OpenAI CLIP mean/std on RGB, as EVA-CLIP.
 model = dict(
     _delete_=True,
-    type='visft_mm.models.EVACLIP',  # by import path: see visft_mm/datasets/benchmarks.py
+    type='visft_mm.EVACLIP',
     clip_checkpoint=clip_checkpoint,
     backbone_checkpoint=backbone_checkpoint,
     vision_arch='eva-g',
@@ -28,7 +33,23 @@ test_pipeline = [
 ]
 test_dataloader = dict(
     batch_size=64,
-    # mmengine's default pseudo_collate hands MultiModalDataPreprocessor a
-    # list of images, which it takes for multiple views of one image.
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(type='visft_mm.datasets.ImageNet', pipeline=test_pipeline))
+    collate_fn=dict(type='default_collate'),  # mmpretrain's tools/test.py adds it; ours does not
+    dataset=dict(type='visft_mm.datasets.benchmarks.ImageNet', pipeline=test_pipeline))
+
+required_paths = dict(
+    model=[
+        dict(key='model.clip_checkpoint', what='EVA01-CLIP-g/14 checkpoint (original layout)',
+             how='download EVA01_CLIP_g_14_psz14_s11B.pt from '
+                 'https://huggingface.co/QuanSun/EVA-CLIP into checkpoints/'),
+        dict(key='model.backbone_checkpoint', what='EVA-ViT-G backbone under test',
+             how='write a base one with tools/model_converters/eva2visft.py or a ViSFT one '
+                 'with tools/model_converters/merge_lora.py, or leave $BACKBONE_CHECKPOINT '
+                 "unset to test the CLIP file's own"),
+    ],
+    data=[
+        dict(key='test_dataloader.dataset.data_root', subpath='val',
+             what='ImageNet-1k val images',
+             how='get ILSVRC2012_img_val.tar from https://image-net.org/download.php and '
+                 'arrange it as data/imagenet/val/<class>/*.JPEG, or data/imagenet/val/*.JPEG '
+                 'with meta/val.txt lines "<file> <label>"'),
+    ])
