@@ -371,3 +371,22 @@ def test_lavis_cls_token_from_overrides_the_backbone():
     assert torch.equal(export.state_dict['visual_encoder.cls_token'], other)
     assert "cls_token: the backbone's differs from --cls-token-from; used the latter" \
         in export.notes
+
+
+def test_backbone_with_unmerged_lora_is_refused(tmp_path):
+    """A file holding base weights and LoRA tensors would otherwise export
+    (or load) as the base model under a ViSFT name."""
+    from visft_mm.models import EVAViT, LoRAModel
+    from visft_mm.models.backbones.eva_exports import load_backbone
+    from visft_mm.models.backbones.eva_layouts import load_eva_weights
+    from visft_mm.utils.checkpoint import CheckpointError
+    arch = dict(embed_dims=32, num_layers=1, num_heads=2, feedforward_channels=64)
+    lora_model = LoRAModel(module=dict(type='EVAViT', arch=arch, pretrain_img_size=28),
+                           targets=[dict(type='qkv', slices='qv')], rank=4, alpha=1)
+    path = tmp_path / 'base_and_lora.pth'
+    torch.save({k.replace('module.', '', 1): v for k, v in lora_model.state_dict().items()},
+               path)
+    with pytest.raises(CheckpointError, match='LoRA tensors.*merge_lora.py'):
+        load_backbone(path)
+    with pytest.raises(CheckpointError, match='LoRA tensors.*merge_lora.py'):
+        load_eva_weights(EVAViT(arch=arch, pretrain_img_size=28), path)

@@ -32,8 +32,8 @@ from visft_mm.datasets.imagenet_variants import imagenet_class_names
 from visft_mm.models.backbones import EVAViT
 from visft_mm.models.backbones.eva_exports import export_eva_clip
 from visft_mm.models.backbones.eva_layouts import (DDP_PREFIX, convert_eva_state_dict,
-                                                   load_checkpoint_file, load_eva_checkpoint)
-from visft_mm.models.peft.lora import is_lora_key
+                                                   load_checkpoint_file, load_eva_checkpoint,
+                                                   refuse_unmerged_lora)
 from visft_mm.registry import MODELS
 from visft_mm.utils.checkpoint import CheckpointError, describe_keys
 
@@ -174,12 +174,7 @@ class EVACLIP(BaseModel):
         source = clip_checkpoint
         if backbone_checkpoint:
             backbone = load_eva_checkpoint(backbone_checkpoint)
-            lora = [k for k in backbone.dropped if is_lora_key(k)]
-            if lora:
-                raise CheckpointError(
-                    f'{backbone_checkpoint}: holds {len(lora)} LoRA tensors, which would be '
-                    'ignored; merge them into the backbone first with '
-                    'tools/model_converters/merge_lora.py')
+            refuse_unmerged_lora(backbone, backbone_checkpoint)
             export = export_eva_clip(backbone.state_dict, clip_sd, source=clip_checkpoint)
             clip_sd = export.state_dict
             source = f'{clip_checkpoint} with the trunk of {backbone_checkpoint}'

@@ -33,7 +33,7 @@ import torch
 from visft_mm.models.peft.lora_files import LoRAWeights, load_lora, merge_lora_state_dict
 from visft_mm.utils.checkpoint import CheckpointError, describe_keys
 from .eva_layouts import (BLOCK_KEY, CLIP_HEAD_PREFIX, EMBED_KEYS, NORM_KEYS, PATCH_EMBED_WEIGHT,
-                          load_eva_checkpoint)
+                          load_eva_checkpoint, refuse_unmerged_lora)
 from .eva_vit import EVAViT
 
 StateDict = Dict[str, torch.Tensor]
@@ -82,9 +82,11 @@ def load_backbone(path, lora_path=None, alpha: Optional[float] = None) -> Backbo
 
     Raises:
         CheckpointError: unreadable or incomplete backbone (only ``norm.*``
-            may be missing), or a LoRA file that does not fit it.
+            may be missing), a backbone holding unmerged LoRA tensors, or a
+            LoRA file that does not fit it.
     """
     converted = load_eva_checkpoint(path)
+    refuse_unmerged_lora(converted, os.fspath(path))
     incomplete = [k for k in converted.missing if k not in NORM_KEYS]
     if incomplete:
         raise CheckpointError(f'{os.fspath(path)}: incomplete {converted.layout} checkpoint, '

@@ -107,6 +107,16 @@ class ConvertedCheckpoint:
                 for name, count in groups.items()]
 
 
+def refuse_unmerged_lora(converted: 'ConvertedCheckpoint', source: str) -> None:
+    """Raise if the file held LoRA tensors: using its base weights alone would
+    silently test or export the model without its LoRA."""
+    lora = [k for k in converted.dropped if is_lora_key(k)]
+    if lora:
+        raise CheckpointError(f'{source}: holds {len(lora)} LoRA tensors, which would be '
+                              'ignored; merge them into the backbone first with '
+                              'tools/model_converters/merge_lora.py')
+
+
 def load_checkpoint_file(path) -> Dict[str, torch.Tensor]:
     """The state dict stored in ``path`` (containers unwrapped)."""
     return unwrap_state_dict(read_torch_file(path), os.fspath(path))
@@ -196,11 +206,13 @@ def load_eva_weights(model: nn.Module, path) -> ConvertedCheckpoint:
 
     Unused ``cls_token`` / ``norm.*`` (model built without them) are skipped
     with an INFO line; missing ``norm.*`` is a WARNING (the final LayerNorm
-    keeps weight 1, bias 0). Any other missing or unexpected key, or a shape
-    mismatch, raises :class:`CheckpointError` before anything is loaded.
+    keeps weight 1, bias 0). Any other missing or unexpected key, a shape
+    mismatch or unmerged LoRA tensors in the file raise
+    :class:`CheckpointError` before anything is loaded.
     """
     path = os.fspath(path)
     converted = load_eva_checkpoint(path)
+    refuse_unmerged_lora(converted, path)
     weights = dict(converted.state_dict)
     own = {k: v for k, v in model.state_dict().items() if not is_lora_key(k)}
 
