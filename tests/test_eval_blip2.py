@@ -14,6 +14,7 @@ import pytest
 import torch
 import transformers
 from mmengine.config import Config
+from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 from mmpretrain.evaluation import VQAAcc
 from mmpretrain.registry import MODELS
@@ -79,7 +80,8 @@ def build_tiny_beit(img_size: int, seed: int):
     """The vision backbone of the configs, tiny, for ``img_size`` pixels."""
     torch.manual_seed(seed)
     vision_backbone = Config.fromfile(COCO_CAPTION).model.vision_backbone
-    return MODELS.build({**vision_backbone, **TINY_VISION, 'img_size': img_size})
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        return MODELS.build({**vision_backbone, **TINY_VISION, 'img_size': img_size})
 
 
 @pytest.fixture(scope='module')
@@ -97,7 +99,8 @@ def model_files(tmp_path_factory):
     model_cfg.vision_backbone.update(TINY_VISION)
     model_cfg.vision_neck.update(TINY_NECK)
     torch.manual_seed(0)
-    blip2 = MODELS.build(model_cfg)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        blip2 = MODELS.build(model_cfg)
     torch.save(dict(state_dict=blip2.state_dict(), meta=dict()), root / 'blip2.pth')
     with torch.no_grad():
         visft_backbone = build_tiny_beit(img_size=224, seed=1)

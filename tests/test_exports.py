@@ -381,7 +381,7 @@ def test_backbone_with_unmerged_lora_is_refused(tmp_path):
     from visft_mm.models.backbones.eva_layouts import load_eva_weights
     from visft_mm.utils.checkpoint import CheckpointError
     arch = dict(embed_dims=32, num_layers=1, num_heads=2, feedforward_channels=64)
-    lora_model = LoRAModel(module=dict(type='EVAViT', arch=arch, pretrain_img_size=28),
+    lora_model = LoRAModel(module=dict(type='visft_mm.EVAViT', arch=arch, pretrain_img_size=28),
                            targets=[dict(type='qkv', slices='qv')], rank=4, alpha=1)
     path = tmp_path / 'base_and_lora.pth'
     torch.save({k.replace('module.', '', 1): v for k, v in lora_model.state_dict().items()},
