@@ -390,3 +390,31 @@ def test_backbone_with_unmerged_lora_is_refused(tmp_path):
         load_backbone(path)
     with pytest.raises(CheckpointError, match='LoRA tensors.*merge_lora.py'):
         load_eva_weights(EVAViT(arch=arch, pretrain_img_size=28), path)
+
+
+def test_lavis_export_resized_for_a_larger_input(tool, tmp_path):
+    """--img-size resizes the position table the way LAVIS does, so a model
+    built for that input size gives EVAViT's features at that size."""
+    clip_sd = random_eva_clip_checkpoint('EVA01-g-14')
+    backbone, out = tmp_path / 'eva_vit_g.pth', tmp_path / 'o.pth'
+    torch.save(visual_tower(clip_sd), backbone)
+    big = IMG + 28  # two more patches per side
+
+    code, stdout, err = tool('visft2lavis.py', backbone, out, '--num-blocks', DEPTH - 1,
+                             '--img-size', big)
+
+    assert code == 0, err
+    assert 'pos_embed resized from 4x4 to 6x6 patches' in stdout
+    exported = {k[len('visual_encoder.'):]: v
+                for k, v in torch.load(out, weights_only=True).items()}
+    lavis_like = Eva(img_size=big, patch_size=14, embed_dim=C, depth=DEPTH - 1, num_heads=HEADS,
+                     mlp_ratio=FFN / C, num_classes=0, global_pool='',
+                     use_post_transformer_norm=False).eval()
+    lavis_like.load_state_dict(exported, strict=True)
+    reference = EVAViT(arch=arch(), pretrain_img_size=IMG, with_cls_token=True, out_type='raw',
+                       out_indices=DEPTH - 2).eval()
+    reference.load_state_dict(visual_tower(clip_sd))
+    images = torch.randn(2, 3, big, big, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        torch.testing.assert_close(lavis_like.forward_features(images), reference(images)[0],
+                                   atol=1e-5, rtol=0)

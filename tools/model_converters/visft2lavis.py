@@ -9,6 +9,8 @@ names the checkpoint to take it from (``eva_vit_g.pth``, EVA-CLIP or BLIP-2).
 
 Load the output into a built BLIP-2 model with LAVIS's
 ``model.load_checkpoint(OUT)`` (non-strict: only ``visual_encoder.*`` changes).
+For a model built for 364-pixel inputs (LAVIS's captioning and VQA BLIP-2),
+pass ``--img-size 364`` so that the position table fits.
 
 Example::
 
@@ -39,6 +41,9 @@ def parse_args():
     parser.add_argument('--cls-token-from', metavar='CKPT',
                         help='checkpoint whose cls_token to use (needed when BACKBONE has '
                              'none): eva_vit_g.pth, EVA-CLIP or BLIP-2')
+    parser.add_argument('--img-size', type=int,
+                        help='input size of the BLIP-2 model to load it into (364 for LAVIS '
+                             'captioning and VQA models): resizes the position table')
     parser.add_argument('--num-blocks', type=int, default=BLIP2_NUM_BLOCKS,
                         help=f'blocks to keep (default {BLIP2_NUM_BLOCKS}, what LAVIS builds)')
     return parser.parse_args()
@@ -47,7 +52,7 @@ def parse_args():
 def export(args) -> None:
     backbone = load_backbone(args.backbone, args.lora, args.alpha)
     cls_token = load_cls_token(args.cls_token_from) if args.cls_token_from else None
-    result = export_lavis(backbone.state_dict, args.num_blocks, cls_token)
+    result = export_lavis(backbone.state_dict, args.num_blocks, cls_token, args.img_size)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     save_atomic(result.state_dict, args.out)
     print(f'backbone: {backbone.layout} layout, {backbone.num_layers} blocks')

@@ -24,6 +24,7 @@ LAVIS's and BEiTViT's blocks are pre-norm, so EVA-ViT-E (post-norm, recognised
 by its width) is refused for them. All functions take and return plain state
 dicts; :class:`CheckpointError` says why an input does not fit.
 """
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
@@ -34,7 +35,7 @@ from visft_mm.models.peft.lora_files import LoRAWeights, load_lora, merge_lora_s
 from visft_mm.utils.checkpoint import CheckpointError, describe_keys
 from .eva_layouts import (BLOCK_KEY, CLIP_HEAD_PREFIX, EMBED_KEYS, NORM_KEYS, PATCH_EMBED_WEIGHT,
                           load_eva_checkpoint, refuse_unmerged_lora)
-from .eva_vit import EVAViT
+from .eva_vit import EVAViT, resize_pos_table
 
 StateDict = Dict[str, torch.Tensor]
 
@@ -235,16 +236,32 @@ def _truncated_with_cls(backbone: StateDict, num_blocks: int, cls_token: Optiona
 
 
 def export_lavis(backbone: StateDict, num_blocks: int = BLIP2_NUM_BLOCKS,
-                 cls_token: Optional[torch.Tensor] = None) -> Export:
+                 cls_token: Optional[torch.Tensor] = None,
+                 img_size: Optional[int] = None) -> Export:
     """``visual_encoder.*`` keys of a LAVIS BLIP-2 model: blocks
     ``0..num_blocks-1``, no final norm, the cls token (``cls_token`` if
     given, else the backbone's).
+
+    LAVIS resizes the position table only when it builds the model from
+    ``eva_vit_g.pth``; a checkpoint loaded afterwards must already fit. With
+    ``img_size`` (e.g. 364 for BLIP-2's captioning and VQA models) the table is
+    resized here, the way LAVIS does (bicubic, no antialias, cls entry kept).
 
     Raises:
         CheckpointError: no cls token, too few blocks, or EVA-ViT-E.
     """
     export = _truncated_with_cls(backbone, num_blocks, cls_token, 'LAVIS BLIP-2')
-    return Export({LAVIS_PREFIX + k: v for k, v in export.state_dict.items()}, export.notes)
+    state_dict, notes = export.state_dict, export.notes
+    if img_size is not None:
+        patch_size = state_dict[PATCH_EMBED_WEIGHT].shape[-1]
+        grid, table = img_size // patch_size, state_dict['pos_embed']
+        old_grid = math.isqrt(table.shape[1] - 1)
+        if grid != old_grid:
+            state_dict['pos_embed'] = torch.cat(
+                [table[:, :1], resize_pos_table(table[:, 1:], grid, grid)], dim=1)
+            notes.append(f'pos_embed resized from {old_grid}x{old_grid} to {grid}x{grid} '
+                         f'patches for {img_size}-pixel inputs')
+    return Export({LAVIS_PREFIX + k: v for k, v in state_dict.items()}, notes)
 
 
 def to_beit_key(key: str) -> str:

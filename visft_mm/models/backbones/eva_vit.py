@@ -9,6 +9,7 @@ checkpoints minus the ``visual.`` prefix, so loading them is a rename.
 Shapes: an image (B, 3, H, W) becomes a (B, h*w, C) token sequence, with
 h = H // 14 and w = W // 14; outputs are (B, C, h, w) feature maps.
 """
+import math
 import os
 from typing import Dict, Optional, Sequence, Tuple, Union
 
@@ -30,6 +31,15 @@ EVA_CHECKPOINT_SOURCE = (
     'https://github.com/baaivision/EVA/tree/master/EVA-CLIP); ViSFT weights: merge a '
     'LoRA file into them with tools/model_converters/merge_lora.py')
 
+
+
+def resize_pos_table(table: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """A square (1, g*g, C) table of patch positions resized to (1, h*w, C):
+    bicubic, ``align_corners=False``, no antialias, as LAVIS and EVA-CLIP do."""
+    grid_size = math.isqrt(table.shape[1])
+    grid = table.reshape(1, grid_size, grid_size, -1).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid.float(), size=(h, w), mode='bicubic', align_corners=False)
+    return grid.to(table.dtype).flatten(2).transpose(1, 2)
 
 class EVAAttention(nn.Module):
     """Multi-head self-attention with a fused bias-free ``qkv`` projection plus
@@ -241,9 +251,7 @@ class EVAViT(BaseModule):
         key = (h, w, self.pos_embed._version, self.pos_embed.device, self.pos_embed.dtype)
         if cacheable and key in self._pos_cache:
             return self._pos_cache[key]
-        grid = table.reshape(1, self.pos_grid, self.pos_grid, -1).permute(0, 3, 1, 2)
-        grid = F.interpolate(grid.float(), size=(h, w), mode='bicubic', align_corners=False)
-        resized = grid.to(table.dtype).flatten(2).transpose(1, 2)
+        resized = resize_pos_table(table, h, w)
         if cacheable:
             self._pos_cache = {key: resized}  # keep only the latest size
         return resized
