@@ -118,7 +118,7 @@ def main():
     print(f'      max |merged - LoRA| = {diff:.2e}')
     if diff > 1e-4:
         raise SystemExit('merged backbone does not reproduce the LoRA model')
-    print(f'Foundation demo passed in {time.time() - start:.1f}s: feature MSE '
+    print(f'Foundation check passed in {time.time() - start:.1f}s: feature MSE '
           f'{losses[0]:.4f} -> {losses[-1]:.4f}; outputs in {work_dir}')
 
 

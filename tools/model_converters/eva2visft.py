@@ -17,6 +17,7 @@ from visft_mm.models.backbones.eva_layouts import (NORM_DEFAULT_INIT_NOTE, NORM_
                                                    CheckpointError, describe_keys,
                                                    load_eva_checkpoint)
 from visft_mm.utils import save_atomic
+from visft_mm.utils.cli import exit_on_bad_input
 
 
 def parse_args():
@@ -32,11 +33,6 @@ def parse_args():
     cls_group.add_argument('--drop-cls-token', dest='keep_cls_token', action='store_false',
                            help='leave cls_token out (ViSFT trains without it)')
     return parser.parse_args()
-
-
-def error_message(e: Exception) -> str:
-    # str(KeyError) adds quotes around the message.
-    return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
 
 
 def print_missing_norm_warning(src: str, missing_norm) -> None:
@@ -79,11 +75,8 @@ def convert(args) -> None:
 
 def main():
     args = parse_args()
-    try:
+    with exit_on_bad_input():
         convert(args)
-    except (CheckpointError, KeyError, ValueError, OSError) as e:
-        print(f'error: {error_message(e)}', file=sys.stderr)
-        sys.exit(1)
 
 
 if __name__ == '__main__':

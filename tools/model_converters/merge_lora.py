@@ -21,6 +21,7 @@ from visft_mm.models.backbones.eva_layouts import (NORM_DEFAULT_INIT_NOTE, NORM_
 from visft_mm.models.peft.lora_files import (describe_lora, load_lora, merge_lora_state_dict,
                                              to_official_layout)
 from visft_mm.utils import save_atomic
+from visft_mm.utils.cli import exit_on_bad_input
 
 
 def parse_args():
@@ -46,11 +47,6 @@ def parse_args():
     elif len(args.paths) != 3:
         parser.error('expected BACKBONE_CKPT LORA_FILE OUT')
     return args
-
-
-def error_message(e: Exception) -> str:
-    # str(KeyError) adds quotes around the message.
-    return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
 
 
 def write(obj, path: str) -> None:
@@ -89,14 +85,11 @@ def merge(backbone_path: str, lora_path: str, out: str, alpha) -> None:
 
 def main():
     args = parse_args()
-    try:
+    with exit_on_bad_input():
         if args.export_official:
             export_official(*args.paths)
         else:
             merge(*args.paths, alpha=args.alpha)
-    except (CheckpointError, KeyError, ValueError, OSError) as e:
-        print(f'error: {error_message(e)}', file=sys.stderr)
-        sys.exit(1)
 
 
 if __name__ == '__main__':

@@ -16,12 +16,12 @@ Example::
 """
 import argparse
 import os
-import sys
 
 from visft_mm.models.backbones.eva_exports import export_eva_clip, load_backbone
-from visft_mm.models.backbones.eva_layouts import CheckpointError, load_checkpoint_file
+from visft_mm.models.backbones.eva_layouts import load_checkpoint_file
 from visft_mm.models.peft.lora_files import describe_lora
 from visft_mm.utils import save_atomic
+from visft_mm.utils.cli import exit_on_bad_input
 
 
 def parse_args():
@@ -51,18 +51,10 @@ def export(args) -> None:
     print(f'saved:    {args.out} (EVA-CLIP checkpoint, {len(result.state_dict)} tensors)')
 
 
-def error_message(e: Exception) -> str:
-    # str(KeyError) adds quotes around the message.
-    return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
-
-
 def main():
     args = parse_args()
-    try:
+    with exit_on_bad_input():
         export(args)
-    except (CheckpointError, KeyError, ValueError, OSError) as e:
-        print(f'error: {error_message(e)}', file=sys.stderr)
-        sys.exit(1)
 
 
 if __name__ == '__main__':

@@ -1,13 +1,16 @@
-"""What tools/train.py and tools/test.py share: common arguments and the
-config set-up every OpenMMLab tool performs (launcher, overrides, work dir)."""
+"""What the tools share: the common arguments and config set-up of
+tools/train.py and tools/test.py (launcher, overrides, work dir, backbone),
+and how the model converters report bad input."""
 import argparse
 import os
+import sys
+from contextlib import contextmanager
 import os.path as osp
 from typing import Optional
 
 from mmengine.config import Config, DictAction
 
-from .checkpoint import allow_mmengine_checkpoints
+from .checkpoint import CheckpointError, allow_mmengine_checkpoints
 from .dist import init_cpu_process_group
 
 
@@ -64,3 +67,16 @@ def load_tool_config(args: argparse.Namespace) -> Config:
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     return cfg
+
+
+@contextmanager
+def exit_on_bad_input():
+    """For the model converters: an unreadable or unfitting input becomes one
+    ``error:`` line on stderr and exit status 1, with no traceback."""
+    try:
+        yield
+    except (CheckpointError, KeyError, ValueError, OSError) as e:
+        # str(KeyError) adds quotes around the message.
+        message = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+        print(f'error: {message}', file=sys.stderr)
+        sys.exit(1)
