@@ -35,7 +35,7 @@ from visft_mm.models.backbones.eva_layouts import (DDP_PREFIX, convert_eva_state
                                                    load_checkpoint_file, load_eva_checkpoint,
                                                    refuse_unmerged_lora)
 from visft_mm.registry import MODELS
-from visft_mm.utils.checkpoint import CheckpointError, describe_keys
+from visft_mm.utils.checkpoint import CheckpointError, describe_keys, state_dict_misfit
 
 # Original EVA-CLIP checkpoints of the open_clip configs, for error messages.
 EVA_CLIP_FILES = {
@@ -183,15 +183,8 @@ class EVACLIP(BaseModel):
                           logger='current', level=logging.INFO)
         weights = self.clip_state_dict(clip_sd, source)
 
-        own = self.state_dict()
-        missing = [k for k in own if k not in weights]
-        unexpected = [k for k in weights if k not in own]
-        mismatched = [f'{k} {tuple(weights[k].shape)} in the file vs {tuple(own[k].shape)}'
-                      for k in weights if k in own and weights[k].shape != own[k].shape]
-        if missing or unexpected or mismatched:
-            problems = [f'{title} {len(keys)} ({describe_keys(keys, 3)})'
-                        for title, keys in (('missing', missing), ('unexpected', unexpected),
-                                            ('shape mismatches', mismatched)) if keys]
+        problems = state_dict_misfit(self.state_dict(), weights)
+        if problems:
             raise CheckpointError(f'{source}: the weights do not fit this '
                                   f'{type(self).__name__}: {"; ".join(problems)}')
         self.load_state_dict(weights, strict=True)

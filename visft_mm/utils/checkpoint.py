@@ -7,7 +7,7 @@ pickled code), :func:`allow_mmengine_checkpoints` adds exactly the types an
 mmengine checkpoint holds to torch's allow-list.
 """
 import os
-from typing import Dict, Sequence
+from typing import Collection, Dict, List, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -25,6 +25,20 @@ def describe_keys(keys: Sequence[str], limit: int = 5) -> str:
     keys = list(keys)
     shown = ', '.join(keys[:limit])
     return shown if len(keys) <= limit else f'{shown}, ... ({len(keys)} in total)'
+
+
+def state_dict_misfit(expected: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tensor],
+                      may_miss: Collection[str] = ()) -> List[str]:
+    """Why ``given`` would not load strictly where ``expected`` is the state
+    dict: ``['missing 2 (a, b)', 'unexpected 1 (c)', 'shape mismatches 1 (...)']``,
+    empty when it fits. Keys in ``may_miss`` are not reported missing."""
+    missing = [k for k in expected if k not in given and k not in may_miss]
+    unexpected = [k for k in given if k not in expected]
+    mismatched = [f'{k} {tuple(given[k].shape)} in the file vs {tuple(expected[k].shape)}'
+                  for k in given if k in expected and given[k].shape != expected[k].shape]
+    return [f'{title} {len(keys)} ({describe_keys(keys, 3)})'
+            for title, keys in (('missing', missing), ('unexpected', unexpected),
+                                ('shape mismatches', mismatched)) if keys]
 
 
 def read_torch_file(path) -> object:

@@ -31,7 +31,7 @@ from mmengine.logging import print_log
 
 from visft_mm.models.peft.lora import is_lora_key
 from visft_mm.utils.checkpoint import (CheckpointError, describe_keys, read_torch_file,
-                                      unwrap_state_dict)
+                                      state_dict_misfit, unwrap_state_dict)
 
 DDP_PREFIX = 'module.'
 
@@ -226,18 +226,11 @@ def load_eva_weights(model: nn.Module, path) -> ConvertedCheckpoint:
         print_log(f'{path}: norm.* is unused with final_norm=False',
                   logger='current', level=logging.INFO)
 
-    missing = [k for k in own if k not in weights]
-    unexpected = [k for k in weights if k not in own]
-    mismatched = [f'{k} {tuple(weights[k].shape)} in the file vs {tuple(own[k].shape)}'
-                  for k in weights if k in own and weights[k].shape != own[k].shape]
-    missing_norm = [k for k in missing if k in NORM_KEYS]
-    missing_other = [k for k in missing if k not in NORM_KEYS]
-    if missing_other or unexpected or mismatched:
-        problems = [f'{title} {len(keys)} ({describe_keys(keys, 3)})'
-                    for title, keys in (('missing', missing_other), ('unexpected', unexpected),
-                                        ('shape mismatches', mismatched)) if keys]
+    problems = state_dict_misfit(own, weights, may_miss=NORM_KEYS)
+    if problems:
         raise CheckpointError(f'{path}: the {converted.layout} checkpoint does not fit '
                               f'{type(model).__name__}: {"; ".join(problems)}')
+    missing_norm = [k for k in NORM_KEYS if k in own and k not in weights]
     if missing_norm:
         print_log(f'{path}: the checkpoint has no final LayerNorm ({", ".join(missing_norm)}); '
                   f'{NORM_DEFAULT_INIT_NOTE}', logger='current', level=logging.WARNING)
