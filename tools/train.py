@@ -25,8 +25,10 @@ def parse_args():
 def main():
     args = parse_args()
     cfg = load_tool_config(args)
-    if args.amp and cfg.optim_wrapper.get('type', 'OptimWrapper') == 'OptimWrapper':
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'  # bfloat16 needs no loss scaling
+    if args.amp and cfg.optim_wrapper.get('type', 'OptimWrapper') in (
+            'OptimWrapper', 'AmpOptimWrapper'):
+        # bfloat16 autocast on any device, CPU included; no loss scaling
+        cfg.optim_wrapper.type = 'visft_mm.MixedPrecisionOptimWrapper'
         cfg.optim_wrapper.setdefault('dtype', 'bfloat16')
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None

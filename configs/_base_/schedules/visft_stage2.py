@@ -5,7 +5,7 @@
 max_iters = 100000
 warmup_iters = 2000
 optim_wrapper = dict(
-    type='AmpOptimWrapper', dtype='bfloat16',
+    type='MixedPrecisionOptimWrapper', dtype='bfloat16',
     optimizer=dict(type='AdamW', lr=1e-5, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-4),
     clip_grad=dict(max_norm=0.1, norm_type=2))
 param_scheduler = [

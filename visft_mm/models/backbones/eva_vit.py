@@ -121,8 +121,9 @@ class EVAViT(BaseModule):
             ``'cls_token'`` (B, C; needs ``with_cls_token``).
         final_norm: Whether the model has the final LayerNorm ``norm``.
         frozen: Stop gradients into every parameter (ViSFT stage 1).
-        with_cp: Gradient checkpointing per block (non-reentrant, so a frozen
-            backbone with LoRA needs no grad-requiring input).
+        with_cp: Gradient checkpointing per block whenever the forward builds
+            a graph (train or eval mode: a frozen backbone with LoRA trains in
+            eval mode); non-reentrant, so it needs no grad-requiring input.
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` loads any
             layout :func:`convert_eva_state_dict` accepts, reporting every
             missing or unexpected key.
@@ -267,8 +268,9 @@ class EVAViT(BaseModule):
             num_prefix = 1
 
         outs = []
+        checkpoint = self.with_cp and self._builds_graph(x)
         for i, block in enumerate(self.blocks):
-            if self.with_cp and self.training and torch.is_grad_enabled():
+            if checkpoint:
                 x = cp.checkpoint(block, x, use_reentrant=False)
             else:
                 x = block(x)
@@ -277,6 +279,13 @@ class EVAViT(BaseModule):
             if i in self.out_indices:
                 outs.append(self._format_output(x, num_prefix, h, w))
         return tuple(outs)
+
+    def _builds_graph(self, x: torch.Tensor) -> bool:
+        """Whether this forward records a graph for backward: checkpointing
+        depends on that, not on train mode, because a frozen backbone stays
+        in eval mode while LoRA layers inside it train."""
+        return torch.is_grad_enabled() and (
+            x.requires_grad or any(p.requires_grad for p in self.blocks.parameters()))
 
     def _format_output(self, x: torch.Tensor, num_prefix: int, h: int, w: int) -> torch.Tensor:
         if self.out_type == 'raw':

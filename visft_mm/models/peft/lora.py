@@ -111,14 +111,21 @@ class LoRALinear(nn.Linear):
             if self.training and torch.is_grad_enabled() and self.lora_A.requires_grad:
                 raise RuntimeError('LoRALinear is merged: unmerge() it before training LoRA')
             return out
-        # 2-D views let both GEMMs read and write strided slices in place:
-        # no copies of the slices, and the scaling rides on addmm's alpha.
-        hidden = self.lora_dropout(x).reshape(-1, self.in_features) @ self.lora_A.t()  # (M, n*r)
+        # 2-D views let both GEMMs read and write strided slices in place: no
+        # copies of the slices, and the scaling rides on addmm's alpha. The
+        # in-place addmm_ is outside autocast's reach, so its operands are cast
+        # to the output's dtype by hand (bf16/fp16 under autocast, else the
+        # base layer's); out of autocast, x meets lora_A in LoRA's own dtype.
+        if not torch.is_autocast_enabled(x.device.type):
+            x = x.to(self.lora_A.dtype)
+        hidden = F.linear(self.lora_dropout(x).reshape(-1, self.in_features),
+                          self.lora_A).to(out.dtype)  # (M, n*r)
+        lora_B = self.lora_B.to(out.dtype)
         out_2d = out.view(-1, self.out_features)
         r, d = self.rank, self.slice_width
         for j, s in enumerate(self.adapted):
             out_2d[:, s * d:(s + 1) * d].addmm_(hidden[:, j * r:(j + 1) * r],
-                                                self.lora_B[j * d:(j + 1) * d].t(),
+                                                lora_B[j * d:(j + 1) * d].t(),
                                                 alpha=self.scaling)
         return out
 
