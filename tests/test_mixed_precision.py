@@ -1,0 +1,295 @@
+"""Mixed precision as the paper configs ship it: LoRA under autocast, the
+optimizer wrapper on CPU, and one bf16 (and fp16) training step of every
+stage-1 head and every stage-2 task through the configs' own model, data
+pipeline, optimizer wrapper and hooks, with a tiny ViT."""
+import copy
+import json
+import math
+import runpy
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+from conftest import TINY_VIT
+from mmengine.config import Config
+from mmengine.hooks import Hook
+from mmdet.datasets import CocoDataset
+from mmengine.runner import Runner
+
+from visft_mm.datasets.demo_coco import generate_demo_coco
+from visft_mm.engine import MixedPrecisionOptimWrapper, sample_task
+from visft_mm.models.peft.lora import LoRALinear
+from visft_mm.registry import HOOKS
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / 'configs/visft'
+COCO_CLASSES = CocoDataset.METAINFO['classes']
+DTYPES = dict(bfloat16=torch.bfloat16, float16=torch.float16)
+
+
+def autocast_supported(dtype: torch.dtype) -> bool:
+    try:
+        with torch.autocast('cpu', dtype=dtype):
+            return nn.Linear(2, 2)(torch.ones(1, 2)).dtype == dtype
+    except RuntimeError:
+        return False
+
+
+def dtype_params(names=('bfloat16', 'float16')):
+    return [pytest.param(name, marks=pytest.mark.skipif(
+        not autocast_supported(DTYPES[name]), reason=f'no {name} autocast on this CPU'))
+        for name in names]
+
+
+# ------------------------------------------------------------------ LoRALinear
+def lora_qkv(width=16, rank=4) -> LoRALinear:
+    torch.manual_seed(0)
+    lora = LoRALinear(nn.Linear(width, 3 * width, bias=False), rank=rank, alpha=2, slices='qv')
+    nn.init.normal_(lora.lora_B, std=0.5)  # a non-zero update
+    lora.weight.requires_grad_(False)  # as LoRAModel freezes it
+    return lora
+
+
+@pytest.mark.parametrize('dtype_name', dtype_params())
+def test_lora_linear_under_autocast(dtype_name):
+    dtype = DTYPES[dtype_name]
+    lora = lora_qkv()
+    x = torch.randn(2, 5, 16)
+    reference = lora(x).detach()  # float32, unmerged
+    with torch.autocast('cpu', dtype=dtype):
+        out = lora(x)
+    assert out.dtype == dtype
+    tolerance = dict(atol=0.05, rtol=0.02) if dtype == torch.bfloat16 else dict(atol=5e-3,
+                                                                                   rtol=5e-3)
+    torch.testing.assert_close(out.float(), reference, **tolerance)
+    out.float().square().sum().backward()
+    for grad in (lora.lora_A.grad, lora.lora_B.grad):
+        assert grad is not None and grad.dtype == torch.float32
+        assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+    assert lora.weight.grad is None  # the base weight stays frozen
+
+    lora.merge()
+    with torch.no_grad(), torch.autocast('cpu', dtype=dtype):
+        merged = lora(x)
+    assert merged.dtype == dtype
+    torch.testing.assert_close(merged.float(), out.detach().float(), **tolerance)
+
+
+def test_lora_linear_on_low_precision_base_weights():
+    """Base weights stored in bf16 (no autocast): LoRA stays float32 and the
+    output keeps the base layer's dtype."""
+    lora = lora_qkv()
+    x = torch.randn(3, 16)
+    reference = lora(x).detach()
+    lora.weight.data = lora.weight.data.bfloat16()
+    out = lora(x.bfloat16())
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), reference, atol=0.05, rtol=0.02)
+    out.float().sum().backward()
+    assert lora.lora_A.grad.dtype == torch.float32 and torch.isfinite(lora.lora_B.grad).all()
+
+
+# ------------------------------------------------------------ optimizer wrapper
+@pytest.mark.parametrize('dtype_name', dtype_params())
+def test_mixed_precision_optim_wrapper_on_cpu(dtype_name):
+    model = nn.Linear(4, 1)
+    # a static scale that float16 can hold (the dynamic 2**16 overflows and
+    # skips the first step, as it should); bfloat16 ignores it
+    wrapper = MixedPrecisionOptimWrapper(
+        dtype=dtype_name, loss_scale=256., optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    before = model.weight.detach().clone()
+    with wrapper.optim_context(model):
+        out = model(torch.ones(2, 4))
+    assert out.dtype == DTYPES[dtype_name]
+    wrapper.update_params(out.float().sum())
+    assert not torch.equal(model.weight, before)
+    state = wrapper.state_dict()
+    # bfloat16 needs no loss scaling; float16 keeps its scaler for exact resume
+    assert ('loss_scaler' in state) == (dtype_name == 'float16')
+    wrapper.load_state_dict(copy.deepcopy(state))
+
+
+# --------------------------------------------------------- the paper configs
+@pytest.fixture(scope='module')
+def paper_coco(tmp_path_factory):
+    """The demo dataset in the layout the paper configs read under data/coco/:
+    train2017/, val2017/, instances_*2017.json, the Karpathy dataset_coco.json
+    and the caption word map."""
+    demo = tmp_path_factory.mktemp('demo')
+    generate_demo_coco(str(demo), num_train=4, num_val=2, img_size=112, seed=0)
+    root = tmp_path_factory.mktemp('coco')
+    annotations = root / 'annotations'
+    annotations.mkdir()
+    karpathy = []
+    for split in ('train', 'val'):
+        shutil.copytree(demo / split, root / f'{split}2017')
+        instances = json.loads((demo / f'annotations/instances_{split}.json').read_text())
+        for category, name in zip(instances['categories'], COCO_CLASSES):
+            category['name'] = name  # the configs keep COCO's class names
+        (annotations / f'instances_{split}2017.json').write_text(json.dumps(instances))
+        captions = json.loads((demo / f'annotations/captions_{split}.json').read_text())
+        for image in captions['images']:
+            sentences = [a['caption'] for a in captions['annotations']
+                         if a['image_id'] == image['id']]
+            karpathy.append(dict(filepath=f'{split}2017', filename=image['file_name'],
+                                 split=split, cocoid=image['id'],
+                                 sentences=[dict(raw=s) for s in sentences]))
+    (annotations / 'dataset_coco.json').write_text(json.dumps(dict(images=karpathy)))
+    shutil.copy(demo / 'annotations/vocab.json',
+                annotations / 'WORDMAP_coco_5_cap_per_img_5_min_word_freq.json')
+    return root
+
+
+def relocated(value, old: str, new: str):
+    """``value`` with every string that starts with ``old`` rebased on ``new``."""
+    if isinstance(value, str):
+        return new + value[len(old):] if value.startswith(old) else value
+    if isinstance(value, dict):
+        return type(value)({k: relocated(v, old, new) for k, v in value.items()})
+    if isinstance(value, (list, tuple)):
+        return type(value)(relocated(v, old, new) for v in value)
+    return value
+
+
+def shrunk(value, factor: int = 8):
+    """Image sizes of a pipeline divided by ``factor``: the same transforms at
+    a size that CPUs without native bf16 GEMMs run in seconds."""
+    if isinstance(value, dict):
+        return type(value)({k: (shrunk(v, factor) if k in SIZE_KEYS or not isinstance(
+            v, (int, tuple)) else v) for k, v in value.items()})
+    if isinstance(value, (list, tuple)):
+        return type(value)(shrunk(v, factor) for v in value)
+    return max(1, value // factor) if isinstance(value, int) else value
+
+
+SIZE_KEYS = ('scale', 'scales', 'crop_size')
+
+
+def tiny_paper_config(name: str, coco_root: Path, work_dir: Path) -> Config:
+    """A paper config as it ships, but with a tiny ViT, images 8 times
+    smaller, the test data, no data workers, one iteration and no validation."""
+    cfg = Config.fromfile(str(CONFIGS / name)).to_dict()
+    cfg['train_dataloader'] = shrunk(cfg['train_dataloader'])
+    cfg = Config(relocated(cfg, 'data/coco/', f'{coco_root}/'))
+    model = cfg.model
+    vit = model.backbone.module if model.backbone.type == 'LoRAModel' else model.backbone
+    vit.update(arch=TINY_VIT, init_cfg=None)
+    width = TINY_VIT['embed_dims']
+    tasks = model.tasks
+    if 'detection' in tasks:
+        tasks.detection.neck.in_channels = [width]
+    if 'segmentation' in tasks:
+        tasks.segmentation.panoptic_head.in_channels = [width]
+    if 'caption' in tasks:
+        tasks.caption.head.in_channels = width
+    model.pop('task_checkpoints', None)  # stage 2 starts from random heads here
+    loaders = cfg.train_dataloader
+    for loader in (loaders.values() if 'dataset' not in loaders else [loaders]):
+        loader.update(num_workers=0, persistent_workers=False)
+    cfg.train_cfg.update(max_iters=1, val_begin=2)
+    cfg.work_dir = str(work_dir)
+    cfg.log_level = 'WARNING'
+    cfg.custom_hooks = [*cfg.get('custom_hooks', []), dict(type='RecordStepsForTest')]
+    return cfg
+
+
+@HOOKS.register_module(force=True)
+class RecordStepsForTest(Hook):
+    """Records each iteration's task, losses and the tensors it changed."""
+
+    def before_train(self, runner):
+        self.last = snapshot(runner.model)
+        self.steps = []
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        now = snapshot(runner.model)
+        moved = sorted(k for k, v in now.items() if not torch.equal(v, self.last[k]))
+        self.steps.append(dict(task=data_batch.get('task'), losses=dict(outputs), moved=moved))
+        self.last = now
+
+
+def snapshot(model: nn.Module) -> dict:
+    """Every parameter and buffer, frozen ones included (the state dict
+    leaves the frozen backbone out)."""
+    named = [*model.named_parameters(), *model.named_buffers()]
+    return {name: tensor.detach().clone() for name, tensor in named}
+
+
+def train(cfg: Config) -> list:
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    return next(h for h in runner.hooks if isinstance(h, RecordStepsForTest)).steps
+
+
+def assert_finite_losses(step: dict, task: str):
+    losses = step['losses']
+    assert any(key.startswith(f'{task}.') for key in losses), losses
+    assert all(math.isfinite(float(v)) for v in losses.values()), losses
+
+
+STAGE1 = {'caption': 'eva_1b_stage1_caption_8xb32-100k_coco.py',
+          'detection': 'eva_1b_stage1_detr_8xb1-150k_coco.py',
+          'segmentation': 'eva_1b_stage1_mask2former_8xb1-150k_coco.py'}
+
+
+@pytest.mark.parametrize('task', sorted(STAGE1))
+def test_stage1_step_in_bf16(task, paper_coco, tmp_path):
+    cfg = tiny_paper_config(STAGE1[task], paper_coco, tmp_path)
+    assert cfg.optim_wrapper.type == 'MixedPrecisionOptimWrapper'
+    assert cfg.optim_wrapper.dtype == 'bfloat16'
+    (step,) = train(cfg)
+    assert_finite_losses(step, task)
+    assert step['moved'] and all(k.startswith(f'tasks.{task}.') for k in step['moved'])
+
+
+def seed_drawing_every_task_first(tasks, ratios) -> int:
+    """A seed whose first ``len(tasks)`` iterations draw each task once."""
+    for seed in range(1000):
+        if {sample_task(seed, i, tasks, ratios) for i in range(len(tasks))} == set(tasks):
+            return seed
+    raise AssertionError('no such seed')
+
+
+@pytest.mark.parametrize('dtype_name', dtype_params())
+def test_stage2_steps_move_only_lora(dtype_name, paper_coco, tmp_path):
+    """One step of each task at the paper's ratios: finite losses, LoRA
+    moves, backbone base weights and heads stay bit-identical."""
+    cfg = tiny_paper_config('eva_1b_stage2.py', paper_coco, tmp_path)
+    assert cfg.optim_wrapper.type == 'MixedPrecisionOptimWrapper'
+    cfg.optim_wrapper.dtype = dtype_name
+    if dtype_name == 'float16':
+        # float16's dynamic scale starts at 2**16 and skips overflowing steps
+        cfg.optim_wrapper.loss_scale = 1024.
+    ratios = cfg.train_cfg.task_ratios
+    cfg.randomness = dict(seed=seed_drawing_every_task_first(list(ratios), list(ratios.values())))
+    cfg.train_cfg.update(max_iters=len(ratios), val_begin=len(ratios) + 1)
+    steps = train(cfg)
+    assert sorted(step['task'] for step in steps) == sorted(ratios)
+    for step in steps:
+        assert_finite_losses(step, step['task'])
+        moved = step['moved']
+        assert moved and all(k.endswith(('lora_A', 'lora_B')) for k in moved), moved
+        assert any(k.endswith('lora_B') for k in moved)  # B starts at zero and left it
+
+
+def test_train_tool_amp_trains_the_demo_stage2_on_cpu(tmp_path, monkeypatch):
+    """``tools/train.py configs/visft/demo/demo_stage2.py --amp`` on CPU (heads
+    and backbone untrained here: their demo checkpoints come from stage 1)."""
+    generate_demo_coco(str(tmp_path / 'data/demo_coco'), num_train=4, num_val=2, img_size=112,
+                       seed=0)
+    monkeypatch.chdir(tmp_path)  # the demo config's paths are relative
+    work_dir = tmp_path / 'work'
+    monkeypatch.setattr(sys, 'argv', [
+        'train.py', str(CONFIGS / 'demo/demo_stage2.py'), '--amp', '--work-dir', str(work_dir),
+        '--cfg-options', 'model.task_checkpoints=None', 'model.backbone.module.init_cfg=None',
+        'train_cfg.max_iters=2', 'train_cfg.val_begin=3'])
+    runpy.run_path(str(ROOT / 'tools/train.py'), run_name='__main__')
+    checkpoint = torch.load(work_dir / 'iter_2.pth', map_location='cpu', weights_only=False)
+    cfg = Config.fromstring(checkpoint['meta']['cfg'], '.py')
+    assert cfg.optim_wrapper.type == 'visft_mm.MixedPrecisionOptimWrapper'
+    assert cfg.optim_wrapper.dtype == 'bfloat16'
+    lora_B = [v for k, v in checkpoint['state_dict'].items() if k.endswith('lora_B')]
+    assert lora_B and all(v.abs().sum() > 0 for v in lora_B)
