@@ -2,6 +2,7 @@
 what the multi-process tests launch with (an srun stand-in, a free port)."""
 import copy
 import socket
+from typing import Optional
 
 import pytest
 from mmengine.hub import get_config
@@ -55,6 +56,14 @@ def tiny_segmentation_cfg():
     return model
 
 
+def tiny_caption_cfg(root):
+    """A small Show-Attend-Tell captioner on the demo word map, without dropout."""
+    return dict(type='ImageCaptioner', data_preprocessor=dict(type='ImgDataPreprocessor', **NORM),
+                head=dict(type='ShowAttendTellHead', in_channels=TINY_VIT['embed_dims'],
+                          vocab_file=str(root / 'annotations/vocab.json'), attention_dim=32,
+                          embed_dim=32, decoder_dim=32, dropout=0.0, encoded_size=4))
+
+
 def demo_det_dataloader(root, split: str, batch_size: int = 2, train: bool = True) -> dict:
     pipeline = [dict(type='LoadImageFromFile'),
                 dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
@@ -71,6 +80,21 @@ def demo_det_dataloader(root, split: str, batch_size: int = 2, train: bool = Tru
                      data_prefix=dict(img=f'{split}/'), metainfo=dict(classes=DEMO_CLASSES),
                      filter_cfg=dict(filter_empty_gt=train), pipeline=pipeline,
                      test_mode=not train))
+
+
+def demo_caption_dataloader(root, batch_size: int = 1, sampler: Optional[dict] = None) -> dict:
+    """The demo train captions, one item per caption, on IMG x IMG images;
+    shuffled by an InfiniteSampler unless ``sampler`` says otherwise."""
+    return dict(
+        batch_size=batch_size, num_workers=0,
+        sampler=sampler or dict(type='InfiniteSampler', shuffle=True),
+        dataset=dict(type='CocoCaptionDataset', data_root=str(root),
+                     ann_file='annotations/captions_train.json',
+                     data_prefix=dict(img_path='train/'),
+                     pipeline=[dict(type='LoadImageFromFile'),
+                               dict(type='Resize', scale=(IMG, IMG), keep_ratio=False),
+                               dict(type='mmpretrain.PackInputs',
+                                    algorithm_keys=['gt_caption'])]))
 
 
 # srun's stand-in: records its arguments in $SRUN_LOG, then runs the command as
