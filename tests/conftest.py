@@ -1,5 +1,8 @@
-"""Shared fixtures: a generated demo COCO dataset and tiny ViSFT task configs."""
+"""Shared fixtures: a generated demo COCO dataset, tiny ViSFT task configs, and
+what the multi-process tests launch with (an srun stand-in, a free port)."""
 import copy
+import socket
+from typing import Optional
 
 import pytest
 from mmengine.hub import get_config
@@ -53,6 +56,14 @@ def tiny_segmentation_cfg():
     return model
 
 
+def tiny_caption_cfg(root):
+    """A small Show-Attend-Tell captioner on the demo word map, without dropout."""
+    return dict(type='ImageCaptioner', data_preprocessor=dict(type='ImgDataPreprocessor', **NORM),
+                head=dict(type='ShowAttendTellHead', in_channels=TINY_VIT['embed_dims'],
+                          vocab_file=str(root / 'annotations/vocab.json'), attention_dim=32,
+                          embed_dim=32, decoder_dim=32, dropout=0.0, encoded_size=4))
+
+
 def demo_det_dataloader(root, split: str, batch_size: int = 2, train: bool = True) -> dict:
     pipeline = [dict(type='LoadImageFromFile'),
                 dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
@@ -69,3 +80,60 @@ def demo_det_dataloader(root, split: str, batch_size: int = 2, train: bool = Tru
                      data_prefix=dict(img=f'{split}/'), metainfo=dict(classes=DEMO_CLASSES),
                      filter_cfg=dict(filter_empty_gt=train), pipeline=pipeline,
                      test_mode=not train))
+
+
+def demo_caption_dataloader(root, batch_size: int = 1, sampler: Optional[dict] = None) -> dict:
+    """The demo train captions, one item per caption, on IMG x IMG images;
+    shuffled by an InfiniteSampler unless ``sampler`` says otherwise."""
+    return dict(
+        batch_size=batch_size, num_workers=0,
+        sampler=sampler or dict(type='InfiniteSampler', shuffle=True),
+        dataset=dict(type='CocoCaptionDataset', data_root=str(root),
+                     ann_file='annotations/captions_train.json',
+                     data_prefix=dict(img_path='train/'),
+                     pipeline=[dict(type='LoadImageFromFile'),
+                               dict(type='Resize', scale=(IMG, IMG), keep_ratio=False),
+                               dict(type='mmpretrain.PackInputs',
+                                    algorithm_keys=['gt_caption'])]))
+
+
+# srun's stand-in: records its arguments in $SRUN_LOG, then runs the command as
+# --ntasks local tasks with the environment srun gives each task.
+FAKE_SRUN = r'''#!/usr/bin/env bash
+printf '%s\n' "$@" > "$SRUN_LOG"
+while [[ $1 == -* ]]; do
+    case $1 in
+        --ntasks=*) NTASKS=${1#*=} ;;
+        -p) shift ;;
+    esac
+    shift
+done
+pids=()
+for ((rank = 0; rank < NTASKS; rank++)); do
+    SLURM_PROCID=$rank SLURM_LOCALID=$rank SLURM_NTASKS=$NTASKS SLURM_NODELIST=localhost "$@" &
+    pids+=($!)
+done
+status=0
+for pid in "${pids[@]}"; do
+    wait "$pid" || status=1
+done
+exit $status
+'''
+
+
+@pytest.fixture
+def fake_srun(tmp_path):
+    """A folder holding an executable ``srun`` stand-in, to put first on PATH."""
+    bin_dir = tmp_path / 'fake_bin'
+    bin_dir.mkdir()
+    srun = bin_dir / 'srun'
+    srun.write_text(FAKE_SRUN)
+    srun.chmod(0o755)
+    return bin_dir
+
+
+def free_port() -> int:
+    """A TCP port that is free now, for a process group's rendezvous."""
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]

@@ -33,9 +33,10 @@ def test_required_entry_point_exists():
     assert (ROOT / 'configs/visft/eva_4b_stage2.py').is_file()
 
 
+@pytest.mark.parametrize('gpus', ['', '_1xb8'])
 @pytest.mark.parametrize('size,arch,width', [('1b', 'eva-g', 1408), ('4b', 'eva-e', 1792)])
-def test_stage2_has_the_paper_settings(size, arch, width):
-    cfg = load(ROOT / f'configs/visft/eva_{size}_stage2.py')
+def test_stage2_has_the_paper_settings(size, arch, width, gpus):
+    cfg = load(ROOT / f'configs/visft/eva_{size}_stage2{gpus}.py')
     backbone = cfg.model.backbone
     assert backbone.type == 'LoRAModel' and backbone.rank == 64 and backbone.alpha == 1
     assert backbone.targets == [dict(type='qkv', slices='qv')]
@@ -55,6 +56,19 @@ def test_stage2_has_the_paper_settings(size, arch, width):
     assert tasks.segmentation.panoptic_head.in_channels == [width]
     assert tasks.caption.head.in_channels == width
     assert set(cfg.model.task_checkpoints) == {'caption', 'segmentation', 'detection'}
+
+
+@pytest.mark.parametrize('size', ['1b', '4b'])
+def test_one_gpu_stage2_takes_the_eight_gpu_steps(size):
+    """8 accumulated micro-batches of the per-GPU batch make the 8-GPU global
+    batch; everything counted in optimizer steps stays the 8-GPU run's."""
+    eight_gpus = load(ROOT / f'configs/visft/eva_{size}_stage2.py')
+    one_gpu = load(ROOT / f'configs/visft/eva_{size}_stage2_1xb8.py')
+    assert eight_gpus.optim_wrapper.get('accumulative_counts', 1) == 1
+    assert one_gpu.optim_wrapper.pop('accumulative_counts') == 8
+    for key in ('model', 'train_dataloader', 'optim_wrapper', 'param_scheduler', 'train_cfg',
+                'default_hooks', 'log_processor', 'randomness'):
+        assert one_gpu.get(key) == eight_gpus.get(key), key
 
 
 @pytest.mark.parametrize('task,lr,iters', [('detr_8xb1-150k', 5e-5, 150000),

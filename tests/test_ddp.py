@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import free_port
 from test_multi_task_loop import stage2_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +30,7 @@ def test_two_process_ddp_stays_in_step(demo_coco, tmp_path):
     env = dict(os.environ, PYTHONPATH=f'{ROOT / "tests"}{os.pathsep}{ROOT}',
                OMP_NUM_THREADS='1')
     result = subprocess.run(
-        [str(torchrun), '--nproc_per_node=2', '--master_port=29517',
+        [str(torchrun), '--nproc_per_node=2', f'--master_port={free_port()}',
          str(ROOT / 'tools/train.py'), str(cfg_path), '--launcher', 'pytorch'],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

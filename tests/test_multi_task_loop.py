@@ -39,7 +39,7 @@ class StopAfterIter(Hook):
             raise KeyboardInterrupt
 
 
-def stage2_cfg(root, work_dir, max_iters=6, val_interval=1000, extra_hooks=()):
+def stage2_cfg(root, work_dir, max_iters=6, val_interval=1000, extra_hooks=(), micro_steps=1):
     vit = dict(type='EVAViT', arch=TINY_VIT, pretrain_img_size=112)
     return Config(dict(
         default_scope='visft_mm',
@@ -62,7 +62,7 @@ def stage2_cfg(root, work_dir, max_iters=6, val_interval=1000, extra_hooks=()):
                               ann_file=str(root / 'annotations/instances_val.json'))),
         val_cfg=dict(type='MultiTaskValLoop'),
         optim_wrapper=dict(optimizer=dict(type='AdamW', lr=1e-2, weight_decay=1e-4),
-                           clip_grad=dict(max_norm=0.1)),
+                           clip_grad=dict(max_norm=0.1), accumulative_counts=micro_steps),
         param_scheduler=[dict(type='LinearLR', start_factor=0.5, by_epoch=False, begin=0, end=2),
                          dict(type='CosineAnnealingLR', by_epoch=False, begin=2, end=max_iters)],
         default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=3, by_epoch=False),
@@ -84,17 +84,28 @@ def train(cfg, resume_from=None):
     return runner
 
 
-def test_resumed_run_ends_with_the_same_lora(demo_coco, tmp_path):
-    full = train(stage2_cfg(demo_coco, tmp_path / 'full'))
+# Seed 0 draws segmentation, segmentation, detection, segmentation: the
+# iteration after the resume reads past what two segmentation steps consumed.
+@pytest.mark.parametrize('micro_steps,max_iters', [(1, 6), (2, 4)])
+def test_resumed_run_ends_with_the_same_lora(demo_coco, tmp_path, micro_steps, max_iters):
+    def cfg(work_dir, **kwargs):
+        return stage2_cfg(demo_coco, tmp_path / work_dir, max_iters=max_iters,
+                          micro_steps=micro_steps, **kwargs)
+
+    full = train(cfg('full'))
     with pytest.raises(KeyboardInterrupt):
-        train(stage2_cfg(demo_coco, tmp_path / 'killed',
-                         extra_hooks=[dict(type='StopAfterIter', iteration=3)]))
-    resumed = train(stage2_cfg(demo_coco, tmp_path / 'killed'),
-                    resume_from=tmp_path / 'killed' / 'iter_3.pth')
+        train(cfg('killed', extra_hooks=[dict(type='StopAfterIter', iteration=3)]))
+    resumed = train(cfg('killed'), resume_from=tmp_path / 'killed' / 'iter_3.pth')
     expected, got = lora_weights(full), lora_weights(resumed)
     assert any(v.abs().sum() > 0 for k, v in got.items() if k.endswith('lora_B'))
     for key in expected:
         assert torch.equal(got[key], expected[key]), key
+    # one optimizer step per iteration, whatever the micro-batches per step
+    for runner in (full, resumed):
+        assert runner.iter == max_iters
+        assert runner.optim_wrapper.inner_count == max_iters * micro_steps
+        optimizer_state = runner.optim_wrapper.optimizer.state.values()
+        assert {float(state['step']) for state in optimizer_state} == {max_iters}
 
 
 def test_validation_covers_every_task_and_leaves_training_unchanged(demo_coco, tmp_path):

@@ -2,7 +2,8 @@
 strict loading of stage-1 task checkpoints."""
 import pytest
 import torch
-from conftest import TINY_VIT, demo_det_dataloader, tiny_detection_cfg, tiny_segmentation_cfg
+from conftest import (TINY_VIT, demo_caption_dataloader, demo_det_dataloader, tiny_caption_cfg,
+                      tiny_detection_cfg, tiny_segmentation_cfg)
 from mmengine.optim import OptimWrapper
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
@@ -179,26 +180,9 @@ def test_loading_a_stage2_checkpoint_initialises_the_frozen_backbone(tmp_path):
         assert torch.equal(fresh.backbone.module.state_dict()[key], value), key
 
 
-def caption_task_cfg(root):
-    return dict(type='ImageCaptioner',
-                data_preprocessor=dict(type='ImgDataPreprocessor', bgr_to_rgb=True,
-                                       mean=[123.675, 116.28, 103.53],
-                                       std=[58.395, 57.12, 57.375]),
-                head=dict(type='ShowAttendTellHead', in_channels=TINY_VIT['embed_dims'],
-                          vocab_file=str(root / 'annotations/vocab.json'), attention_dim=32,
-                          embed_dim=32, decoder_dim=32, dropout=0.0, encoded_size=4))
-
-
 def caption_batch(root):
-    loader = Runner.build_dataloader(dict(
-        batch_size=4, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=False),
-        dataset=dict(type='CocoCaptionDataset', data_root=str(root),
-                     ann_file='annotations/captions_train.json',
-                     data_prefix=dict(img_path='train/'),
-                     pipeline=[dict(type='LoadImageFromFile'),
-                               dict(type='Resize', scale=(112, 112), keep_ratio=False),
-                               dict(type='mmpretrain.PackInputs',
-                                    algorithm_keys=['gt_caption'])])))
+    loader = Runner.build_dataloader(demo_caption_dataloader(
+        root, batch_size=4, sampler=dict(type='DefaultSampler', shuffle=False)))
     return next(iter(loader))
 
 
@@ -210,7 +194,7 @@ def test_tiny_overfit_lowers_the_loss_of_every_task(demo_coco):
         type='ViSFT',
         backbone=dict(type='EVAViT', arch=TINY_VIT, pretrain_img_size=112, frozen=True),
         tasks=dict(detection=tiny_detection_cfg(), segmentation=tiny_segmentation_cfg(),
-                   caption=caption_task_cfg(demo_coco))))
+                   caption=tiny_caption_cfg(demo_coco))))
     model.init_weights()
     model.train()
     fixed = dict(detection=batches(demo_coco, 'detection'),

@@ -10,6 +10,12 @@ exact task sequence. Each task's loader uses a seeded ``InfiniteSampler``; on
 resume it is advanced by the number of samples that task consumed, by index
 only (no data is loaded). Evaluation runs inside a forked random state, so
 validating never changes the training randomness.
+
+Gradient accumulation is mmengine's (``optim_wrapper.accumulative_counts``:
+loss scaling, the step after the last micro-batch, no DDP sync before it).
+Written here is only what its loops lack: an iteration that runs all of an
+optimizer step's micro-batches, on one task, so that iterations, schedules
+and intervals count optimizer steps (mmengine's loops count micro-batches).
 """
 import contextlib
 import random
@@ -94,6 +100,20 @@ class MultiTaskTrainLoop(IterBasedTrainLoop):
 
     ``self.dataloader`` is the first task's loader, for hooks that read one
     (dataset metainfo, sampler seeding); ``task_dataloaders`` holds them all.
+
+    Gradient accumulation: with ``accumulative_counts=n`` in ``optim_wrapper``
+    an iteration is still one optimizer step. It draws its task once and runs
+    ``train_step`` on ``n`` micro-batches of that task; mmengine's optimizer
+    wrapper divides each loss by ``n``, skips the DDP gradient sync of all but
+    the last and steps after it. Iteration hooks run once per step, with the
+    first micro-batch as ``data_batch`` and the micro-batches' mean log
+    variables as ``outputs``. So ``max_iters``, the parameter schedules and the
+    checkpoint, log and validation intervals count optimizer steps, and one GPU
+    with ``n`` micro-batches follows the schedule of ``n`` GPUs. :meth:`run`
+    re-initialises the wrapper's count status, which ``Runner.train()`` set in
+    iterations, in micro-batches (``iter * n`` of ``max_iters * n``); the
+    warning that the first call may log on resume (iteration not divisible by
+    ``accumulative_counts``) does not apply here.
     """
 
     def __init__(self, runner, dataloader: Dict[str, dict], max_iters: int,
@@ -132,6 +152,16 @@ class MultiTaskTrainLoop(IterBasedTrainLoop):
         self.dynamic_milestones, self.dynamic_intervals = calc_dynamic_intervals(
             self.val_interval, dynamic_intervals)
         self._iterators: Dict[str, object] = {}
+        self.micro_steps = 1  # micro-batches per iteration; run() reads optim_wrapper's
+
+    def _count_micro_steps(self) -> None:
+        """Take the micro-batches per iteration from the optimizer wrapper
+        and count its accumulation in micro-batches from ``self._iter`` on."""
+        optim_wrapper = self.runner.optim_wrapper
+        # read as mmengine's own strategies do: OptimWrapper has no public accessor
+        self.micro_steps = getattr(optim_wrapper, '_accumulative_counts', 1)
+        optim_wrapper.initialize_count_status(self.runner.model, self._iter * self.micro_steps,
+                                              self._max_iters * self.micro_steps)
 
     def _start_task_streams(self) -> None:
         """Seed every task's sampler with the run's seed and skip what the
@@ -142,28 +172,31 @@ class MultiTaskTrainLoop(IterBasedTrainLoop):
             sampler = loader.sampler
             sampler.seed = seed
             sampler.indices = sampler._indices_of_rank()
-            skip = consumed[task] * loader.batch_size
+            skip = consumed[task] * self.micro_steps * loader.batch_size
             for _ in islice(sampler.indices, skip):
                 pass
             self._iterators[task] = iter(loader)
         if self._iter:
-            print_log(f'Resumed at iteration {self._iter}: skipped {consumed} batches per task',
-                      logger='current')
+            print_log(f'Resumed at iteration {self._iter}: skipped {self.micro_steps} batch(es) '
+                      f'per earlier iteration of each task {consumed}', logger='current')
 
-    def next_batch(self, iteration: int) -> dict:
+    def next_batches(self, iteration: int) -> List[dict]:
+        """The micro-batches of one iteration, all of the task it draws."""
         task = sample_task(self.runner.seed, iteration, self.tasks, self.probabilities)
-        batch = next(self._iterators[task])
-        batch['task'] = task
-        return batch
+        batches = [next(self._iterators[task]) for _ in range(self.micro_steps)]
+        for batch in batches:
+            batch['task'] = task
+        return batches
 
     def run(self) -> torch.nn.Module:
         check_model_has_tasks(self.runner, self.tasks, 'train_dataloader/task_ratios')
+        self._count_micro_steps()
         self._start_task_streams()
         self.runner.call_hook('before_train')
         self.runner.call_hook('before_train_epoch')
         while self._iter < self._max_iters and not self.stop_training:
             self.runner.model.train()
-            self.run_iter(self.next_batch(self._iter))
+            self.run_iter(self.next_batches(self._iter))
             self._decide_current_val_interval()
             if (self.runner.val_loop is not None and self._iter >= self.val_begin
                     and (self._iter % self.val_interval == 0 or self._iter == self._max_iters)):
@@ -171,6 +204,18 @@ class MultiTaskTrainLoop(IterBasedTrainLoop):
         self.runner.call_hook('after_train_epoch')
         self.runner.call_hook('after_train')
         return self.runner.model
+
+    def run_iter(self, micro_batches: List[dict]) -> None:
+        """One optimizer step: ``train_step`` on each micro-batch, hooks once."""
+        self.runner.call_hook('before_train_iter', batch_idx=self._iter,
+                              data_batch=micro_batches[0])
+        log_vars = [self.runner.model.train_step(batch, optim_wrapper=self.runner.optim_wrapper)
+                    for batch in micro_batches]
+        outputs = {key: sum(step[key].detach() for step in log_vars) / len(log_vars)
+                   for key in log_vars[0]}
+        self.runner.call_hook('after_train_iter', batch_idx=self._iter,
+                              data_batch=micro_batches[0], outputs=outputs)
+        self._iter += 1
 
 
 class _MultiTaskEvalLoop(BaseLoop):
