@@ -7,6 +7,7 @@ import torch
 import torch.nn as nn
 
 from visft_mm.models import EVAViT, LoRALinear, LoRAModel
+from visft_mm.models.backbones import eva_vit
 from visft_mm.models.peft.lora import fused_lora_delta, parse_slices
 
 C = 32
@@ -141,19 +142,35 @@ def test_lora_dropout_follows_train_mode_inside_frozen_backbone():
     assert not layer.lora_dropout.training
 
 
-def test_gradient_checkpointing_gives_same_lora_grads():
+@pytest.mark.parametrize('frozen', [False, True])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+def test_gradient_checkpointing_gives_same_lora_grads(frozen, dtype, monkeypatch):
+    """Checkpointing takes effect (once per block) also for a frozen backbone,
+    which stays in eval mode while its LoRA trains, and under bf16 autocast."""
+    checkpointed = []
+    checkpoint = eva_vit.cp.checkpoint
+
+    def counting_checkpoint(block, *args, **kwargs):
+        checkpointed.append(block)
+        return checkpoint(block, *args, **kwargs)
+
+    monkeypatch.setattr(eva_vit.cp, 'checkpoint', counting_checkpoint)
     grads = []
     for with_cp in (False, True):
         torch.manual_seed(0)
-        vit = EVAViT(arch=TINY_ARCH, pretrain_img_size=56, with_cp=with_cp)
+        vit = EVAViT(arch=TINY_ARCH, pretrain_img_size=56, with_cp=with_cp, frozen=frozen)
         vit.init_weights()
         model = LoRAModel(vit, rank=4)
         _randomise_lora(model)
         model.train()
-        model(torch.randn(2, 3, 56, 56, generator=torch.Generator().manual_seed(1)))[0].sum().backward()
+        with torch.autocast('cpu', dtype=dtype, enabled=dtype != torch.float32):
+            out = model(torch.randn(2, 3, 56, 56, generator=torch.Generator().manual_seed(1)))
+        out[0].float().sum().backward()
         grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad})
+    assert len(checkpointed) == TINY_ARCH['num_layers']
+    tolerance = dict(atol=1e-5, rtol=1e-4) if dtype == torch.float32 else dict(atol=0.05, rtol=0.05)
     for name in grads[0]:
-        torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(grads[0][name], grads[1][name], **tolerance)
 
 
 def test_no_target_matches():
