@@ -173,7 +173,8 @@ def test_mask2former_differs_from_mmdet_mask2former_only_where_intended():
         'data_preprocessor.seg_pad_value',  # mmdet's leftover; unused with pad_seg=False
         f'{head}.in_channels', f'{head}.strides', f'{head}.num_transformer_feat_level',
         f'{pixel}.type',  # mmdet's pixel decoder, with attention that runs on any device
-        f'{pixel}.strides', f'{pixel}.num_outs', f'{pixel}.encoder.layer_cfg.self_attn_cfg.num_levels',
+        f'{pixel}.strides', f'{pixel}.num_outs',
+        f'{pixel}.encoder.layer_cfg.self_attn_cfg.num_levels',
         f'{pixel}.encoder.layer_cfg.ffn_cfg.feedforward_channels',
         f'{head}.transformer_decoder.layer_cfg.ffn_cfg.feedforward_channels'}
 
