@@ -7,13 +7,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from mmcv.ops import MultiScaleDeformableAttention
+from mmdet.models.losses import FocalLoss
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.hub import get_config
 from mmengine.registry import init_default_scope
 
 from visft_mm.datasets.demo_coco import DEMO_CLASSES, generate_demo_coco
-from visft_mm.models import EVAViT, FeaturesAsInput
+from visft_mm.models import (AnyDeviceFocalLoss, AnyDeviceMultiScaleDeformableAttention, EVAViT,
+                             FeaturesAsInput)
 
 MODEL_DIR = Path(__file__).resolve().parents[1] / 'configs' / '_base_' / 'models'
 FRAGMENTS = {  # file -> its model variable
@@ -23,6 +26,15 @@ FRAGMENTS = {  # file -> its model variable
     'visft_mask2former.py': 'seg_model',
     'visft_mask2former_demo.py': 'seg_model',
 }
+# visft_mm's any-device modules in the fragments, and the mmdet modules they stand for
+MMDET_TYPES = {
+    'visft_mm.AnyDeviceDINO': 'DINO',
+    'visft_mm.AnyDeviceFocalLoss': 'FocalLoss',
+    'visft_mm.AnyDeviceMSDeformAttnPixelDecoder': 'MSDeformAttnPixelDecoder',
+}
+DEFORMABLE_ATTENTION_FRAGMENTS = [
+    'visft_dino_demo.py', 'visft_mask2former.py', 'visft_mask2former_demo.py'
+]
 CLIP_MEAN = [0.48145466 * 255, 0.4578275 * 255, 0.40821073 * 255]
 CLIP_STD = [0.26862954 * 255, 0.26130258 * 255, 0.27577711 * 255]
 TINY_VIT = dict(embed_dims=48, num_layers=1, num_heads=4, feedforward_channels=96)
@@ -52,6 +64,17 @@ def shrink(cfg):
     else:
         cfg.neck.in_channels = [TINY_VIT['embed_dims']]
         cfg.encoder.num_layers = cfg.decoder.num_layers = 1
+    return cfg
+
+
+def with_mmdet_types(cfg):
+    """A copy of the fragment that builds mmdet's modules in place of visft_mm's
+    any-device ones."""
+    if isinstance(cfg, dict):
+        return type(cfg)({k: MMDET_TYPES.get(v, v) if k == 'type' else with_mmdet_types(v)
+                          for k, v in cfg.items()})
+    if isinstance(cfg, list):
+        return [with_mmdet_types(v) for v in cfg]
     return cfg
 
 
@@ -149,9 +172,32 @@ def test_mask2former_differs_from_mmdet_mask2former_only_where_intended():
         'data_preprocessor.batch_augments',
         'data_preprocessor.seg_pad_value',  # mmdet's leftover; unused with pad_seg=False
         f'{head}.in_channels', f'{head}.strides', f'{head}.num_transformer_feat_level',
-        f'{pixel}.strides', f'{pixel}.num_outs', f'{pixel}.encoder.layer_cfg.self_attn_cfg.num_levels',
+        f'{pixel}.type',  # mmdet's pixel decoder, with attention that runs on any device
+        f'{pixel}.strides', f'{pixel}.num_outs',
+        f'{pixel}.encoder.layer_cfg.self_attn_cfg.num_levels',
         f'{pixel}.encoder.layer_cfg.ffn_cfg.feedforward_channels',
         f'{head}.transformer_decoder.layer_cfg.ffn_cfg.feedforward_channels'}
+
+
+@pytest.mark.parametrize('name', DEFORMABLE_ATTENTION_FRAGMENTS)
+def test_fragments_build_attention_and_losses_that_run_on_any_device(name):
+    model = build(load_fragment(name))
+    attentions = [m for m in model.modules() if isinstance(m, MultiScaleDeformableAttention)]
+    assert attentions
+    assert all(type(m) is AnyDeviceMultiScaleDeformableAttention for m in attentions)
+    if name == 'visft_dino_demo.py':
+        assert type(model.bbox_head.loss_cls) is AnyDeviceFocalLoss
+    assert not any(type(m) is FocalLoss for m in model.modules())
+
+
+@pytest.mark.parametrize('name', DEFORMABLE_ATTENTION_FRAGMENTS)
+def test_any_device_modules_load_state_dicts_of_mmdets_modules(name):
+    cfg = shrink(load_fragment(name))
+    mmdet_model = build(with_mmdet_types(cfg))
+    assert any(type(m) is MultiScaleDeformableAttention for m in mmdet_model.modules())
+    model = build(cfg)
+    assert list(model.state_dict()) == list(mmdet_model.state_dict())
+    model.load_state_dict(mmdet_model.state_dict(), strict=True)
 
 
 @pytest.mark.parametrize('bases', [('visft_detr.py', 'visft_mask2former.py'),
@@ -249,3 +295,20 @@ def test_mask2former_loss_uses_every_image_of_the_batch(demo_dataset, vit):
     assert not torch.isclose(one, two)
     two.backward()
     assert feats.grad[1].abs().sum() > 0  # the second image is supervised too
+
+
+@pytest.mark.parametrize('name', ['visft_dino_demo.py', 'visft_mask2former.py'])
+def test_deformable_heads_train_under_bf16_autocast(name, demo_dataset, vit):
+    """The stage configs train under bf16 autocast; on the CPU the deformable
+    attention and focal loss take their PyTorch fallbacks."""
+    torch.manual_seed(0)
+    model = build(shrink(load_fragment(name)))
+    model.train()
+    data = model.data_preprocessor(pseudo_collate([demo_dataset[0], demo_dataset[1]]), True)
+    feats = vit(data['inputs'])[0].detach().requires_grad_()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        losses = model.loss((feats, ), data['data_samples'])
+    total = sum(v for k, v in losses.items() if 'loss' in k)
+    assert torch.isfinite(total)
+    total.backward()
+    assert feats.grad.abs().sum() > 0

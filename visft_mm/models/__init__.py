@@ -1,14 +1,22 @@
-"""Models of visft_mm: the EVA vision transformer, its LoRA, the task heads
-and EVA-CLIP for the out-of-domain benchmarks."""
+"""Models of visft_mm: the EVA vision transformer, its LoRA, the task heads,
+the mmdet modules they need on GPUs without compiled mmcv kernels, and EVA-CLIP
+for the out-of-domain benchmarks."""
 # The visft_mm scope resolves mmdet models without prefix; importing registers them.
 import mmdet.models  # noqa: F401
 
 from .backbones import EVAViT, FeaturesAsInput, FrozenBackbone
 from .captioner import ImageCaptioner
+from .detectors import AnyDeviceDINO
 from .eva_clip import EVACLIP
 from .heads import ShowAttendTellHead
+from .layers import AnyDeviceMSDeformAttnPixelDecoder, AnyDeviceMultiScaleDeformableAttention
+from .losses import AnyDeviceFocalLoss
 from .peft import LoRALinear, LoRAModel
 from .visft import MultiTaskDataPreprocessor, ViSFT
 
-__all__ = ['EVACLIP', 'EVAViT', 'FeaturesAsInput', 'FrozenBackbone', 'ImageCaptioner',
-           'LoRALinear', 'LoRAModel', 'MultiTaskDataPreprocessor', 'ShowAttendTellHead', 'ViSFT']
+__all__ = [
+    'AnyDeviceDINO', 'AnyDeviceFocalLoss', 'AnyDeviceMSDeformAttnPixelDecoder',
+    'AnyDeviceMultiScaleDeformableAttention', 'EVACLIP', 'EVAViT', 'FeaturesAsInput',
+    'FrozenBackbone', 'ImageCaptioner', 'LoRALinear', 'LoRAModel', 'MultiTaskDataPreprocessor',
+    'ShowAttendTellHead', 'ViSFT'
+]

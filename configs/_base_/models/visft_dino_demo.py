@@ -16,12 +16,15 @@
 # num_levels=1 in the deformable attention), 3+3 layers, 30 matching and up
 # to 50 denoising queries (scenes hold a few objects, and a 112 px image has
 # only 8x8 encoder tokens to select queries from), and the CLIP mean/std with
-# pad_size_divisor 14 of the paper fragments. mmcv's
-# MultiScaleDeformableAttention runs in pure PyTorch on CPU. `init_weights()`
-# must run before training (the Runner does it): DINO's level_embed is
-# uninitialised memory until then.
+# pad_size_divisor 14 of the paper fragments, and visft_mm's AnyDeviceDINO and
+# AnyDeviceFocalLoss for mmdet's DINO and FocalLoss: the same modules and state
+# dict, whose deformable attention and focal loss fall back to mmcv's and mmdet's
+# PyTorch code where mmcv has no compiled kernel for the device (the CPU, or a
+# GPU with the CPU-ops mmcv that tools/misc/install_env.sh builds).
+# `init_weights()` must run before training (the Runner does it): DINO's
+# level_embed is uninitialised memory until then.
 det_model = dict(
-    type='DINO',
+    type='visft_mm.AnyDeviceDINO',
     # matching queries; two-stage selection picks them among the encoder's
     # tokens, so at most one per feature cell: 30 fits images down to 84 px
     num_queries=30,
@@ -62,7 +65,11 @@ det_model = dict(
         num_classes=4,
         sync_cls_avg_factor=True,
         loss_cls=dict(
-            type='FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25, loss_weight=1.0),
+            type='visft_mm.AnyDeviceFocalLoss',
+            use_sigmoid=True,
+            gamma=2.0,
+            alpha=0.25,
+            loss_weight=1.0),
         loss_bbox=dict(type='L1Loss', loss_weight=5.0),
         loss_iou=dict(type='GIoULoss', loss_weight=2.0)),
     dn_cfg=dict(

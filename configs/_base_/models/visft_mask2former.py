@@ -15,7 +15,11 @@
 #   mmdet 1024 and 2048);
 # - DetDataPreprocessor: CLIP mean/std (reference §10.5), pad_size_divisor 14
 #   (the ViT patch) and no LSJ batch padding to 1024 (a dataset choice, left
-#   to the pipeline).
+#   to the pipeline);
+# - the pixel decoder is visft_mm's AnyDeviceMSDeformAttnPixelDecoder: mmdet's,
+#   whose deformable attention falls back to mmcv's PyTorch code where mmcv has
+#   no compiled kernel for the device (a GPU with the CPU-ops mmcv that
+#   tools/misc/install_env.sh builds). Same arguments and state dict.
 # Known difference of mmdet's MSDeformAttnPixelDecoder from the official one:
 # with a single input level mmdet builds no lateral/output conv pair, so its
 # mask features are Conv1x1(encoder output); the official decoder (log2(32/4)
@@ -48,7 +52,7 @@ seg_model = dict(
         num_queries=100,
         num_transformer_feat_level=1,
         pixel_decoder=dict(
-            type='MSDeformAttnPixelDecoder',
+            type='visft_mm.AnyDeviceMSDeformAttnPixelDecoder',
             # the head passes in_channels on but not strides; the stride only
             # scales reference points that are then normalised, so any value
             # computes the same, but 14 is the truth
@@ -59,7 +63,7 @@ seg_model = dict(
             encoder=dict(  # DeformableDetrTransformerEncoder
                 num_layers=6,
                 layer_cfg=dict(
-                    self_attn_cfg=dict(  # MultiScaleDeformableAttention
+                    self_attn_cfg=dict(  # AnyDeviceMultiScaleDeformableAttention
                         embed_dims=256,
                         num_heads=8,
                         num_levels=1,
