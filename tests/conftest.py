@@ -14,6 +14,26 @@ IMG = 112
 NORM = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], bgr_to_rgb=True)
 
 
+
+def with_tiny_vit(model: dict, vocab_file: Optional[str] = None) -> dict:
+    """A paper config's ViSFT model with the ViT swapped for TINY_VIT (no
+    pretrained weights, no stage-1 checkpoints) and the heads narrowed to it."""
+    vit = model['backbone']['module'] if model['backbone']['type'] == 'LoRAModel' \
+        else model['backbone']
+    vit.update(arch=TINY_VIT, init_cfg=None)
+    width = TINY_VIT['embed_dims']
+    tasks = model['tasks']
+    if 'detection' in tasks:
+        tasks['detection']['neck']['in_channels'] = [width]
+    if 'segmentation' in tasks:
+        tasks['segmentation']['panoptic_head']['in_channels'] = [width]
+    if 'caption' in tasks:
+        tasks['caption']['head']['in_channels'] = width
+        if vocab_file is not None:
+            tasks['caption']['head']['vocab_file'] = vocab_file
+    model.pop('task_checkpoints', None)
+    return model
+
 @pytest.fixture(scope='session')
 def demo_coco(tmp_path_factory):
     """A small demo dataset (8 train, 4 val images), generated once per session."""

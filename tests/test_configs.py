@@ -3,7 +3,7 @@ and build (with a tiny ViT standing in for the 1B/4.4B one)."""
 from pathlib import Path
 
 import pytest
-from conftest import TINY_VIT
+from conftest import with_tiny_vit
 from mmcv.ops import MultiScaleDeformableAttention
 from mmdet.models.losses import FocalLoss
 from mmengine.config import Config
@@ -88,20 +88,8 @@ def test_stage1_has_the_paper_settings(task, lr, iters):
 @pytest.mark.parametrize('path', PAPER, ids=lambda p: p.name)
 def test_paper_config_builds_with_a_tiny_vit(path, demo_coco):
     """The whole model of each paper config, with the ViT swapped for a tiny one."""
-    cfg = load(path)
-    model = cfg.model
-    vit = model.backbone.module if model.backbone.type == 'LoRAModel' else model.backbone
-    vit.update(arch=TINY_VIT, init_cfg=None)
-    width = TINY_VIT['embed_dims']
+    model = with_tiny_vit(load(path).model, vocab_file=str(demo_coco / 'annotations/vocab.json'))
     tasks = model.tasks
-    if 'detection' in tasks:
-        tasks.detection.neck.in_channels = [width]
-    if 'segmentation' in tasks:
-        tasks.segmentation.panoptic_head.in_channels = [width]
-    if 'caption' in tasks:
-        tasks.caption.head.update(in_channels=width,
-                                  vocab_file=str(demo_coco / 'annotations/vocab.json'))
-    model.pop('task_checkpoints', None)
     init_default_scope('visft_mm')
     built = MODELS.build(model)
     assert sorted(built.task_names) == sorted(tasks)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn as nn
-from conftest import TINY_VIT
+from conftest import with_tiny_vit
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmdet.datasets import CocoDataset
@@ -174,18 +174,7 @@ def tiny_paper_config(name: str, coco_root: Path, work_dir: Path) -> Config:
     cfg = Config.fromfile(str(CONFIGS / name)).to_dict()
     cfg['train_dataloader'] = shrunk(cfg['train_dataloader'])
     cfg = Config(relocated(cfg, 'data/coco/', f'{coco_root}/'))
-    model = cfg.model
-    vit = model.backbone.module if model.backbone.type == 'LoRAModel' else model.backbone
-    vit.update(arch=TINY_VIT, init_cfg=None)
-    width = TINY_VIT['embed_dims']
-    tasks = model.tasks
-    if 'detection' in tasks:
-        tasks.detection.neck.in_channels = [width]
-    if 'segmentation' in tasks:
-        tasks.segmentation.panoptic_head.in_channels = [width]
-    if 'caption' in tasks:
-        tasks.caption.head.in_channels = width
-    model.pop('task_checkpoints', None)  # stage 2 starts from random heads here
+    with_tiny_vit(cfg.model)  # stage 2 starts from random heads here
     loaders = cfg.train_dataloader
     for loader in (loaders.values() if 'dataset' not in loaders else [loaders]):
         loader.update(num_workers=0, persistent_workers=False)
