@@ -52,12 +52,13 @@ def test_slurm_script_starts_one_task_per_gpu(script, fourth, tool_args, fake_sr
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='with GPUs, mmengine starts slurm jobs')
 def test_srun_tasks_join_one_gloo_group_without_gpus(fake_srun, tmp_path):
-    code = ('import torch, torch.distributed as dist\n'
+    code = ('import sys, torch, torch.distributed as dist\n'
             'from visft_mm.utils.dist import init_cpu_process_group\n'
             "init_cpu_process_group('slurm')\n"
             'total = torch.tensor([dist.get_rank() + 1])\n'
             'dist.all_reduce(total)\n'
-            'print(dist.get_rank(), dist.get_world_size(), total.item())')
+            '# one write per line: the two tasks share the pipe\n'
+            "sys.stdout.write(f'{dist.get_rank()} {dist.get_world_size()} {total.item()}\\n')")
     env = dict(os.environ, PATH=f'{fake_srun}{os.pathsep}{os.environ["PATH"]}',
                PYTHONPATH=str(ROOT), SRUN_LOG=str(tmp_path / 'srun.log'), MASTER_ADDR='127.0.0.1',
                MASTER_PORT=str(free_port()))
