@@ -23,19 +23,14 @@ from typing import Callable, Dict, List
 import torch
 from mmengine.logging import MMLogger
 
+from visft_mm.analysis.synthetic import SMALL_ARCHS
 from visft_mm.models import EVAViT, LoRAModel
-
-ARCHS = {
-    'tiny': dict(embed_dims=64, num_layers=2, num_heads=4, feedforward_channels=128),
-    'small': dict(embed_dims=384, num_layers=6, num_heads=6, feedforward_channels=1536),
-    'base': dict(embed_dims=768, num_layers=12, num_heads=12, feedforward_channels=3072),
-}
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--arch', default='small',
-                        help=f"{sorted(ARCHS)} or an EVAViT arch name ('eva-g', 'eva-e')")
+                        help=f"{sorted(SMALL_ARCHS)} or an EVAViT arch name ('eva-g', 'eva-e')")
     parser.add_argument('--img-size', type=int, default=224)
     parser.add_argument('--batch-size', type=int, default=2)
     parser.add_argument('--rank', type=int, default=64)
@@ -94,7 +89,7 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    arch = ARCHS.get(args.arch, args.arch)
+    arch = SMALL_ARCHS.get(args.arch, args.arch)
     autocast = (functools.partial(torch.autocast, device.type, dtype=torch.bfloat16)
                 if args.dtype == 'bfloat16' else nullcontext)
     torch.manual_seed(0)

@@ -11,7 +11,7 @@ samples): uint8 images plus data samples with random boxes, masks or captions.
 """
 import copy
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ from mmengine.structures import InstanceData
 from mmpretrain.structures import DataSample
 
 from visft_mm.datasets.caption_vocab import END, PAD, START, UNK, WordVocabulary
+from visft_mm.models.backbones import EVAViT
 
 # Karpathy-COCO word map of the official caption head (WORDMAP_coco_5_cap_per_img_5_min_word_freq).
 OFFICIAL_VOCAB_SIZE = 9490
@@ -76,6 +77,33 @@ def model_config_without_files(model_cfg: dict) -> ConfigDict:
                 strip(value)
 
     strip(cfg)
+    return cfg
+
+
+# Small EVAViT archs for runs on a CPU (widths divisible by their head counts).
+SMALL_ARCHS = {
+    'tiny': dict(embed_dims=64, num_layers=2, num_heads=4, feedforward_channels=128),
+    'small': dict(embed_dims=384, num_layers=6, num_heads=6, feedforward_channels=1536),
+    'base': dict(embed_dims=768, num_layers=12, num_heads=12, feedforward_channels=3072),
+}
+
+
+def with_backbone_arch(model_cfg: dict, arch: Union[str, dict]) -> ConfigDict:
+    """``model_cfg`` with its EVAViT (inside a ``LoRAModel`` or not) set to
+    ``arch`` (a name of ``SMALL_ARCHS`` or ``EVAViT.arch_zoo``, or a dict),
+    and every task's input width set to match."""
+    cfg = ConfigDict(copy.deepcopy(model_cfg))
+    arch = SMALL_ARCHS.get(arch, arch) if isinstance(arch, str) else dict(arch)
+    width = (EVAViT.arch_zoo[arch] if isinstance(arch, str) else arch)['embed_dims']
+    vit = cfg.backbone.module if 'module' in cfg.backbone else cfg.backbone
+    vit.arch = arch
+    for task in cfg.tasks.values():
+        if 'neck' in task:
+            task.neck.in_channels = [width]
+        if 'panoptic_head' in task:
+            task.panoptic_head.in_channels = [width]
+        if task.type.rsplit('.', 1)[-1] == 'ImageCaptioner':
+            task.head.in_channels = width
     return cfg
 
 
