@@ -69,7 +69,12 @@ def main():
         model.init_weights()
     model.to(device).train()
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
-    tasks = [t for t in task_inputs(cfg).values() if not args.task or t.task in args.task]
+    inputs = task_inputs(cfg)
+    unknown = set(args.task or ()) - set(inputs)
+    if unknown:
+        raise SystemExit(f'error: {args.config} has no task {sorted(unknown)}; it has '
+                         f'{sorted(inputs)}')
+    tasks = [t for t in inputs.values() if not args.task or t.task in args.task]
     cost = estimate_cost(cfg, tuple(t.task for t in tasks))
 
     if device.type == 'cuda':
