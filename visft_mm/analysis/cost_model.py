@@ -392,8 +392,9 @@ def estimate_cost(cfg: Config, tasks: Optional[Tuple[str, ...]] = None) -> CostE
 def projected_seconds(estimate: CostEstimate, ratios: Dict[str, float], max_iters: int,
                       gpus: int, gpu_tflops: float, mfu: float) -> float:
     """Wall time of ``max_iters`` iterations of the recipe's global batch
-    (``RECIPE_GPUS`` per-GPU batches) on ``gpus`` GPUs that each reach ``mfu``
-    of ``gpu_tflops``; the task of an iteration is drawn by ``ratios``."""
+    (``RECIPE_GPUS`` per-GPU batches; fewer GPUs accumulate, as
+    eva_*_stage2_1xb8.py do) on ``gpus`` GPUs that each reach ``mfu`` of
+    ``gpu_tflops``; the task of an iteration is drawn by ``ratios``."""
     mean_flops = sum(ratio * estimate.tasks[task].total_model_flops
                      for task, ratio in ratios.items())
     return max_iters * mean_flops * RECIPE_GPUS / gpus / (mfu * gpu_tflops * 1e12)
