@@ -7,6 +7,7 @@ from typing import Optional
 import pytest
 from mmengine.hub import get_config
 
+from visft_mm.analysis.synthetic import with_backbone_arch
 from visft_mm.datasets.demo_coco import DEMO_CLASSES, generate_demo_coco
 
 TINY_VIT = dict(embed_dims=48, num_layers=2, num_heads=4, feedforward_channels=96)
@@ -18,19 +19,11 @@ NORM = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], bgr_to_
 def with_tiny_vit(model: dict, vocab_file: Optional[str] = None) -> dict:
     """A paper config's ViSFT model with the ViT swapped for TINY_VIT (no
     pretrained weights, no stage-1 checkpoints) and the heads narrowed to it."""
-    vit = model['backbone']['module'] if model['backbone']['type'] == 'LoRAModel' \
-        else model['backbone']
-    vit.update(arch=TINY_VIT, init_cfg=None)
-    width = TINY_VIT['embed_dims']
-    tasks = model['tasks']
-    if 'detection' in tasks:
-        tasks['detection']['neck']['in_channels'] = [width]
-    if 'segmentation' in tasks:
-        tasks['segmentation']['panoptic_head']['in_channels'] = [width]
-    if 'caption' in tasks:
-        tasks['caption']['head']['in_channels'] = width
-        if vocab_file is not None:
-            tasks['caption']['head']['vocab_file'] = vocab_file
+    model = with_backbone_arch(model, TINY_VIT)
+    vit = model.backbone.module if model.backbone.type == 'LoRAModel' else model.backbone
+    vit.init_cfg = None
+    if vocab_file is not None and 'caption' in model.tasks:
+        model.tasks.caption.head.vocab_file = vocab_file
     model.pop('task_checkpoints', None)
     return model
 

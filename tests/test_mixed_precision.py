@@ -174,7 +174,7 @@ def tiny_paper_config(name: str, coco_root: Path, work_dir: Path) -> Config:
     cfg = Config.fromfile(str(CONFIGS / name)).to_dict()
     cfg['train_dataloader'] = shrunk(cfg['train_dataloader'])
     cfg = Config(relocated(cfg, 'data/coco/', f'{coco_root}/'))
-    with_tiny_vit(cfg.model)  # stage 2 starts from random heads here
+    cfg.model = with_tiny_vit(cfg.model)  # stage 2 starts from random heads here
     loaders = cfg.train_dataloader
     for loader in (loaders.values() if 'dataset' not in loaders else [loaders]):
         loader.update(num_workers=0, persistent_workers=False)
