@@ -58,7 +58,10 @@ def test_srun_tasks_join_one_gloo_group_without_gpus(fake_srun, tmp_path):
             'total = torch.tensor([dist.get_rank() + 1])\n'
             'dist.all_reduce(total)\n'
             '# one write per line: the two tasks share the pipe\n'
-            "sys.stdout.write(f'{dist.get_rank()} {dist.get_world_size()} {total.item()}\\n')")
+            "sys.stdout.write(f'{dist.get_rank()} {dist.get_world_size()} {total.item()}\\n')\n"
+            '# leave the group together: a gloo group torn down at exit can abort\n'
+            'dist.barrier()\n'
+            'dist.destroy_process_group()')
     env = dict(os.environ, PATH=f'{fake_srun}{os.pathsep}{os.environ["PATH"]}',
                PYTHONPATH=str(ROOT), SRUN_LOG=str(tmp_path / 'srun.log'), MASTER_ADDR='127.0.0.1',
                MASTER_PORT=str(free_port()))
