@@ -19,6 +19,7 @@ from mmengine.hooks import Hook
 from mmdet.datasets import CocoDataset
 from mmengine.runner import Runner
 
+from visft_mm.analysis.synthetic import train_dataloaders
 from visft_mm.datasets.demo_coco import generate_demo_coco
 from visft_mm.engine import MixedPrecisionOptimWrapper, sample_task
 from visft_mm.models.peft.lora import LoRALinear
@@ -175,8 +176,7 @@ def tiny_paper_config(name: str, coco_root: Path, work_dir: Path) -> Config:
     cfg['train_dataloader'] = shrunk(cfg['train_dataloader'])
     cfg = Config(relocated(cfg, 'data/coco/', f'{coco_root}/'))
     cfg.model = with_tiny_vit(cfg.model)  # stage 2 starts from random heads here
-    loaders = cfg.train_dataloader
-    for loader in (loaders.values() if 'dataset' not in loaders else [loaders]):
+    for loader in train_dataloaders(cfg).values():
         loader.update(num_workers=0, persistent_workers=False)
     cfg.train_cfg.update(max_iters=1, val_begin=2)
     cfg.work_dir = str(work_dir)
