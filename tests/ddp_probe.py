@@ -19,18 +19,24 @@ class RecordTasksAndLoRA(Hook):
 
     def before_train(self, runner):
         self.tasks, self.micro_batches = [], []
-        self.model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        self.model.data_preprocessor.register_forward_pre_hook(self.record_micro_batch)
+        self.model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+        self.model.data_preprocessor.register_forward_pre_hook(
+            self.record_micro_batch)
 
     def record_micro_batch(self, module, args):
         data = args[0]
         self.micro_batches.append(
-            (data['task'], [sample_name(sample) for sample in data['data_samples']]))
+            (data['task'],
+             [sample_name(sample) for sample in data['data_samples']]))
 
     def before_train_iter(self, runner, batch_idx, data_batch=None):
         self.tasks.append(data_batch['task'])
 
     def after_train(self, runner):
-        torch.save(dict(tasks=self.tasks, micro_batches=self.micro_batches,
-                        lora=self.model.backbone.lora_state_dict()),
-                   f'{runner.work_dir}/rank{get_rank()}.pt')
+        torch.save(
+            dict(
+                tasks=self.tasks,
+                micro_batches=self.micro_batches,
+                lora=self.model.backbone.lora_state_dict()),
+            f'{runner.work_dir}/rank{get_rank()}.pt')

@@ -15,16 +15,26 @@ CAPTIONS = [
 
 
 def test_tokenize_lowercases_and_deletes_punctuation():
-    assert tokenize("  A man's T-shirt, red.  ") == ['a', 'mans', 'tshirt', 'red']
+    assert tokenize("  A man's T-shirt, red.  ") == [
+        'a', 'mans', 'tshirt', 'red'
+    ]
 
 
 def test_build_keeps_frequent_words_in_first_appearance_order():
     vocab = WordVocabulary.build(CAPTIONS, min_word_freq=1)
     # counts: a 5, dog 3, the 2; every other word once (not > 1)
-    assert vocab.word_to_id == {'a': 1, 'dog': 2, 'the': 3,
-                                '<unk>': 4, '<start>': 5, '<end>': 6, '<pad>': 0}
+    assert vocab.word_to_id == {
+        'a': 1,
+        'dog': 2,
+        'the': 3,
+        '<unk>': 4,
+        '<start>': 5,
+        '<end>': 6,
+        '<pad>': 0
+    }
     assert len(vocab) == 7
-    assert (vocab.pad_id, vocab.unk_id, vocab.start_id, vocab.end_id) == (0, 4, 5, 6)
+    assert (vocab.pad_id, vocab.unk_id, vocab.start_id, vocab.end_id) == (0, 4,
+                                                                          5, 6)
 
 
 def test_min_word_freq_is_strict():
@@ -38,7 +48,8 @@ def test_encode_decode_round_trip():
     assert ids[0] == vocab.start_id and ids[-1] == vocab.end_id
     assert ids[1:-1] == [vocab.word_to_id[w] for w in ('the', 'dog', 'sleeps')]
     assert vocab.decode(ids) == 'the dog sleeps'
-    assert vocab.decode(ids + [vocab.word_to_id['cat'], vocab.pad_id]) == 'the dog sleeps'
+    assert vocab.decode(
+        ids + [vocab.word_to_id['cat'], vocab.pad_id]) == 'the dog sleeps'
 
 
 def test_encode_truncates_to_max_len_words():
@@ -51,7 +62,9 @@ def test_encode_truncates_to_max_len_words():
 def test_unknown_words_become_unk_and_decode_skips_specials():
     vocab = WordVocabulary.build(CAPTIONS, min_word_freq=1)
     ids = vocab.encode('a zebra and the dog', max_len=50)
-    assert ids == [vocab.start_id, 1, vocab.unk_id, vocab.unk_id, 3, 2, vocab.end_id]
+    assert ids == [
+        vocab.start_id, 1, vocab.unk_id, vocab.unk_id, 3, 2, vocab.end_id
+    ]
     assert vocab.decode(ids) == 'a the dog'
 
 
@@ -72,4 +85,10 @@ def test_rejects_word_map_without_specials_or_nonzero_pad():
     with pytest.raises(ValueError):
         WordVocabulary({'a': 1, '<pad>': 0})
     with pytest.raises(ValueError):
-        WordVocabulary({'a': 0, '<unk>': 2, '<start>': 3, '<end>': 4, '<pad>': 1})
+        WordVocabulary({
+            'a': 0,
+            '<unk>': 2,
+            '<start>': 3,
+            '<end>': 4,
+            '<pad>': 1
+        })

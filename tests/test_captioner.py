@@ -20,12 +20,19 @@ VIT = dict(type='EVAViT', arch=TINY, pretrain_img_size=56)
 PIPELINE = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=(256, 256), keep_ratio=False),
-    dict(type='mmpretrain.PackInputs', algorithm_keys=['gt_caption'],
-         meta_keys=['image_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor']),
+    dict(
+        type='mmpretrain.PackInputs',
+        algorithm_keys=['gt_caption'],
+        meta_keys=[
+            'image_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'
+        ]),
 ]
 # ImageNet statistics on the 0..255 scale, RGB, as ViSFT normalises every task.
-PREPROCESSOR = dict(type='ImgDataPreprocessor', mean=[123.675, 116.28, 103.53],
-                    std=[58.395, 57.12, 57.375], bgr_to_rgb=True)
+PREPROCESSOR = dict(
+    type='ImgDataPreprocessor',
+    mean=[123.675, 116.28, 103.53],
+    std=[58.395, 57.12, 57.375],
+    bgr_to_rgb=True)
 # Demo images 1 and 4 (train mode: items 0 and 15): 'a blue triangle', 'a yellow square'.
 TRAIN_ITEMS, SHAPES = (0, 15), ('triangle', 'square')
 
@@ -39,20 +46,31 @@ def demo_root(tmp_path_factory) -> Path:
 
 def build_captioner(demo_root: Path, **kwargs) -> ImageCaptioner:
     init_default_scope('visft_mm')
-    cfg = dict(type='ImageCaptioner', data_preprocessor=PREPROCESSOR,
-               head=dict(type='ShowAttendTellHead', in_channels=TINY['embed_dims'],
-                         vocab_file=str(demo_root / 'annotations/vocab.json'),
-                         attention_dim=32, embed_dim=32, decoder_dim=32, dropout=0.0,
-                         encoded_size=4))
+    cfg = dict(
+        type='ImageCaptioner',
+        data_preprocessor=PREPROCESSOR,
+        head=dict(
+            type='ShowAttendTellHead',
+            in_channels=TINY['embed_dims'],
+            vocab_file=str(demo_root / 'annotations/vocab.json'),
+            attention_dim=32,
+            embed_dim=32,
+            decoder_dim=32,
+            dropout=0.0,
+            encoded_size=4))
     cfg.update(kwargs)
     return MODELS.build(cfg)
 
 
 def batch(demo_root: Path, items, test_mode: bool = False) -> dict:
-    dataset = DATASETS.build(dict(
-        type='CocoCaptionDataset', data_root=str(demo_root),
-        ann_file='annotations/captions_train.json', data_prefix=dict(img_path='train/'),
-        pipeline=PIPELINE, test_mode=test_mode))
+    dataset = DATASETS.build(
+        dict(
+            type='CocoCaptionDataset',
+            data_root=str(demo_root),
+            ann_file='annotations/captions_train.json',
+            data_prefix=dict(img_path='train/'),
+            pipeline=PIPELINE,
+            test_mode=test_mode))
     return pseudo_collate([dataset[i] for i in items])
 
 
@@ -61,9 +79,11 @@ def test_built_from_config_in_the_visft_mm_scope(demo_root):
     assert isinstance(captioner.backbone, FeaturesAsInput)
     assert type(captioner.data_preprocessor) is ImgDataPreprocessor
     data = captioner.data_preprocessor(batch(demo_root, TRAIN_ITEMS), True)
-    assert data['inputs'].shape == (2, 3, 256, 256) and data['inputs'].dtype == torch.float32
+    assert data['inputs'].shape == (
+        2, 3, 256, 256) and data['inputs'].dtype == torch.float32
     assert abs(data['inputs'].mean().item()) < 3  # normalised
-    assert [s.gt_caption for s in data['data_samples']] == ['a blue triangle', 'a yellow square']
+    assert [s.gt_caption for s in data['data_samples']
+            ] == ['a blue triangle', 'a yellow square']
 
 
 def test_forward_modes_on_shared_features(demo_root):
@@ -75,12 +95,17 @@ def test_forward_modes_on_shared_features(demo_root):
     assert feats[-1].shape == (2, 32, 18, 18)  # patch 14 at 256 px
 
     losses = captioner(feats, data['data_samples'], mode='loss')
-    assert set(losses) == {'loss_caption', 'loss_caption_attn', 'caption_top5_acc'}
-    torch.testing.assert_close(losses, captioner.loss(feats, data['data_samples']))
+    assert set(losses) == {
+        'loss_caption', 'loss_caption_attn', 'caption_top5_acc'
+    }
+    torch.testing.assert_close(losses,
+                               captioner.loss(feats, data['data_samples']))
     logits, alphas = captioner(feats, data['data_samples'], mode='tensor')
     # 'a blue triangle' + <end>: 4 steps; 16 pooled pixels.
-    assert logits.shape == (2, 4, len(captioner.head.vocab)) and alphas.shape == (2, 4, 16)
-    predictions = captioner(feats, copy.deepcopy(data['data_samples']), mode='predict')
+    assert logits.shape == (2, 4, len(
+        captioner.head.vocab)) and alphas.shape == (2, 4, 16)
+    predictions = captioner(
+        feats, copy.deepcopy(data['data_samples']), mode='predict')
     assert all(isinstance(p.pred_caption, str) for p in predictions)
     with pytest.raises(RuntimeError, match='invalid mode'):
         captioner(feats, data['data_samples'], mode='features')
@@ -94,12 +119,18 @@ def test_vit_inside_equals_vit_shared(demo_root):
     torch.manual_seed(0)
     with_vit = build_captioner(demo_root, backbone=VIT).eval()
     on_features = build_captioner(demo_root).eval()
-    on_features.load_state_dict(
-        {k: v for k, v in with_vit.state_dict().items() if not k.startswith('backbone.')})
+    on_features.load_state_dict({
+        k: v
+        for k, v in with_vit.state_dict().items()
+        if not k.startswith('backbone.')
+    })
     data = with_vit.data_preprocessor(batch(demo_root, TRAIN_ITEMS), True)
     with torch.no_grad():
         expected = with_vit(data['inputs'], data['data_samples'], mode='loss')
-        got = on_features(with_vit.backbone(data['inputs']), data['data_samples'], mode='loss')
+        got = on_features(
+            with_vit.backbone(data['inputs']),
+            data['data_samples'],
+            mode='loss')
     torch.testing.assert_close(got, expected)
 
 
@@ -107,7 +138,8 @@ def test_overfits_two_images_and_is_scored(demo_root):
     torch.manual_seed(0)
     captioner = build_captioner(demo_root)
     vit = EVAViT(arch=TINY, pretrain_img_size=56)
-    optimizer = torch.optim.Adam([*vit.parameters(), *captioner.parameters()], lr=1e-2)
+    optimizer = torch.optim.Adam([*vit.parameters(), *captioner.parameters()],
+                                 lr=1e-2)
     data = captioner.data_preprocessor(batch(demo_root, TRAIN_ITEMS), True)
     losses: List[float] = []
     for _ in range(40):
@@ -121,9 +153,11 @@ def test_overfits_two_images_and_is_scored(demo_root):
 
     # Test mode: one item per image, all five captions as references.
     captioner.eval(), vit.eval()
-    test_data = captioner.data_preprocessor(batch(demo_root, (0, 3), test_mode=True), False)
+    test_data = captioner.data_preprocessor(
+        batch(demo_root, (0, 3), test_mode=True), False)
     with torch.no_grad():
-        predictions = captioner.predict(vit(test_data['inputs']), test_data['data_samples'])
+        predictions = captioner.predict(
+            vit(test_data['inputs']), test_data['data_samples'])
     for prediction, shape, other in zip(predictions, SHAPES, reversed(SHAPES)):
         words = prediction.pred_caption.split()
         assert shape in words and other not in words, prediction.pred_caption
@@ -135,6 +169,9 @@ def test_overfits_two_images_and_is_scored(demo_root):
     metric = CaptionMetric()
     metric.process({}, predictions)
     scores = metric.evaluate(len(predictions))
-    assert set(scores) == {f'caption/{name}' for name in
-                           ('Bleu_1', 'Bleu_2', 'Bleu_3', 'Bleu_4', 'METEOR', 'ROUGE_L', 'CIDEr')}
+    assert set(scores) == {
+        f'caption/{name}'
+        for name in ('Bleu_1', 'Bleu_2', 'Bleu_3', 'Bleu_4', 'METEOR',
+                     'ROUGE_L', 'CIDEr')
+    }
     assert scores['caption/Bleu_1'] > 0.5

@@ -18,8 +18,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 CAPTION_PIPELINE = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=(256, 256), keep_ratio=False),
-    dict(type='mmpretrain.PackInputs', algorithm_keys=['gt_caption'],
-         meta_keys=['image_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor']),
+    dict(
+        type='mmpretrain.PackInputs',
+        algorithm_keys=['gt_caption'],
+        meta_keys=[
+            'image_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'
+        ]),
 ]
 
 
@@ -31,34 +35,51 @@ def demo_root(tmp_path_factory) -> Path:
 
 
 def demo_dataset(root: Path, test_mode: bool, **kwargs) -> CocoCaptionDataset:
-    return CocoCaptionDataset(data_root=str(root), ann_file='annotations/captions_train.json',
-                              data_prefix=dict(img_path='train/'), test_mode=test_mode, **kwargs)
+    return CocoCaptionDataset(
+        data_root=str(root),
+        ann_file='annotations/captions_train.json',
+        data_prefix=dict(img_path='train/'),
+        test_mode=test_mode,
+        **kwargs)
 
 
 def write_karpathy(path: Path) -> None:
+
     def image(cocoid: int, split: str, sentences) -> dict:
         folder = 'val2014' if split != 'train' else 'train2014'
-        return dict(filepath=folder, filename=f'COCO_{folder}_{cocoid:012d}.jpg', split=split,
-                    cocoid=cocoid, sentences=[dict(raw=raw, tokens=raw.lower().split())
-                                              for raw in sentences])
+        return dict(
+            filepath=folder,
+            filename=f'COCO_{folder}_{cocoid:012d}.jpg',
+            split=split,
+            cocoid=cocoid,
+            sentences=[
+                dict(raw=raw, tokens=raw.lower().split()) for raw in sentences
+            ])
 
-    path.write_text(json.dumps(dict(dataset='coco', images=[
-        image(1, 'train', ['A dog.', 'A brown dog']),
-        image(2, 'val', ['A cat.', 'A cat sleeps']),
-        image(3, 'restval', ['Two dogs', 'Dogs play', 'Two dogs play']),
-        image(4, 'test', ['A bird']),
-        image(5, 'train', []),
-    ])))
+    path.write_text(
+        json.dumps(
+            dict(
+                dataset='coco',
+                images=[
+                    image(1, 'train', ['A dog.', 'A brown dog']),
+                    image(2, 'val', ['A cat.', 'A cat sleeps']),
+                    image(3, 'restval',
+                          ['Two dogs', 'Dogs play', 'Two dogs play']),
+                    image(4, 'test', ['A bird']),
+                    image(5, 'train', []),
+                ])))
 
 
 def test_train_mode_one_item_per_caption(demo_root):
     dataset = demo_dataset(demo_root, test_mode=False)
-    captions = json.loads((demo_root / 'annotations/captions_train.json').read_text())
+    captions = json.loads(
+        (demo_root / 'annotations/captions_train.json').read_text())
     assert len(dataset) == 6 * 5
     for i in range(len(dataset)):
         item = dataset.get_data_info(i)
         assert item['image_id'] == i // 5 + 1
-        assert item['img_path'] == str(demo_root / 'train' / f'{i // 5 + 1:012d}.png')
+        assert item['img_path'] == str(demo_root / 'train' /
+                                       f'{i // 5 + 1:012d}.png')
         assert item['gt_caption'] == captions['annotations'][i]['caption']
         assert isinstance(item['gt_caption'], str)
     assert dataset.metainfo['task'] == 'caption'
@@ -71,8 +92,9 @@ def test_test_mode_one_item_per_image_with_all_references(demo_root):
     for i in range(len(dataset)):
         item = dataset.get_data_info(i)
         assert item['image_id'] == i + 1
-        assert item['gt_caption'] == [train_mode.get_data_info(5 * i + k)['gt_caption']
-                                      for k in range(5)]
+        assert item['gt_caption'] == [
+            train_mode.get_data_info(5 * i + k)['gt_caption'] for k in range(5)
+        ]
 
 
 def test_karpathy_layout_and_splits(tmp_path):
@@ -80,17 +102,26 @@ def test_karpathy_layout_and_splits(tmp_path):
     write_karpathy(ann_file)
 
     def load(split: str, test_mode: bool) -> list:
-        dataset = CocoCaptionDataset(ann_file=str(ann_file), split=split, test_mode=test_mode,
-                                     data_prefix=dict(img_path=str(tmp_path / 'coco')))
+        dataset = CocoCaptionDataset(
+            ann_file=str(ann_file),
+            split=split,
+            test_mode=test_mode,
+            data_prefix=dict(img_path=str(tmp_path / 'coco')))
         return [dataset.get_data_info(i) for i in range(len(dataset))]
 
-    train = load('train', test_mode=False)  # train + restval; image 5 has no captions
-    assert [(item['image_id'], item['gt_caption']) for item in train] == [
-        (1, 'A dog.'), (1, 'A brown dog'), (3, 'Two dogs'), (3, 'Dogs play'), (3, 'Two dogs play')]
-    assert train[0]['img_path'] == str(tmp_path / 'coco/train2014/COCO_train2014_000000000001.jpg')
-    assert train[2]['img_path'] == str(tmp_path / 'coco/val2014/COCO_val2014_000000000003.jpg')
-    assert [(item['image_id'], item['gt_caption']) for item in load('val', test_mode=True)] == [
-        (2, ['A cat.', 'A cat sleeps'])]
+    train = load(
+        'train', test_mode=False)  # train + restval; image 5 has no captions
+    assert [(item['image_id'], item['gt_caption'])
+            for item in train] == [(1, 'A dog.'), (1, 'A brown dog'),
+                                   (3, 'Two dogs'), (3, 'Dogs play'),
+                                   (3, 'Two dogs play')]
+    assert train[0]['img_path'] == str(
+        tmp_path / 'coco/train2014/COCO_train2014_000000000001.jpg')
+    assert train[2]['img_path'] == str(
+        tmp_path / 'coco/val2014/COCO_val2014_000000000003.jpg')
+    assert [(item['image_id'], item['gt_caption'])
+            for item in load('val', test_mode=True)
+            ] == [(2, ['A cat.', 'A cat sleeps'])]
     assert [item['image_id'] for item in load('test', test_mode=True)] == [4]
     with pytest.raises(ValueError, match='needs split'):
         load(None, test_mode=False)
@@ -107,9 +138,11 @@ def test_split_is_refused_for_a_coco_json(demo_root):
     (None, FileNotFoundError, 'does not exist'),
     ('{"images": [', ValueError, 'is not valid json'),
     ('[1, 2]', ValueError, 'neither a COCO captions json'),
-    ('{"images": [{"id": 1}], "annotations": [{"image_id": 1}]}', ValueError, 'malformed'),
+    ('{"images": [{"id": 1}], "annotations": [{"image_id": 1}]}', ValueError,
+     'malformed'),
     ('{"images": [{"id": 1, "file_name": "a.png"}], '
-     '"annotations": [{"image_id": 2, "caption": "a"}]}', ValueError, 'malformed'),
+     '"annotations": [{"image_id": 2, "caption": "a"}]}', ValueError,
+     'malformed'),
 ])
 def test_bad_annotation_file(tmp_path, content, error, message):
     ann_file = tmp_path / 'captions.json'
@@ -123,34 +156,48 @@ def test_bad_annotation_file(tmp_path, content, error, message):
 @pytest.mark.parametrize('resize', ['Resize', 'mmdet.Resize'])
 def test_pipeline_from_config(demo_root, resize):
     init_default_scope('visft_mm')
-    pipeline = [dict(t, type=resize) if t['type'] == 'Resize' else t for t in CAPTION_PIPELINE]
+    pipeline = [
+        dict(t, type=resize) if t['type'] == 'Resize' else t
+        for t in CAPTION_PIPELINE
+    ]
     for test_mode in (False, True):
-        dataset = DATASETS.build(dict(
-            type='CocoCaptionDataset', data_root=str(demo_root),
-            ann_file='annotations/captions_train.json', data_prefix=dict(img_path='train/'),
-            pipeline=pipeline, test_mode=test_mode))
+        dataset = DATASETS.build(
+            dict(
+                type='CocoCaptionDataset',
+                data_root=str(demo_root),
+                ann_file='annotations/captions_train.json',
+                data_prefix=dict(img_path='train/'),
+                pipeline=pipeline,
+                test_mode=test_mode))
         packed = dataset[1]
         assert packed['inputs'].shape == (3, 256, 256)
         sample = packed['data_samples']
         assert isinstance(sample, DataSample)
         assert sample.gt_caption == dataset.get_data_info(1)['gt_caption']
         assert sample.image_id == dataset.get_data_info(1)['image_id']
-        assert sample.ori_shape == (112, 112) and sample.img_shape == (256, 256)
+        assert sample.ori_shape == (112, 112) and sample.img_shape == (256,
+                                                                       256)
 
 
 def run_vocab_tool(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(REPO_ROOT / 'tools/misc/build_caption_vocab.py'), *args],
-        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)))
+    return subprocess.run([
+        sys.executable,
+        str(REPO_ROOT / 'tools/misc/build_caption_vocab.py'), *args
+    ],
+                          capture_output=True,
+                          text=True,
+                          env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)))
 
 
 def test_vocab_tool_coco_layout(demo_root, tmp_path):
     out = tmp_path / 'vocab.json'
-    result = run_vocab_tool(str(demo_root / 'annotations/captions_train.json'), str(out),
-                            '--min-word-freq', '1')
+    result = run_vocab_tool(
+        str(demo_root / 'annotations/captions_train.json'), str(out),
+        '--min-word-freq', '1')
     assert result.returncode == 0, result.stderr
     # The demo writes the word map of its train captions with min_word_freq=1: the same file.
-    assert out.read_bytes() == (demo_root / 'annotations/vocab.json').read_bytes()
+    assert out.read_bytes() == (demo_root /
+                                'annotations/vocab.json').read_bytes()
 
 
 def test_vocab_tool_karpathy_layout_reads_train_and_restval(tmp_path):
@@ -161,7 +208,8 @@ def test_vocab_tool_karpathy_layout_reads_train_and_restval(tmp_path):
     # Counted over train + restval only: 'brown' (once) is dropped, and so is
     # 'cat', seen twice but only in val.
     assert list(json.loads(out.read_text())) == [
-        'a', 'dog', 'two', 'dogs', 'play', '<unk>', '<start>', '<end>', '<pad>']
+        'a', 'dog', 'two', 'dogs', 'play', '<unk>', '<start>', '<end>', '<pad>'
+    ]
     assert len(WordVocabulary.load(str(out))) == 9
     assert result.stdout.strip() == f'9 entries from 2 images -> {out}'
 
@@ -174,5 +222,6 @@ def test_vocab_tool_bad_input(tmp_path, content):
     result = run_vocab_tool(str(ann_file), str(out))
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith('error: ') and str(ann_file) in lines[0]
+    assert len(lines) == 1 and lines[0].startswith('error: ') and str(
+        ann_file) in lines[0]
     assert not out.exists()

@@ -14,8 +14,9 @@ from visft_mm.registry import MODELS
 ROOT = Path(__file__).resolve().parents[1]
 # Benchmarks in other scopes have their own tests (tests/test_eval_*.py).
 EVAL = ROOT / 'configs/visft/eval'
-CONFIGS = sorted(p for p in (ROOT / 'configs/visft').rglob('*.py')
-                 if not p.name.endswith('_schedule.py') and EVAL not in p.parents)
+CONFIGS = sorted(
+    p for p in (ROOT / 'configs/visft').rglob('*.py')
+    if not p.name.endswith('_schedule.py') and EVAL not in p.parents)
 PAPER = [p for p in CONFIGS if p.name.startswith('eva_')]
 
 
@@ -36,7 +37,8 @@ def test_required_entry_point_exists():
 
 
 @pytest.mark.parametrize('gpus', ['', '_1xb8'])
-@pytest.mark.parametrize('size,arch,width', [('1b', 'eva-g', 1408), ('4b', 'eva-e', 1792)])
+@pytest.mark.parametrize('size,arch,width', [('1b', 'eva-g', 1408),
+                                             ('4b', 'eva-e', 1792)])
 def test_stage2_has_the_paper_settings(size, arch, width, gpus):
     cfg = load(ROOT / f'configs/visft/eva_{size}_stage2{gpus}.py')
     backbone = cfg.model.backbone
@@ -45,9 +47,13 @@ def test_stage2_has_the_paper_settings(size, arch, width, gpus):
     assert backbone.module.arch == arch and backbone.module.with_cp
     assert cfg.model.freeze_tasks
     assert cfg.train_cfg.type == 'MultiTaskTrainLoop'
-    assert cfg.train_cfg.task_ratios == dict(caption=0.4, segmentation=0.3, detection=0.3)
+    assert cfg.train_cfg.task_ratios == dict(
+        caption=0.4, segmentation=0.3, detection=0.3)
     assert cfg.train_cfg.max_iters == 100000
-    assert {k: v.batch_size for k, v in cfg.train_dataloader.items()} == dict(
+    assert {
+        k: v.batch_size
+        for k, v in cfg.train_dataloader.items()
+    } == dict(
         caption=8, segmentation=1, detection=1)
     assert cfg.optim_wrapper.optimizer.lr == 1e-5
     assert cfg.optim_wrapper.optimizer.weight_decay == 1e-4
@@ -57,7 +63,9 @@ def test_stage2_has_the_paper_settings(size, arch, width, gpus):
     assert tasks.detection.neck.in_channels == [width]
     assert tasks.segmentation.panoptic_head.in_channels == [width]
     assert tasks.caption.head.in_channels == width
-    assert set(cfg.model.task_checkpoints) == {'caption', 'segmentation', 'detection'}
+    assert set(cfg.model.task_checkpoints) == {
+        'caption', 'segmentation', 'detection'
+    }
 
 
 @pytest.mark.parametrize('size', ['1b', '4b'])
@@ -68,14 +76,16 @@ def test_one_gpu_stage2_takes_the_eight_gpu_steps(size):
     one_gpu = load(ROOT / f'configs/visft/eva_{size}_stage2_1xb8.py')
     assert eight_gpus.optim_wrapper.get('accumulative_counts', 1) == 1
     assert one_gpu.optim_wrapper.pop('accumulative_counts') == 8
-    for key in ('model', 'train_dataloader', 'optim_wrapper', 'param_scheduler', 'train_cfg',
-                'default_hooks', 'log_processor', 'randomness'):
+    for key in ('model', 'train_dataloader', 'optim_wrapper',
+                'param_scheduler', 'train_cfg', 'default_hooks',
+                'log_processor', 'randomness'):
         assert one_gpu.get(key) == eight_gpus.get(key), key
 
 
-@pytest.mark.parametrize('task,lr,iters', [('detr_8xb1-150k', 5e-5, 150000),
-                                           ('mask2former_8xb1-150k', 5e-5, 150000),
-                                           ('caption_8xb32-100k', 4e-4, 100000)])
+@pytest.mark.parametrize('task,lr,iters',
+                         [('detr_8xb1-150k', 5e-5, 150000),
+                          ('mask2former_8xb1-150k', 5e-5, 150000),
+                          ('caption_8xb32-100k', 4e-4, 100000)])
 def test_stage1_has_the_paper_settings(task, lr, iters):
     for size in ('1b', '4b'):
         cfg = load(ROOT / f'configs/visft/eva_{size}_stage1_{task}_coco.py')
@@ -88,10 +98,14 @@ def test_stage1_has_the_paper_settings(task, lr, iters):
 @pytest.mark.parametrize('path', PAPER, ids=lambda p: p.name)
 def test_paper_config_builds_with_a_tiny_vit(path, demo_coco):
     """The whole model of each paper config, with the ViT swapped for a tiny one."""
-    model = with_tiny_vit(load(path).model, vocab_file=str(demo_coco / 'annotations/vocab.json'))
+    model = with_tiny_vit(
+        load(path).model, vocab_file=str(demo_coco / 'annotations/vocab.json'))
     tasks = model.tasks
     init_default_scope('visft_mm')
     built = MODELS.build(model)
     assert sorted(built.task_names) == sorted(tasks)
     # mmcv's and mmdet's own classes call compiled kernels that a CPU-ops mmcv lacks on a GPU
-    assert not [m for m in built.modules() if type(m) in (MultiScaleDeformableAttention, FocalLoss)]
+    assert not [
+        m for m in built.modules()
+        if type(m) in (MultiScaleDeformableAttention, FocalLoss)
+    ]

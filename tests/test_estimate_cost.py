@@ -52,33 +52,38 @@ def tiny_vit_flops(batch: int) -> dict:
     last tensor the backward needs: in these pre-norm blocks that is fc1's
     output (GELU's input), so fc2's product is not run again.
     """
-    C, F, L = TINY_VIT['embed_dims'], TINY_VIT['feedforward_channels'], TINY_VIT['num_layers']
+    C, F, L = TINY_VIT['embed_dims'], TINY_VIT[
+        'feedforward_channels'], TINY_VIT['num_layers']
     T = batch * TOKENS
     patch = 2 * T * C * 3 * PATCH * PATCH
     linear = 2 * T * (3 * C * C + C * C + C * F + F * C)
     attention = 2 * (2 * batch * TOKENS * TOKENS * C)
     lora = 2 * T * C * 2 * RANK + 2 * (2 * T * RANK * C)
     block = linear + attention + lora
-    block0_backward = (2 * T * (C * C + C * F + F * C) + 2 * attention
-                       + 2 * (2 * 2 * T * C * RANK) + 2 * T * 2 * RANK * C)
+    block0_backward = (2 * T * (C * C + C * F + F * C) + 2 * attention + 2 *
+                       (2 * 2 * T * C * RANK) + 2 * T * 2 * RANK * C)
     later_backward = block0_backward + 2 * T * 3 * C * C + 2 * T * 2 * RANK * C
     model = patch + L * block + block0_backward + (L - 1) * later_backward
     fc2 = 2 * T * F * C
-    return dict(forward=patch + L * block, model=model,
-                executed=model + L * (block - fc2) + L * attention // 2)
+    return dict(
+        forward=patch + L * block,
+        model=model,
+        executed=model + L * (block - fc2) + L * attention // 2)
 
 
 def test_paper_configs_give_the_paper_sizes():
     sizes = {}
     for name in ('eva_4b_stage2', 'eva_1b_stage1_caption_8xb32-100k_coco'):
-        for task, given in task_inputs(Config.fromfile(ROOT / f'configs/visft/{name}.py')).items():
-            sizes[name, task] = (given.batch_size, given.image_shape, given.with_masks,
-                                 given.with_captions)
+        for task, given in task_inputs(
+                Config.fromfile(ROOT / f'configs/visft/{name}.py')).items():
+            sizes[name, task] = (given.batch_size, given.image_shape,
+                                 given.with_masks, given.with_captions)
     assert sizes == {
         ('eva_4b_stage2', 'caption'): (8, (256, 256), False, True),
         ('eva_4b_stage2', 'segmentation'): (1, (1024, 1024), True, False),
         ('eva_4b_stage2', 'detection'): (1, (672, 672), False, False),
-        ('eva_1b_stage1_caption_8xb32-100k_coco', 'caption'): (32, (256, 256), False, True),
+        ('eva_1b_stage1_caption_8xb32-100k_coco', 'caption'):
+        (32, (256, 256), False, True),
     }
 
 
@@ -130,18 +135,29 @@ def test_live_tensor_bytes_counts_storages_once():
 
 
 def test_tool_ends_with_the_machine_readable_lines(tiny_stage2):
-    result = subprocess.run(
-        [sys.executable, 'tools/analysis_tools/estimate_cost.py', str(tiny_stage2), '--gpus', '1'],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = subprocess.run([
+        sys.executable, 'tools/analysis_tools/estimate_cost.py',
+        str(tiny_stage2), '--gpus', '1'
+    ],
+                            cwd=ROOT,
+                            capture_output=True,
+                            text=True,
+                            timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.strip().splitlines()[-8:]
     number = r'(\d+(?:\.\d+)?(?:e[-+]?\d+)?)'
     assert re.fullmatch(r'params_total: \d+', lines[0])
-    assert lines[1] == f'params_trainable: {TINY_VIT["num_layers"] * 4 * RANK * 48}'
-    for task, (flops_line, memory_line) in zip(('caption', 'segmentation', 'detection'),
-                                               zip(lines[2::2], lines[3::2])):
-        flops = re.fullmatch(rf'tflops_per_iter\[{task}\]: {number}', flops_line)
-        memory = re.fullmatch(rf'peak_mem_gib\[{task}\]: {number}', memory_line)
+    assert lines[
+        1] == f'params_trainable: {TINY_VIT["num_layers"] * 4 * RANK * 48}'
+    for task, (flops_line, memory_line) in zip(
+        ('caption', 'segmentation', 'detection'), zip(lines[2::2],
+                                                      lines[3::2])):
+        flops = re.fullmatch(rf'tflops_per_iter\[{task}\]: {number}',
+                             flops_line)
+        memory = re.fullmatch(rf'peak_mem_gib\[{task}\]: {number}',
+                              memory_line)
         assert flops and memory, (flops_line, memory_line)
         assert float(flops.group(1)) > tiny_vit_flops(1)['model'] / 1e12
-    assert re.search(r'projection: 300 iterations of 8 per-GPU batches on 1 GPU', result.stdout)
+    assert re.search(
+        r'projection: 300 iterations of 8 per-GPU batches on 1 GPU',
+        result.stdout)

@@ -8,21 +8,31 @@ from visft_mm.models import EVAViT
 
 timm_eva = pytest.importorskip('timm.models.eva')
 
-PRE_NORM = dict(embed_dims=64, num_layers=3, num_heads=4, feedforward_channels=160)
+PRE_NORM = dict(
+    embed_dims=64, num_layers=3, num_heads=4, feedforward_channels=160)
 POST_NORM = dict(PRE_NORM, post_norm=True)
 
 
 def _timm_twin(ours: EVAViT, with_cls_token: bool, monkeypatch):
     """timm's Eva with the same arch and weights, resizing the position table
     without antialias as LAVIS/ViSFT do (timm antialiases by default)."""
-    monkeypatch.setattr(timm_eva, 'resample_abs_pos_embed',
-                        functools.partial(timm_eva.resample_abs_pos_embed, antialias=False))
+    monkeypatch.setattr(
+        timm_eva, 'resample_abs_pos_embed',
+        functools.partial(timm_eva.resample_abs_pos_embed, antialias=False))
     arch = ours.arch_settings
     twin = timm_eva.Eva(
-        img_size=224, patch_size=14, num_classes=0, global_pool='', use_fc_norm=False,
-        embed_dim=arch['embed_dims'], depth=arch['num_layers'], num_heads=arch['num_heads'],
-        mlp_ratio=arch['feedforward_channels'] / arch['embed_dims'], qkv_bias=True,
-        use_post_norm=arch.get('post_norm', False), class_token=with_cls_token,
+        img_size=224,
+        patch_size=14,
+        num_classes=0,
+        global_pool='',
+        use_fc_norm=False,
+        embed_dim=arch['embed_dims'],
+        depth=arch['num_layers'],
+        num_heads=arch['num_heads'],
+        mlp_ratio=arch['feedforward_channels'] / arch['embed_dims'],
+        qkv_bias=True,
+        use_post_norm=arch.get('post_norm', False),
+        class_token=with_cls_token,
         dynamic_img_size=True)
     state = ours.state_dict()
     if not with_cls_token:  # timm's table then has no cls entry
@@ -38,14 +48,17 @@ def _random_vit(arch, **kwargs) -> EVAViT:
     model.init_weights()
     with torch.no_grad():  # make biases and norms non-trivial
         for name, p in model.named_parameters():
-            if name.endswith(('bias', 'norm1.weight', 'norm2.weight', 'norm.weight')):
+            if name.endswith(
+                ('bias', 'norm1.weight', 'norm2.weight', 'norm.weight')):
                 p.add_(torch.randn_like(p) * 0.1)
     return model.eval()
 
 
-@pytest.mark.parametrize('arch', [PRE_NORM, POST_NORM], ids=['pre-norm', 'post-norm'])
+@pytest.mark.parametrize(
+    'arch', [PRE_NORM, POST_NORM], ids=['pre-norm', 'post-norm'])
 @pytest.mark.parametrize('size', [(224, 224), (252, 322), (168, 140)])
-@pytest.mark.parametrize('with_cls_token', [False, True], ids=['no-cls', 'cls'])
+@pytest.mark.parametrize(
+    'with_cls_token', [False, True], ids=['no-cls', 'cls'])
 def test_parity_with_timm_eva(arch, size, with_cls_token, monkeypatch):
     ours = _random_vit(arch, with_cls_token=with_cls_token, out_type='raw')
     twin = _timm_twin(ours, with_cls_token, monkeypatch)
@@ -53,7 +66,9 @@ def test_parity_with_timm_eva(arch, size, with_cls_token, monkeypatch):
     with torch.no_grad():
         expected = twin.forward_features(x)
         got = ours(x)[0]
-    assert got.shape == expected.shape == (2, (size[0] // 14) * (size[1] // 14) + with_cls_token, 64)
+    assert got.shape == expected.shape == (2, (size[0] // 14) *
+                                           (size[1] // 14) + with_cls_token,
+                                           64)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
@@ -64,7 +79,8 @@ def test_featmap_output_is_patch_tokens_as_map():
     with torch.no_grad():
         feats, tokens = model(x), raw(x)[0]
     assert len(feats) == 2 and feats[1].shape == (2, 64, 5, 7)
-    torch.testing.assert_close(feats[1].flatten(2).transpose(1, 2), tokens[:, 1:])
+    torch.testing.assert_close(feats[1].flatten(2).transpose(1, 2), tokens[:,
+                                                                           1:])
 
 
 def test_cls_token_output():
@@ -77,9 +93,12 @@ def test_cls_token_output():
 
 def test_final_norm_applies_to_last_block_only():
     normed = _random_vit(PRE_NORM, out_indices=(1, 2), out_type='raw')
-    plain = _random_vit(PRE_NORM, out_indices=(1, 2), out_type='raw', final_norm=False)
-    plain.load_state_dict({k: v for k, v in normed.state_dict().items()
-                           if not k.startswith('norm.')})
+    plain = _random_vit(
+        PRE_NORM, out_indices=(1, 2), out_type='raw', final_norm=False)
+    plain.load_state_dict({
+        k: v
+        for k, v in normed.state_dict().items() if not k.startswith('norm.')
+    })
     x = torch.randn(1, 3, 56, 56)
     with torch.no_grad():
         a, b = normed(x), plain(x)
@@ -121,8 +140,10 @@ def test_gradient_checkpointing_matches():
     x = torch.randn(2, 3, 56, 84)
     ref(x)[0].square().sum().backward()
     ckpt(x)[0].square().sum().backward()
-    for (name, a), (_, b) in zip(ref.named_parameters(), ckpt.named_parameters()):
-        torch.testing.assert_close(a.grad, b.grad, atol=1e-5, rtol=1e-4, msg=name)
+    for (name, a), (_, b) in zip(ref.named_parameters(),
+                                 ckpt.named_parameters()):
+        torch.testing.assert_close(
+            a.grad, b.grad, atol=1e-5, rtol=1e-4, msg=name)
 
 
 def test_resized_position_table_cache_follows_weight_updates():

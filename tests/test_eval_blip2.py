@@ -32,14 +32,23 @@ NOCAPS = EVAL_DIR / 'blip2_opt2.7b_caption_nocaps.py'
 VQAV2 = EVAL_DIR / 'blip2_opt2.7b_vqa_vqav2.py'
 
 VISION_WIDTH, QFORMER_WIDTH, OPT_WIDTH = 24, 16, 16
-TINY_VISION = dict(arch=dict(embed_dims=VISION_WIDTH, num_layers=2, num_heads=2,
-                             feedforward_channels=48), frozen_stages=2)
+TINY_VISION = dict(
+    arch=dict(
+        embed_dims=VISION_WIDTH,
+        num_layers=2,
+        num_heads=2,
+        feedforward_channels=48),
+    frozen_stages=2)
 TINY_QFORMER = dict(vision_model_width=VISION_WIDTH, num_query_token=4)
 TINY_NECK = dict(in_channels=QFORMER_WIDTH, num_classes=OPT_WIDTH)
-CAPTION_METRICS = {f'caption/{name}' for name in
-                   ('Bleu_1', 'Bleu_2', 'Bleu_3', 'Bleu_4', 'METEOR', 'ROUGE_L', 'CIDEr')}
-needs_java = pytest.mark.skipif(shutil.which('java') is None,
-                                reason='pycocoevalcap runs its tokenizer and METEOR on java')
+CAPTION_METRICS = {
+    f'caption/{name}'
+    for name in ('Bleu_1', 'Bleu_2', 'Bleu_3', 'Bleu_4', 'METEOR', 'ROUGE_L',
+                 'CIDEr')
+}
+needs_java = pytest.mark.skipif(
+    shutil.which('java') is None,
+    reason='pycocoevalcap runs its tokenizer and METEOR on java')
 # The tiny OPT always prefers " yes" and never ends, so every answer is " yes" repeated
 # max_txt_len (10 in the VQA config) times.
 ANSWER = ' '.join(['yes'] * 10)
@@ -50,24 +59,39 @@ def save_tiny_opt(folder: Path) -> None:
     OPT whose next-token logits are constant: " yes" first, the caption/answer end
     ("\\n") never."""
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(['a photo of a cat', 'Question: is it red? Short answer: yes'] * 4,
-                            vocab_size=300, min_frequency=1,
-                            special_tokens=['<s>', '<pad>', '</s>', '<unk>'])
+    bpe.train_from_iterator(
+        ['a photo of a cat', 'Question: is it red? Short answer: yes'] * 4,
+        vocab_size=300,
+        min_frequency=1,
+        special_tokens=['<s>', '<pad>', '</s>', '<unk>'])
     folder.mkdir()
     bpe.save_model(str(folder))
     tokenizer = transformers.GPT2Tokenizer(
-        str(folder / 'vocab.json'), str(folder / 'merges.txt'), bos_token='</s>',
-        eos_token='</s>', unk_token='</s>', pad_token='<pad>', add_bos_token=True)
+        str(folder / 'vocab.json'),
+        str(folder / 'merges.txt'),
+        bos_token='</s>',
+        eos_token='</s>',
+        unk_token='</s>',
+        pad_token='<pad>',
+        add_bos_token=True)
     tokenizer.save_pretrained(folder)
     assert tokenizer.tokenize(' yes') == ['Ġyes']
     config = transformers.OPTConfig(
-        vocab_size=len(tokenizer), hidden_size=OPT_WIDTH, word_embed_proj_dim=OPT_WIDTH,
-        num_hidden_layers=1, ffn_dim=32, num_attention_heads=2, max_position_embeddings=128,
-        pad_token_id=1, bos_token_id=2, eos_token_id=2)
+        vocab_size=len(tokenizer),
+        hidden_size=OPT_WIDTH,
+        word_embed_proj_dim=OPT_WIDTH,
+        num_hidden_layers=1,
+        ffn_dim=32,
+        num_attention_heads=2,
+        max_position_embeddings=128,
+        pad_token_id=1,
+        bos_token_id=2,
+        eos_token_id=2)
     opt = transformers.OPTForCausalLM(config)
     yes = tokenizer.convert_tokens_to_ids('Ġyes')
     newline, = tokenizer('\n', add_special_tokens=False).input_ids
-    with torch.no_grad():  # final norm output = e_0, so logits = column 0 of the embeddings
+    with torch.no_grad(
+    ):  # final norm output = e_0, so logits = column 0 of the embeddings
         opt.model.decoder.final_layer_norm.weight.zero_()
         opt.model.decoder.final_layer_norm.bias.copy_(torch.eye(OPT_WIDTH)[0])
         opt.model.decoder.embed_tokens.weight[:, 0] = 0.
@@ -81,7 +105,10 @@ def build_tiny_beit(img_size: int, seed: int):
     torch.manual_seed(seed)
     vision_backbone = Config.fromfile(COCO_CAPTION).model.vision_backbone
     with DefaultScope.overwrite_default_scope('mmpretrain'):
-        return MODELS.build({**vision_backbone, **TINY_VISION, 'img_size': img_size})
+        return MODELS.build({
+            **vision_backbone,
+            **TINY_VISION, 'img_size': img_size
+        })
 
 
 @pytest.fixture(scope='module')
@@ -91,29 +118,40 @@ def model_files(tmp_path_factory):
     at 224 pixels, as a converted ViSFT EVA-G."""
     root = tmp_path_factory.mktemp('blip2_models')
     save_tiny_opt(root / 'opt')
-    transformers.BertConfig(hidden_size=QFORMER_WIDTH, num_hidden_layers=2, num_attention_heads=2,
-                            intermediate_size=32, vocab_size=30).save_pretrained(root / 'bert')
+    transformers.BertConfig(
+        hidden_size=QFORMER_WIDTH,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        vocab_size=30).save_pretrained(root / 'bert')
     model_cfg = Config.fromfile(COCO_CAPTION).model
-    model_cfg.tokenizer.name_or_path = model_cfg.text_backbone.name_or_path = str(root / 'opt')
-    model_cfg.multimodal_backbone.update(model_style=str(root / 'bert'), **TINY_QFORMER)
+    model_cfg.tokenizer.name_or_path = model_cfg.text_backbone.name_or_path = str(
+        root / 'opt')
+    model_cfg.multimodal_backbone.update(
+        model_style=str(root / 'bert'), **TINY_QFORMER)
     model_cfg.vision_backbone.update(TINY_VISION)
     model_cfg.vision_neck.update(TINY_NECK)
     torch.manual_seed(0)
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         blip2 = MODELS.build(model_cfg)
-    torch.save(dict(state_dict=blip2.state_dict(), meta=dict()), root / 'blip2.pth')
+    torch.save(
+        dict(state_dict=blip2.state_dict(), meta=dict()), root / 'blip2.pth')
     with torch.no_grad():
         visft_backbone = build_tiny_beit(img_size=224, seed=1)
         for param in visft_backbone.parameters():
             param.normal_(std=0.1)
     torch.save(visft_backbone.state_dict(), root / 'visft_beit.pth')
-    return dict(opt=root / 'opt', bert=root / 'bert', blip2=root / 'blip2.pth',
-                visft_backbone=root / 'visft_beit.pth')
+    return dict(
+        opt=root / 'opt',
+        bert=root / 'bert',
+        blip2=root / 'blip2.pth',
+        visft_backbone=root / 'visft_beit.pth')
 
 
 def save_image(path: Path, seed: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    pixels = np.random.default_rng(seed).integers(0, 256, (32, 40, 3), dtype=np.uint8)
+    pixels = np.random.default_rng(seed).integers(
+        0, 256, (32, 40, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(path)
 
 
@@ -129,22 +167,40 @@ def coco(tmp_path_factory):
     root = tmp_path_factory.mktemp('coco')
     image_ids = [42, 73, 74]
     for image_id in image_ids:
-        save_image(root / f'val2014/COCO_val2014_{image_id:012d}.jpg', seed=image_id)
+        save_image(
+            root / f'val2014/COCO_val2014_{image_id:012d}.jpg', seed=image_id)
     write_json(root / 'annotations/coco_karpathy_test.json', [
-        dict(image=f'val2014/COCO_val2014_{image_id:012d}.jpg',
-             caption=[f'a cat number {image_id} on a mat', 'a small cat sitting on a mat'])
-        for image_id in image_ids])
+        dict(
+            image=f'val2014/COCO_val2014_{image_id:012d}.jpg',
+            caption=[
+                f'a cat number {image_id} on a mat',
+                'a small cat sitting on a mat'
+            ]) for image_id in image_ids
+    ])
     answers = [[ANSWER] * 10, [ANSWER] * 2 + ['no'] * 8, ['two'] * 10]
-    questions = [dict(image_id=image_id, question=f'Is picture {image_id} red?',
-                      question_id=image_id * 1000) for image_id in image_ids]
+    questions = [
+        dict(
+            image_id=image_id,
+            question=f'Is picture {image_id} red?',
+            question_id=image_id * 1000) for image_id in image_ids
+    ]
     write_json(root / 'annotations/v2_OpenEnded_mscoco_val2014_questions.json',
                dict(questions=questions))
-    write_json(root / 'annotations/v2_mscoco_val2014_annotations.json', dict(annotations=[
-        dict(question_id=q['question_id'], image_id=q['image_id'], answer_type='yes/no',
-             question_type='is the', multiple_choice_answer=a[0],
-             answers=[dict(answer=text, answer_confidence='yes', answer_id=i + 1)
-                      for i, text in enumerate(a)])
-        for q, a in zip(questions, answers)]))
+    write_json(
+        root / 'annotations/v2_mscoco_val2014_annotations.json',
+        dict(annotations=[
+            dict(
+                question_id=q['question_id'],
+                image_id=q['image_id'],
+                answer_type='yes/no',
+                question_type='is the',
+                multiple_choice_answer=a[0],
+                answers=[
+                    dict(
+                        answer=text, answer_confidence='yes', answer_id=i + 1)
+                    for i, text in enumerate(a)
+                ]) for q, a in zip(questions, answers)
+        ]))
     return root
 
 
@@ -153,21 +209,34 @@ def nocaps(tmp_path_factory):
     """data/nocaps: three images and nocaps_val_4500_captions.json (COCO captions format)
     with two references each."""
     root = tmp_path_factory.mktemp('nocaps')
-    images = [dict(id=i, file_name=f'{i:016x}.jpg', domain=domain, height=32, width=40,
-                   coco_url=f'https://example.org/{i:016x}.jpg')
-              for i, domain in enumerate(['in-domain', 'near-domain', 'out-domain'])]
+    images = [
+        dict(
+            id=i,
+            file_name=f'{i:016x}.jpg',
+            domain=domain,
+            height=32,
+            width=40,
+            coco_url=f'https://example.org/{i:016x}.jpg')
+        for i, domain in enumerate(['in-domain', 'near-domain', 'out-domain'])
+    ]
     for image in images:
         save_image(root / 'images' / image['file_name'], seed=image['id'])
-    write_json(root / 'annotations/nocaps_val_4500_captions.json', dict(
-        images=images,
-        annotations=[dict(id=2 * image['id'] + k, image_id=image['id'], caption=caption)
-                     for image in images
-                     for k, caption in enumerate(['a bird on a branch', 'yes yes a bird'])]))
+    write_json(
+        root / 'annotations/nocaps_val_4500_captions.json',
+        dict(
+            images=images,
+            annotations=[
+                dict(
+                    id=2 * image['id'] + k,
+                    image_id=image['id'],
+                    caption=caption) for image in images for k, caption in
+                enumerate(['a bird on a branch', 'yes yes a bird'])
+            ]))
     return root
 
 
-def tiny_config(tmp_path: Path, real_config: Path, model_files: dict, data_root: Path,
-                **top_level) -> Path:
+def tiny_config(tmp_path: Path, real_config: Path, model_files: dict,
+                data_root: Path, **top_level) -> Path:
     """A config inheriting ``real_config`` with the tiny model, the tiny data root and a
     single-process data loader."""
     path = tmp_path / f'tiny_{real_config.name}'
@@ -201,9 +270,10 @@ def run_test_tool(monkeypatch, *args) -> dict:
     return metrics
 
 
-@pytest.mark.parametrize('path,model_type', [(COCO_CAPTION, 'Blip2Caption'),
-                                             (NOCAPS, 'Blip2Caption'), (VQAV2, 'Blip2VQA')],
-                         ids=lambda x: getattr(x, 'stem', x))
+@pytest.mark.parametrize(
+    'path,model_type', [(COCO_CAPTION, 'Blip2Caption'),
+                        (NOCAPS, 'Blip2Caption'), (VQAV2, 'Blip2VQA')],
+    ids=lambda x: getattr(x, 'stem', x))
 def test_config_is_an_mmpretrain_blip2_evaluation(path, model_type):
     cfg = Config.fromfile(path)
     assert cfg.default_scope == 'mmpretrain' and cfg.model.type == model_type
@@ -220,7 +290,8 @@ def test_config_is_an_mmpretrain_blip2_evaluation(path, model_type):
 
 
 @needs_java
-def test_coco_karpathy_captioning_end_to_end(tmp_path, monkeypatch, model_files, coco):
+def test_coco_karpathy_captioning_end_to_end(tmp_path, monkeypatch,
+                                             model_files, coco):
     config = tiny_config(tmp_path, COCO_CAPTION, model_files, coco)
     metrics = run_test_tool(monkeypatch, config, model_files['blip2'],
                             '--work-dir', tmp_path / 'work')
@@ -229,24 +300,33 @@ def test_coco_karpathy_captioning_end_to_end(tmp_path, monkeypatch, model_files,
 
 
 @needs_java
-def test_nocaps_captioning_end_to_end_captions_each_image_once(tmp_path, monkeypatch,
-                                                               model_files, nocaps):
-    config = tiny_config(tmp_path, NOCAPS, model_files, nocaps, test_evaluator=dict(
-        ann_file=str(nocaps / 'annotations/nocaps_val_4500_captions.json')))
-    metrics = run_test_tool(monkeypatch, config, model_files['blip2'], '--work-dir',
-                            tmp_path / 'work', '--out', tmp_path / 'captions.pkl')
+def test_nocaps_captioning_end_to_end_captions_each_image_once(
+        tmp_path, monkeypatch, model_files, nocaps):
+    config = tiny_config(
+        tmp_path,
+        NOCAPS,
+        model_files,
+        nocaps,
+        test_evaluator=dict(
+            ann_file=str(nocaps /
+                         'annotations/nocaps_val_4500_captions.json')))
+    metrics = run_test_tool(monkeypatch, config, model_files['blip2'],
+                            '--work-dir', tmp_path / 'work', '--out',
+                            tmp_path / 'captions.pkl')
     assert set(metrics) == CAPTION_METRICS
     predictions = pickle.loads((tmp_path / 'captions.pkl').read_bytes())
-    assert sorted(p['image_id'] for p in predictions) == [0, 1, 2]  # 6 references, 3 images
+    assert sorted(p['image_id']
+                  for p in predictions) == [0, 1, 2]  # 6 references, 3 images
     assert {p['pred_caption'].split()[0] for p in predictions} == {'yes'}
 
 
 def test_vqav2_end_to_end_with_a_visft_backbone_gives_the_hand_computed_accuracy(
         tmp_path, monkeypatch, model_files, coco):
     config = tiny_config(tmp_path, VQAV2, model_files, coco)
-    metrics = run_test_tool(monkeypatch, config, model_files['blip2'], '--work-dir',
-                            tmp_path / 'work', '--out', tmp_path / 'answers.pkl',
-                            '--backbone', str(model_files['visft_backbone']))
+    metrics = run_test_tool(monkeypatch, config, model_files['blip2'],
+                            '--work-dir', tmp_path / 'work', '--out',
+                            tmp_path / 'answers.pkl', '--backbone',
+                            str(model_files['visft_backbone']))
     answers = pickle.loads((tmp_path / 'answers.pkl').read_bytes())
     assert [a['pred_answer'] for a in answers] == [ANSWER] * 3
     # min(1, matching answers / 3): 10 of 10, 2 of 10, 0 of 10
@@ -256,17 +336,28 @@ def test_vqav2_end_to_end_with_a_visft_backbone_gives_the_hand_computed_accuracy
 def test_vqa_accuracy_normalises_answers_as_the_vqa_script():
     metric = VQAAcc()
     metric.process(None, [
-        dict(pred_answer='Two.', gt_answer=['2', 'two dogs'], gt_answer_weight=[0.3, 0.7]),
-        dict(pred_answer='a dog', gt_answer=['dog', 'cat'], gt_answer_weight=[0.1, 0.9]),
+        dict(
+            pred_answer='Two.',
+            gt_answer=['2', 'two dogs'],
+            gt_answer_weight=[0.3, 0.7]),
+        dict(
+            pred_answer='a dog',
+            gt_answer=['dog', 'cat'],
+            gt_answer_weight=[0.1, 0.9]),
     ])
     # "Two." -> "2": weight 0.3 -> 1; "a dog" -> "dog": weight 0.1 -> 1/3
-    assert metric.compute_metrics(metric.results)['acc'] == pytest.approx(100 * (1 + 1 / 3) / 2)
+    assert metric.compute_metrics(metric.results)['acc'] == pytest.approx(
+        100 * (1 + 1 / 3) / 2)
 
 
-def test_backbone_checkpoint_replaces_exactly_the_vision_weights(tmp_path, model_files, coco):
-    cfg = Config.fromfile(tiny_config(tmp_path, COCO_CAPTION, model_files, coco))
-    cfg.update(work_dir=str(tmp_path / 'work'), load_from=str(model_files['blip2']),
-               backbone_checkpoint=str(model_files['visft_backbone']))
+def test_backbone_checkpoint_replaces_exactly_the_vision_weights(
+        tmp_path, model_files, coco):
+    cfg = Config.fromfile(
+        tiny_config(tmp_path, COCO_CAPTION, model_files, coco))
+    cfg.update(
+        work_dir=str(tmp_path / 'work'),
+        load_from=str(model_files['blip2']),
+        backbone_checkpoint=str(model_files['visft_backbone']))
     runner = Runner.from_cfg(cfg)
     runner.load_or_resume()
     images = torch.randn(1, 3, 364, 364)
@@ -282,7 +373,8 @@ def test_backbone_checkpoint_replaces_exactly_the_vision_weights(tmp_path, model
     blip2 = torch.load(model_files['blip2'])['state_dict']
     weights = runner.model.state_dict()
     others = [key for key in blip2 if not key.startswith('vision_backbone.')]
-    assert others and all(torch.equal(weights[key], blip2[key]) for key in others)
+    assert others and all(
+        torch.equal(weights[key], blip2[key]) for key in others)
 
 
 def test_backbone_file_that_does_not_fit_is_reported_key_by_key(model_files):
@@ -299,33 +391,47 @@ def test_backbone_file_that_does_not_fit_is_reported_key_by_key(model_files):
     assert 'shape mismatches: layers.0.ln1.weight (25,) (model: (24,))' in message
 
 
-@pytest.mark.parametrize('path', [COCO_CAPTION, NOCAPS, VQAV2], ids=lambda p: p.stem)
-def test_missing_inputs_are_one_error_saying_where_and_how(path, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # the configs' default relative paths do not exist here
+@pytest.mark.parametrize(
+    'path', [COCO_CAPTION, NOCAPS, VQAV2], ids=lambda p: p.stem)
+def test_missing_inputs_are_one_error_saying_where_and_how(
+        path, tmp_path, monkeypatch):
+    monkeypatch.chdir(
+        tmp_path)  # the configs' default relative paths do not exist here
     with pytest.raises(SystemExit) as error:
-        run_test_tool(monkeypatch, path, '--cfg-options', 'backbone_checkpoint=visft.pth')
+        run_test_tool(monkeypatch, path, '--cfg-options',
+                      'backbone_checkpoint=visft.pth')
     message = str(error.value)
     assert message.startswith('error: missing input files')
-    for expected in ('checkpoints/blip2-opt2.7b_3rdparty_pretrain_20230505-b51db4e1.pth',
-                     'https://download.openmmlab.com/mmclassification/v1/blip2/',
-                     'not found at checkpoints/opt-2.7b',
-                     'huggingface-cli download facebook/opt-2.7b',
-                     'not found at checkpoints/bert-base-uncased',
-                     'not found at visft.pth', 'visft2mmpretrain.py'):
+    for expected in (
+            'checkpoints/blip2-opt2.7b_3rdparty_pretrain_20230505-b51db4e1.pth',
+            'https://download.openmmlab.com/mmclassification/v1/blip2/',
+            'not found at checkpoints/opt-2.7b',
+            'huggingface-cli download facebook/opt-2.7b',
+            'not found at checkpoints/bert-base-uncased',
+            'not found at visft.pth', 'visft2mmpretrain.py'):
         assert expected in message
-    data = {COCO_CAPTION: ['data/coco/annotations/coco_karpathy_test.json', 'data/coco/val2014'],
-            NOCAPS: ['data/nocaps/annotations/nocaps_val_4500_captions.json',
-                     'data/nocaps/images'],
-            VQAV2: ['data/coco/annotations/v2_OpenEnded_mscoco_val2014_questions.json',
-                    'data/coco/annotations/v2_mscoco_val2014_annotations.json',
-                    'data/coco/val2014']}[path]
+    data = {
+        COCO_CAPTION:
+        ['data/coco/annotations/coco_karpathy_test.json', 'data/coco/val2014'],
+        NOCAPS: [
+            'data/nocaps/annotations/nocaps_val_4500_captions.json',
+            'data/nocaps/images'
+        ],
+        VQAV2: [
+            'data/coco/annotations/v2_OpenEnded_mscoco_val2014_questions.json',
+            'data/coco/annotations/v2_mscoco_val2014_annotations.json',
+            'data/coco/val2014'
+        ]
+    }[path]
     assert all(f'not found at {expected} ' in message for expected in data)
 
 
-def test_only_the_missing_inputs_are_reported(tmp_path, monkeypatch, model_files):
+def test_only_the_missing_inputs_are_reported(tmp_path, monkeypatch,
+                                              model_files):
     config = tiny_config(tmp_path, VQAV2, model_files, tmp_path / 'empty')
     with pytest.raises(SystemExit) as error:
         run_test_tool(monkeypatch, config, model_files['blip2'])
     lines = str(error.value).splitlines()[1:]
-    assert len(lines) == 3 and all(str(tmp_path / 'empty') in line for line in lines)
+    assert len(lines) == 3 and all(
+        str(tmp_path / 'empty') in line for line in lines)
     assert 'visualqa.org' in lines[0] and 'val2014.zip' in lines[2]

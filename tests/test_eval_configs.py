@@ -23,4 +23,5 @@ def test_benchmark_reads_the_backbone_variable(config):
     hooks = [hook['type'] for hook in cfg.get('custom_hooks', [])]
     if 'visft_mm.BackboneCheckpointHook' in hooks:
         return  # the hook loads cfg.backbone_checkpoint when the test starts
-    assert SENTINEL in str(cfg.model), f'{config.name} reads the variable but never uses it'
+    assert SENTINEL in str(
+        cfg.model), f'{config.name} reads the variable but never uses it'

@@ -22,14 +22,16 @@ import torch
 import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.dataset import default_collate
-from mmengine.registry import DATASETS, MODELS, DefaultScope, init_default_scope
+from mmengine.registry import (DATASETS, MODELS, DefaultScope,
+                               init_default_scope)
 from mmpretrain.datasets.categories import IMAGENET_SIMPLE_CATEGORIES
 from mmpretrain.structures import DataSample
 from open_clip import get_model_config
 from open_clip.model import _build_text_tower
 from PIL import Image
 
-from visft_mm.datasets.imagenet_variants import (IMAGENET_SYNSETS, imagenet_class_names,
+from visft_mm.datasets.imagenet_variants import (IMAGENET_SYNSETS,
+                                                 imagenet_class_names,
                                                  imagenet_variant_folders)
 from visft_mm.evaluation import RetrievalRecall
 from visft_mm.models import EVACLIP, EVAViT
@@ -58,8 +60,12 @@ NUM_RETRIEVAL_IMAGES = 10  # Recall@10 needs at least 10 candidates
 
 def tiny_arch(size: str) -> dict:
     """EVA-G is pre-norm, EVA-E post-norm."""
-    return dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64,
-                post_norm=size == 'e')
+    return dict(
+        embed_dims=32,
+        num_layers=2,
+        num_heads=2,
+        feedforward_channels=64,
+        post_norm=size == 'e')
 
 
 @pytest.fixture(autouse=True)
@@ -68,7 +74,8 @@ def restore_default_scope():
     previous = DefaultScope.get_current_instance()
     yield
     if previous is not None:
-        DefaultScope.get_instance(f'restore-{uuid.uuid4().hex}', scope_name=previous.scope_name)
+        DefaultScope.get_instance(
+            f'restore-{uuid.uuid4().hex}', scope_name=previous.scope_name)
 
 
 # ------------------------------------------------------------------ assets
@@ -79,13 +86,17 @@ def tiny_clip_state_dict(size: str, seed: int = 0) -> dict:
     torch.manual_seed(seed)
     vision = EVAViT(arch=tiny_arch(size), with_cls_token=True)
     vision.init_weights()
-    for name, param in vision.named_parameters():  # LayerNorms away from their defaults
+    for name, param in vision.named_parameters(
+    ):  # LayerNorms away from their defaults
         if 'norm' in name:
             param.data += torch.randn_like(param) * 0.3
-    text = _build_text_tower(EMBED_DIM, {**get_model_config('EVA01-g-14')['text_cfg'],
-                                         **TINY_TEXT})
+    text = _build_text_tower(EMBED_DIM, {
+        **get_model_config('EVA01-g-14')['text_cfg'],
+        **TINY_TEXT
+    })
     state = {f'visual.{k}': v for k, v in vision.state_dict().items()}
-    state['visual.head.weight'] = torch.randn(EMBED_DIM, vision.embed_dims) * 0.1
+    state['visual.head.weight'] = torch.randn(EMBED_DIM,
+                                              vision.embed_dims) * 0.1
     state['visual.head.bias'] = torch.zeros(EMBED_DIM)
     state.update({f'text.{k}': v for k, v in text.state_dict().items()})
     state['logit_scale'] = torch.tensor(np.log(100.0), dtype=torch.float32)
@@ -93,14 +104,19 @@ def tiny_clip_state_dict(size: str, seed: int = 0) -> dict:
 
 
 def tiny_clip(size: str, **kwargs) -> EVACLIP:
-    return EVACLIP(vision_arch=tiny_arch(size), embed_dim=EMBED_DIM, text_cfg=TINY_TEXT,
-                   open_clip_model='EVA01-g-14' if size == 'g' else 'EVA02-E-14-plus', **kwargs)
+    return EVACLIP(
+        vision_arch=tiny_arch(size),
+        embed_dim=EMBED_DIM,
+        text_cfg=TINY_TEXT,
+        open_clip_model='EVA01-g-14' if size == 'g' else 'EVA02-E-14-plus',
+        **kwargs)
 
 
 def save_image(path: Path, seed: int) -> None:
     """A random 48x64 JPEG (not square, so resize and crop both act)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    pixels = np.random.default_rng(seed).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    pixels = np.random.default_rng(seed).integers(
+        0, 256, (48, 64, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(path)
 
 
@@ -130,15 +146,20 @@ def make_imagenet_variant(root: Path, variant: str, positions) -> dict:
         folder = folders[position]
         name = f'image_{i}.jpg'
         save_image(root / folder / name, seed=i)
-        index = int(folder) if variant == 'imagenet-v2' else IMAGENET_SYNSETS.index(folder)
+        index = int(
+            folder) if variant == 'imagenet-v2' else IMAGENET_SYNSETS.index(
+                folder)
         truth[name] = IMAGENET_SIMPLE_CATEGORIES[index]
-    (root / 'README.txt').write_text('files next to the class folders are ignored\n')
+    (root /
+     'README.txt').write_text('files next to the class folders are ignored\n')
     return truth
 
 
 def retrieval_captions(index: int):
     """Two captions per image that the CLIP tokenizer (lower-casing) reads alike."""
-    return [f'a photo of thing number {index}', f'A Photo of Thing Number {index}']
+    return [
+        f'a photo of thing number {index}', f'A Photo of Thing Number {index}'
+    ]
 
 
 def make_coco_karpathy(root: Path) -> dict:
@@ -149,10 +170,15 @@ def make_coco_karpathy(root: Path) -> dict:
         name = f'COCO_val2014_{1000 + i:012d}.jpg'
         save_image(root / 'val2014' / name, seed=i)
         truth[name] = retrieval_captions(i)[0]
-        images.append(dict(id=1000 + i, file_name=name,
-                           coco_url=f'http://images.cocodataset.org/val2014/{name}'))
-        annotations += [dict(image_id=1000 + i, id=10 * i + j, caption=caption)
-                        for j, caption in enumerate(retrieval_captions(i))]
+        images.append(
+            dict(
+                id=1000 + i,
+                file_name=name,
+                coco_url=f'http://images.cocodataset.org/val2014/{name}'))
+        annotations += [
+            dict(image_id=1000 + i, id=10 * i + j, caption=caption)
+            for j, caption in enumerate(retrieval_captions(i))
+        ]
     (root / 'annotations').mkdir(parents=True)
     (root / 'annotations/caption_karpathy_test2014.json').write_text(
         json.dumps(dict(images=images, annotations=annotations)))
@@ -169,19 +195,28 @@ def make_flickr30k_karpathy(root: Path) -> dict:
         truth[name] = retrieval_captions(i)[0]
         sentences = []
         for caption in retrieval_captions(i):
-            sentences.append(dict(raw=caption, tokens=caption.lower().split(), imgid=i,
-                                  sentid=sentence_id))
+            sentences.append(
+                dict(
+                    raw=caption,
+                    tokens=caption.lower().split(),
+                    imgid=i,
+                    sentid=sentence_id))
             sentence_id += 1
-        entries.append(dict(filename=name, imgid=i, sentids=[s['sentid'] for s in sentences],
-                            sentences=sentences,
-                            split='test' if i < NUM_RETRIEVAL_IMAGES else 'train'))
+        entries.append(
+            dict(
+                filename=name,
+                imgid=i,
+                sentids=[s['sentid'] for s in sentences],
+                sentences=sentences,
+                split='test' if i < NUM_RETRIEVAL_IMAGES else 'train'))
     (root / 'annotations').mkdir(parents=True)
     (root / 'annotations/dataset_flickr30k.json').write_text(
         json.dumps(dict(images=entries, dataset='flickr30k')))
     return truth
 
 
-def tiny_config(tmp_path: Path, config: str, size: str, clip_path: Path, data_root: Path) -> Path:
+def tiny_config(tmp_path: Path, config: str, size: str, clip_path: Path,
+                data_root: Path) -> Path:
     """A child of the real config with the tiny model and the generated data;
     the backbone still comes from the real config's $BACKBONE_CHECKPOINT."""
     path = tmp_path / f'tiny_{config}'
@@ -196,8 +231,8 @@ test_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
     return path
 
 
-def solve_projection_head(config: Path, clip_state: dict, clip_path: Path, truth: dict,
-                          text_embedding) -> None:
+def solve_projection_head(config: Path, clip_state: dict, clip_path: Path,
+                          truth: dict, text_embedding) -> None:
     """Rewrite ``visual.head`` of the checkpoint so that each benchmark image
     embeds exactly as ``text_embedding(model, truth[image name])`` (image
     features through the config's real pipeline and preprocessor)."""
@@ -207,13 +242,23 @@ def solve_projection_head(config: Path, clip_state: dict, clip_path: Path, truth
     model = MODELS.build(cfg.model)
     dataset = DATASETS.build(cfg.test_dataloader.dataset)
     with torch.no_grad():
-        batch = model.data_preprocessor(default_collate([dataset[i] for i in range(len(dataset))]))
-        image_feats = model.visual(batch['images'])[0].double()  # (N, C), N <= C
-        names = [Path(dataset.get_data_info(i)['img_path']).name for i in range(len(dataset))]
-        targets = torch.stack([text_embedding(model, truth[name]) for name in names]).double()
-    head = (torch.linalg.pinv(image_feats) @ targets).t()  # head @ feat_i = target_i
-    torch.save({**clip_state, 'visual.head.weight': head.float(),
-                'visual.head.bias': torch.zeros(EMBED_DIM)}, clip_path)
+        batch = model.data_preprocessor(
+            default_collate([dataset[i] for i in range(len(dataset))]))
+        image_feats = model.visual(
+            batch['images'])[0].double()  # (N, C), N <= C
+        names = [
+            Path(dataset.get_data_info(i)['img_path']).name
+            for i in range(len(dataset))
+        ]
+        targets = torch.stack(
+            [text_embedding(model, truth[name]) for name in names]).double()
+    head = (torch.linalg.pinv(image_feats)
+            @ targets).t()  # head @ feat_i = target_i
+    torch.save(
+        {
+            **clip_state, 'visual.head.weight': head.float(),
+            'visual.head.bias': torch.zeros(EMBED_DIM)
+        }, clip_path)
 
 
 def class_prompt_embedding(model: EVACLIP, class_name: str) -> torch.Tensor:
@@ -224,13 +269,19 @@ def caption_embedding(model: EVACLIP, caption: str) -> torch.Tensor:
     return F.normalize(model.extract_text_feat([caption]), dim=-1)[0]
 
 
-def run_test_tool(monkeypatch, config: Path, work_dir: Path, *options: str) -> dict:
+def run_test_tool(monkeypatch, config: Path, work_dir: Path, *options:
+                  str) -> dict:
     """``python tools/test.py CONFIG --work-dir DIR [options]`` in this process;
     the metrics it logged."""
     monkeypatch.setenv('LOCAL_RANK', '0')
-    monkeypatch.delenv('BACKBONE_CHECKPOINT', raising=False)  # each run's comes from --backbone
-    monkeypatch.setattr(sys, 'argv', ['tools/test.py', str(config), '--work-dir', str(work_dir),
-                                      *options])
+    monkeypatch.delenv(
+        'BACKBONE_CHECKPOINT',
+        raising=False)  # each run's comes from --backbone
+    monkeypatch.setattr(
+        sys, 'argv',
+        ['tools/test.py',
+         str(config), '--work-dir',
+         str(work_dir), *options])
     runpy.run_path(str(ROOT / 'tools/test.py'), run_name='__main__')
     return latest_metrics(work_dir)
 
@@ -238,7 +289,8 @@ def run_test_tool(monkeypatch, config: Path, work_dir: Path, *options: str) -> d
 # ------------------------------------------------------------- end to end
 @pytest.mark.parametrize('size', ['g', 'e'])
 @pytest.mark.parametrize('benchmark', list(ZERO_SHOT))
-def test_zero_shot_config_scores_the_known_answer(benchmark, size, tmp_path, monkeypatch):
+def test_zero_shot_config_scores_the_known_answer(benchmark, size, tmp_path,
+                                                  monkeypatch):
     config = f'evaclip_{size}_zeroshot_{benchmark}.py'
     variant, positions = ZERO_SHOT[benchmark]
     data_root = tmp_path / 'data'
@@ -257,18 +309,24 @@ def test_zero_shot_config_scores_the_known_answer(benchmark, size, tmp_path, mon
 
 @pytest.mark.parametrize('size', ['g', 'e'])
 @pytest.mark.parametrize('benchmark', RETRIEVAL)
-def test_retrieval_config_scores_the_known_answer(benchmark, size, tmp_path, monkeypatch):
+def test_retrieval_config_scores_the_known_answer(benchmark, size, tmp_path,
+                                                  monkeypatch):
     data_root = tmp_path / 'data'
-    truth = (make_coco_karpathy if benchmark == 'coco' else make_flickr30k_karpathy)(data_root)
+    truth = (make_coco_karpathy
+             if benchmark == 'coco' else make_flickr30k_karpathy)(
+                 data_root)
     clip_path = tmp_path / 'tiny_clip.pth'
-    tiny = tiny_config(tmp_path, f'evaclip_{size}_retrieval_{benchmark}.py', size, clip_path,
-                       data_root)
-    solve_projection_head(tiny, tiny_clip_state_dict(size), clip_path, truth, caption_embedding)
+    tiny = tiny_config(tmp_path, f'evaclip_{size}_retrieval_{benchmark}.py',
+                       size, clip_path, data_root)
+    solve_projection_head(tiny, tiny_clip_state_dict(size), clip_path, truth,
+                          caption_embedding)
 
     metrics = run_test_tool(monkeypatch, tiny, tmp_path / 'work')
     for direction in ('i2t', 't2i'):
-        assert metrics[f'{direction}/retrieval/Recall@1'] == pytest.approx(100.0)
-        assert metrics[f'{direction}/retrieval/Recall@10'] == pytest.approx(100.0)
+        assert metrics[f'{direction}/retrieval/Recall@1'] == pytest.approx(
+            100.0)
+        assert metrics[f'{direction}/retrieval/Recall@10'] == pytest.approx(
+            100.0)
 
 
 def test_backbone_flag_replaces_the_vision_trunk(tmp_path, monkeypatch):
@@ -280,12 +338,17 @@ def test_backbone_flag_replaces_the_vision_trunk(tmp_path, monkeypatch):
     data_root = tmp_path / 'data'
     truth = make_coco_karpathy(data_root)
     clip_path = tmp_path / 'tiny_clip.pth'
-    tiny = tiny_config(tmp_path, 'evaclip_g_retrieval_coco.py', 'g', clip_path, data_root)
+    tiny = tiny_config(tmp_path, 'evaclip_g_retrieval_coco.py', 'g', clip_path,
+                       data_root)
     clip_state = tiny_clip_state_dict('g')
-    solve_projection_head(tiny, clip_state, clip_path, truth, caption_embedding)
-    backbone = {k[len('visual.'):]: v for k, v in clip_state.items()
-                if k.startswith('visual.') and not k.startswith(('visual.head.', 'visual.norm.',
-                                                                 'visual.cls_token'))}
+    solve_projection_head(tiny, clip_state, clip_path, truth,
+                          caption_embedding)
+    backbone = {
+        k[len('visual.'):]: v
+        for k, v in clip_state.items()
+        if k.startswith('visual.') and not k.startswith(
+            ('visual.head.', 'visual.norm.', 'visual.cls_token'))
+    }
     torch.save(backbone, tmp_path / 'backbone.pth')
 
     metrics = run_test_tool(monkeypatch, tiny, tmp_path / 'work', '--backbone',
@@ -294,10 +357,15 @@ def test_backbone_flag_replaces_the_vision_trunk(tmp_path, monkeypatch):
     assert metrics['t2i/retrieval/Recall@1'] == pytest.approx(100.0)
 
     other = {k: v + 0.5 for k, v in backbone.items()}
-    other.update({'norm.weight': torch.full((32,), 2.0), 'norm.bias': torch.ones(32)})
+    other.update({
+        'norm.weight': torch.full((32, ), 2.0),
+        'norm.bias': torch.ones(32)
+    })
     torch.save(other, tmp_path / 'other.pth')
-    model = tiny_clip('g', clip_checkpoint=str(clip_path),
-                      backbone_checkpoint=str(tmp_path / 'other.pth'))
+    model = tiny_clip(
+        'g',
+        clip_checkpoint=str(clip_path),
+        backbone_checkpoint=str(tmp_path / 'other.pth'))
     loaded = model.visual.state_dict()
     for key, value in other.items():
         from_backbone = not key.startswith(('cls_token', 'pos_embed'))
@@ -309,8 +377,10 @@ def test_backbone_flag_replaces_the_vision_trunk(tmp_path, monkeypatch):
     other['blocks.0.attn.qkv.lora_B'] = torch.zeros(96, 2)
     torch.save(other, tmp_path / 'lora.pth')
     with pytest.raises(CheckpointError, match='LoRA tensors.*merge_lora.py'):
-        tiny_clip('g', clip_checkpoint=str(clip_path),
-                  backbone_checkpoint=str(tmp_path / 'lora.pth'))
+        tiny_clip(
+            'g',
+            clip_checkpoint=str(clip_path),
+            backbone_checkpoint=str(tmp_path / 'lora.pth'))
 
 
 def test_configs_name_the_paper_models_and_benchmarks():
@@ -322,9 +392,14 @@ def test_configs_name_the_paper_models_and_benchmarks():
         assert cfg.default_scope == 'mmpretrain'
         assert cfg.model.type == 'visft_mm.EVACLIP'
         assert cfg.model.vision_arch == {'g': 'eva-g', 'e': 'eva-e'}[size]
-        assert cfg.model.open_clip_model == {'g': 'EVA01-g-14', 'e': 'EVA02-E-14-plus'}[size]
+        assert cfg.model.open_clip_model == {
+            'g': 'EVA01-g-14',
+            'e': 'EVA02-E-14-plus'
+        }[size]
         assert cfg.model.clip_checkpoint == 'checkpoints/' + {
-            'g': 'EVA01_CLIP_g_14_psz14_s11B.pt', 'e': 'EVA02_CLIP_E_psz14_plus_s9B.pt'}[size]
+            'g': 'EVA01_CLIP_g_14_psz14_s11B.pt',
+            'e': 'EVA02_CLIP_E_psz14_plus_s9B.pt'
+        }[size]
         assert cfg.model.backbone_checkpoint is cfg.backbone_checkpoint is None  # CLIP's own
         resize, crop = cfg.test_dataloader.dataset.pipeline[1:3]
         assert (resize.type, resize.scale, resize.edge, resize.interpolation) == \
@@ -333,8 +408,9 @@ def test_configs_name_the_paper_models_and_benchmarks():
         if 'zeroshot' in path.name:
             variant = ZERO_SHOT[path.stem.split('zeroshot_')[1]][0]
             assert cfg.model.prompt_templates == 'openai_imagenet'
-            assert cfg.model.class_names == (variant if variant in ('imagenet-a', 'imagenet-r')
-                                             else 'imagenet')
+            assert cfg.model.class_names == (
+                variant if variant in ('imagenet-a',
+                                       'imagenet-r') else 'imagenet')
         else:
             assert cfg.test_cfg.type == 'RetrievalTestLoop'
 
@@ -354,36 +430,60 @@ def test_embeddings_match_open_clip_eva(size, tmp_path, monkeypatch):
     ours = tiny_clip(size, clip_checkpoint=str(tmp_path / 'clip.pth')).eval()
 
     def tiny_eva(model_name, num_classes, global_pool, pretrained, **kwargs):
-        return Eva(img_size=224, patch_size=14, embed_dim=arch['embed_dims'],
-                   depth=arch['num_layers'], num_heads=arch['num_heads'],
-                   mlp_ratio=arch['feedforward_channels'] / arch['embed_dims'],
-                   use_post_norm=arch['post_norm'], num_classes=num_classes,
-                   global_pool=global_pool)
+        return Eva(
+            img_size=224,
+            patch_size=14,
+            embed_dim=arch['embed_dims'],
+            depth=arch['num_layers'],
+            num_heads=arch['num_heads'],
+            mlp_ratio=arch['feedforward_channels'] / arch['embed_dims'],
+            use_post_norm=arch['post_norm'],
+            num_classes=num_classes,
+            global_pool=global_pool)
 
     monkeypatch.setattr(open_clip.timm_model.timm, 'create_model', tiny_eva)
     name = 'EVA01-g-14' if size == 'g' else 'EVA02-E-14-plus'
     config = get_model_config(name)
-    reference = open_clip.model.CustomTextCLIP(
-        EMBED_DIM, config['vision_cfg'], {**config['text_cfg'], **TINY_TEXT}).eval()
+    reference = open_clip.model.CustomTextCLIP(EMBED_DIM, config['vision_cfg'],
+                                               {
+                                                   **config['text_cfg'],
+                                                   **TINY_TEXT
+                                               }).eval()
     trunk = checkpoint_filter_fn(clip_state, reference.visual.trunk)
-    reference.load_state_dict({**{f'visual.trunk.{k}': v for k, v in trunk.items()},
-                               **{k: v for k, v in clip_state.items()
-                                  if not k.startswith('visual.')}}, strict=True)
+    reference.load_state_dict(
+        {
+            **{
+                f'visual.trunk.{k}': v
+                for k, v in trunk.items()
+            },
+            **{
+                k: v
+                for k, v in clip_state.items() if not k.startswith('visual.')
+            }
+        },
+        strict=True)
 
     images = torch.randn(2, 3, 224, 224)
     texts = ['a photo of a cat.', 'a diagram']
     with torch.no_grad():
-        torch.testing.assert_close(ours.extract_image_feat(images),
-                                   reference.encode_image(images), atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(ours.extract_text_feat(texts),
-                                   reference.encode_text(open_clip.get_tokenizer(name)(texts)),
-                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            ours.extract_image_feat(images),
+            reference.encode_image(images),
+            atol=1e-5,
+            rtol=1e-5)
+        torch.testing.assert_close(
+            ours.extract_text_feat(texts),
+            reference.encode_text(open_clip.get_tokenizer(name)(texts)),
+            atol=1e-5,
+            rtol=1e-5)
 
 
 def test_retrieval_recall_matches_a_hand_computation():
-    scores = torch.tensor([[0.9, 0.1, 0.5, 0.3],   # ranking 0 2 3 1
-                           [0.2, 0.8, 0.7, 0.1],   # ranking 1 2 0 3
-                           [0.4, 0.3, 0.2, 0.6]])  # ranking 3 0 1 2
+    scores = torch.tensor([
+        [0.9, 0.1, 0.5, 0.3],  # ranking 0 2 3 1
+        [0.2, 0.8, 0.7, 0.1],  # ranking 1 2 0 3
+        [0.4, 0.3, 0.2, 0.6]
+    ])  # ranking 3 0 1 2
     targets = [[2], [1, 3], [1]]
     # Hits @1: row 1; @2: rows 0 and 1; @3: every row.
     expected = {1: 100 / 3, 2: 200 / 3, 3: 100.0}
@@ -391,13 +491,18 @@ def test_retrieval_recall_matches_a_hand_computation():
     for row, cols in enumerate(targets):
         one_hot[row, cols] = 1
     got = RetrievalRecall.calculate(scores, one_hot, topk=(1, 2, 3))
-    assert [float(x) for x in got] == pytest.approx([expected[k] for k in (1, 2, 3)])
+    assert [float(x)
+            for x in got] == pytest.approx([expected[k] for k in (1, 2, 3)])
 
     metric = RetrievalRecall(topk=(1, 2, 3))
-    metric.process(None, [DataSample(gt_label=cols).set_pred_score(score).to_dict()
-                          for score, cols in zip(scores, targets)])
-    assert metric.evaluate(3) == pytest.approx(
-        {f'retrieval/Recall@{k}': v for k, v in expected.items()})
+    metric.process(None, [
+        DataSample(gt_label=cols).set_pred_score(score).to_dict()
+        for score, cols in zip(scores, targets)
+    ])
+    assert metric.evaluate(3) == pytest.approx({
+        f'retrieval/Recall@{k}': v
+        for k, v in expected.items()
+    })
 
 
 def test_imagenet_subsets_follow_timm_lists():
@@ -405,53 +510,80 @@ def test_imagenet_subsets_follow_timm_lists():
     assert len(names) == 200 and names[0] == 'stingray'  # ImageNet-1k class 6
     assert len(imagenet_class_names('imagenet-r')) == 200
     assert imagenet_variant_folders('imagenet-v2')[:3] == ['0', '1', '2']
-    assert imagenet_variant_folders('imagenet-sketch') == list(IMAGENET_SYNSETS)
+    assert imagenet_variant_folders('imagenet-sketch') == list(
+        IMAGENET_SYNSETS)
 
 
 # ------------------------------------------------------------------ errors
-def test_missing_inputs_are_named_with_where_to_get_them(tmp_path, monkeypatch):
+def test_missing_inputs_are_named_with_where_to_get_them(
+        tmp_path, monkeypatch):
     """tools/test.py checks required_paths before building anything; the model
     itself names a missing checkpoint too."""
-    monkeypatch.chdir(tmp_path)  # the configs' relative checkpoints/ and data/ are not here
+    monkeypatch.chdir(
+        tmp_path)  # the configs' relative checkpoints/ and data/ are not here
     with pytest.raises(SystemExit) as error:
-        run_test_tool(monkeypatch, EVAL_CONFIGS / 'evaclip_e_retrieval_flickr30k.py', tmp_path,
-                      '--backbone', 'visft_e.pth')
+        run_test_tool(monkeypatch,
+                      EVAL_CONFIGS / 'evaclip_e_retrieval_flickr30k.py',
+                      tmp_path, '--backbone', 'visft_e.pth')
     message = str(error.value)
-    for expected in ('EVA02-CLIP-bigE-14-plus checkpoint (original layout) not found at '
-                     'checkpoints/EVA02_CLIP_E_psz14_plus_s9B.pt',
-                     'huggingface.co/QuanSun/EVA-CLIP',
-                     'EVA-ViT-E backbone under test not found at visft_e.pth',
-                     'merge_lora.py',
-                     "Karpathy's dataset_flickr30k.json not found at "
-                     'data/flickr30k/annotations/dataset_flickr30k.json',
-                     'Flickr30k images not found at data/flickr30k/images'):
+    for expected in (
+            'EVA02-CLIP-bigE-14-plus checkpoint (original layout) not found at '
+            'checkpoints/EVA02_CLIP_E_psz14_plus_s9B.pt',
+            'huggingface.co/QuanSun/EVA-CLIP',
+            'EVA-ViT-E backbone under test not found at visft_e.pth',
+            'merge_lora.py', "Karpathy's dataset_flickr30k.json not found at "
+            'data/flickr30k/annotations/dataset_flickr30k.json',
+            'Flickr30k images not found at data/flickr30k/images'):
         assert expected in message
 
-    with pytest.raises(CheckpointError, match=r'absent\.pt not found; download '
-                       r'EVA01_CLIP_g_14_psz14_s11B\.pt from https://huggingface\.co/QuanSun'):
+    with pytest.raises(
+            CheckpointError,
+            match=r'absent\.pt not found; download '
+            r'EVA01_CLIP_g_14_psz14_s11B\.pt from https://huggingface\.co/QuanSun'
+    ):
         tiny_clip('g', clip_checkpoint='absent.pt')
     torch.save(tiny_clip_state_dict('g'), tmp_path / 'clip.pth')
-    with pytest.raises(CheckpointError, match=r'missing\.pth not found; .*eva2visft\.py.*'
-                       r'merge_lora\.py'):
-        tiny_clip('g', clip_checkpoint='clip.pth', backbone_checkpoint='missing.pth')
+    with pytest.raises(
+            CheckpointError,
+            match=r'missing\.pth not found; .*eva2visft\.py.*'
+            r'merge_lora\.py'):
+        tiny_clip(
+            'g', clip_checkpoint='clip.pth', backbone_checkpoint='missing.pth')
 
 
 def test_checkpoints_that_do_not_fit_are_refused(tmp_path):
     clip_state = tiny_clip_state_dict('g')
     torch.save(clip_state, tmp_path / 'clip.pth')
-    backbone = {k[len('visual.'):]: v for k, v in clip_state.items()
-                if k.startswith('visual.') and not k.startswith('visual.head.')}
+    backbone = {
+        k[len('visual.'):]: v
+        for k, v in clip_state.items()
+        if k.startswith('visual.') and not k.startswith('visual.head.')
+    }
     torch.save(backbone, tmp_path / 'backbone.pth')
-    with pytest.raises(CheckpointError, match='not a full EVA-CLIP one.*backbone_checkpoint'):
+    with pytest.raises(
+            CheckpointError,
+            match='not a full EVA-CLIP one.*backbone_checkpoint'):
         tiny_clip('g', clip_checkpoint=str(tmp_path / 'backbone.pth'))
-    shallow = {k: v for k, v in backbone.items() if not k.startswith('blocks.1.')}
+    shallow = {
+        k: v
+        for k, v in backbone.items() if not k.startswith('blocks.1.')
+    }
     torch.save(shallow, tmp_path / 'shallow.pth')
     with pytest.raises(CheckpointError, match=r'\(1 blocks\) does not fit'):
-        tiny_clip('g', clip_checkpoint=str(tmp_path / 'clip.pth'),
-                  backbone_checkpoint=str(tmp_path / 'shallow.pth'))
-    with pytest.raises(CheckpointError, match=r'do not fit.*shape mismatches \d+ \(text\.'):
-        EVACLIP(clip_checkpoint=str(tmp_path / 'clip.pth'), vision_arch=tiny_arch('g'),
-                embed_dim=EMBED_DIM, text_cfg={**TINY_TEXT, 'width': 48})  # the file has 32
+        tiny_clip(
+            'g',
+            clip_checkpoint=str(tmp_path / 'clip.pth'),
+            backbone_checkpoint=str(tmp_path / 'shallow.pth'))
+    with pytest.raises(
+            CheckpointError,
+            match=r'do not fit.*shape mismatches \d+ \(text\.'):
+        EVACLIP(
+            clip_checkpoint=str(tmp_path / 'clip.pth'),
+            vision_arch=tiny_arch('g'),
+            embed_dim=EMBED_DIM,
+            text_cfg={
+                **TINY_TEXT, 'width': 48
+            })  # the file has 32
 
 
 BENCHMARKS = 'visft_mm.datasets.benchmarks.'
@@ -460,19 +592,27 @@ BENCHMARKS = 'visft_mm.datasets.benchmarks.'
 @pytest.mark.parametrize('dataset,hint', [
     (dict(type=BENCHMARKS + 'ImageNetVariant', variant='imagenet-r'),
      r'imagenet-r: DATA/? not found; download .*hendrycks/imagenet-r\.tar'),
-    (dict(type=BENCHMARKS + 'COCORetrieval', test_mode=True,
-          ann_file='annotations/caption_karpathy_test2014.json'),
+    (dict(
+        type=BENCHMARKS + 'COCORetrieval',
+        test_mode=True,
+        ann_file='annotations/caption_karpathy_test2014.json'),
      r'COCO retrieval: DATA/annotations/caption_karpathy_test2014\.json not found; download '
-     r'the COCO val2014 images \(http://images\.cocodataset\.org/zips/val2014\.zip\)'),
-    (dict(type=BENCHMARKS + 'Flickr30kRetrieval', split='test', data_prefix='images',
-          ann_file='annotations/dataset_flickr30k.json'),
+     r'the COCO val2014 images \(http://images\.cocodataset\.org/zips/val2014\.zip\)'
+     ),
+    (dict(
+        type=BENCHMARKS + 'Flickr30kRetrieval',
+        split='test',
+        data_prefix='images',
+        ann_file='annotations/dataset_flickr30k.json'),
      r'Flickr30k retrieval: DATA/annotations/dataset_flickr30k\.json not found; .*'
      r'caption_datasets\.zip'),
 ])
-def test_missing_data_names_the_path_and_where_to_get_it(dataset, hint, tmp_path):
+def test_missing_data_names_the_path_and_where_to_get_it(
+        dataset, hint, tmp_path):
     init_default_scope('mmpretrain')
     absent = str(tmp_path / 'absent')
-    with pytest.raises(FileNotFoundError, match=hint.replace('DATA', re.escape(absent))):
+    with pytest.raises(
+            FileNotFoundError, match=hint.replace('DATA', re.escape(absent))):
         DATASETS.build({**dataset, 'data_root': absent})
 
 
@@ -481,16 +621,27 @@ def test_missing_images_and_wrong_class_folders_are_reported(tmp_path):
     make_coco_karpathy(tmp_path / 'coco')
     for image in (tmp_path / 'coco/val2014').iterdir():
         image.unlink()
-    with pytest.raises(FileNotFoundError, match=r'COCO retrieval: .*COCO_val2014_000000001000'
-                       r'\.jpg not found; download the COCO val2014 images'):
-        DATASETS.build(dict(type=BENCHMARKS + 'COCORetrieval', test_mode=True,
-                            data_root=str(tmp_path / 'coco'),
-                            ann_file='annotations/caption_karpathy_test2014.json'))
+    with pytest.raises(
+            FileNotFoundError,
+            match=r'COCO retrieval: .*COCO_val2014_000000001000'
+            r'\.jpg not found; download the COCO val2014 images'):
+        DATASETS.build(
+            dict(
+                type=BENCHMARKS + 'COCORetrieval',
+                test_mode=True,
+                data_root=str(tmp_path / 'coco'),
+                ann_file='annotations/caption_karpathy_test2014.json'))
 
     make_imagenet_variant(tmp_path / 'a', 'imagenet-a', [0])
-    (tmp_path / 'a' / IMAGENET_SYNSETS[0]).mkdir()  # tench: not an ImageNet-A class
+    (tmp_path / 'a' /
+     IMAGENET_SYNSETS[0]).mkdir()  # tench: not an ImageNet-A class
     (tmp_path / 'a' / imagenet_variant_folders('imagenet-a')[5]).rmdir()
-    with pytest.raises(ValueError, match=r'not imagenet-a in its own layout: 1 missing class '
-                       r'folders .*; 1 unexpected class folders \(n01440764\)'):
-        DATASETS.build(dict(type=BENCHMARKS + 'ImageNetVariant', variant='imagenet-a',
-                            data_root=str(tmp_path / 'a')))
+    with pytest.raises(
+            ValueError,
+            match=r'not imagenet-a in its own layout: 1 missing class '
+            r'folders .*; 1 unexpected class folders \(n01440764\)'):
+        DATASETS.build(
+            dict(
+                type=BENCHMARKS + 'ImageNetVariant',
+                variant='imagenet-a',
+                data_root=str(tmp_path / 'a')))

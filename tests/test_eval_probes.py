@@ -36,11 +36,23 @@ TINY_ARCH = {'1b': TINY_VIT, '4b': dict(TINY_VIT, post_norm=True)}
 WIDTH = TINY_VIT['embed_dims']
 
 # ADE20K PNG value -> RGB of its region; 0 ("other", ignored) is grey.
-ADE_COLOURS = {0: (128, 128, 128), 1: (220, 30, 30), 2: (30, 200, 30), 3: (30, 30, 220),
-               4: (230, 220, 40)}
-CLASS_COLOURS = {'red': (220, 30, 30), 'green': (30, 200, 30), 'blue': (30, 30, 220),
-                 'yellow': (230, 220, 40), 'magenta': (210, 40, 210), 'cyan': (40, 210, 210)}
-CLASSES = tuple(sorted(CLASS_COLOURS))  # labels follow sorted class folders, as in ImageNet
+ADE_COLOURS = {
+    0: (128, 128, 128),
+    1: (220, 30, 30),
+    2: (30, 200, 30),
+    3: (30, 30, 220),
+    4: (230, 220, 40)
+}
+CLASS_COLOURS = {
+    'red': (220, 30, 30),
+    'green': (30, 200, 30),
+    'blue': (30, 30, 220),
+    'yellow': (230, 220, 40),
+    'magenta': (210, 40, 210),
+    'cyan': (40, 210, 210)
+}
+CLASSES = tuple(sorted(
+    CLASS_COLOURS))  # labels follow sorted class folders, as in ImageNet
 TRAIN_PER_CLASS, VAL_PER_CLASS = 6, 3
 
 
@@ -55,6 +67,7 @@ def run_tool(tool: str, *args, monkeypatch):
         def keep(self, _original=original):
             seen['runner'], seen['result'] = self, _original(self)
             return seen['result']
+
         monkeypatch.setattr(Runner, method, keep)
     monkeypatch.setattr(sys, 'argv', [f'{tool}.py', *map(str, args)])
     runpy.run_path(str(ROOT / 'tools' / f'{tool}.py'), run_name='__main__')
@@ -63,8 +76,8 @@ def run_tool(tool: str, *args, monkeypatch):
 
 def tiny_config(path: Path, base: Path, overrides: str) -> Path:
     """A config inheriting the real ``base`` with test-size ``overrides``."""
-    path.write_text(f'_base_ = [{str(base)!r}]\nrandomness = dict(seed=0)\n'
-                    + textwrap.dedent(overrides))
+    path.write_text(f'_base_ = [{str(base)!r}]\nrandomness = dict(seed=0)\n' +
+                    textwrap.dedent(overrides))
     return path
 
 
@@ -135,12 +148,14 @@ def write_ade20k(root: Path, seed: int = 0) -> None:
             label = np.zeros((168, 224), np.uint8)
             quadrants = rng.permutation([1, 2, 3, 4])
             label[:72, :112], label[:72, 112:] = quadrants[0], quadrants[1]
-            label[72:144, :112], label[72:144, 112:] = quadrants[2], quadrants[3]
+            label[72:144, :112], label[72:144,
+                                       112:] = quadrants[2], quadrants[3]
             rgb = np.array([ADE_COLOURS[v] for v in range(5)], np.uint8)[label]
             name = f'ADE_{split[:5]}_{i:08d}'
-            Image.fromarray(noisy(rgb, rng)).save(root / 'images' / split / f'{name}.jpg',
-                                                  quality=95)
-            Image.fromarray(label).save(root / 'annotations' / split / f'{name}.png')
+            Image.fromarray(noisy(rgb, rng)).save(
+                root / 'images' / split / f'{name}.jpg', quality=95)
+            Image.fromarray(label).save(root / 'annotations' / split /
+                                        f'{name}.png')
 
 
 def write_imagenet(root: Path, seed: int = 0) -> None:
@@ -154,9 +169,11 @@ def write_imagenet(root: Path, seed: int = 0) -> None:
         colour = CLASS_COLOURS[name]
         (root / 'train' / name).mkdir(parents=True)
         for i in range(TRAIN_PER_CLASS + VAL_PER_CLASS):
-            image = Image.fromarray(noisy(np.full((40, 48, 3), colour, np.uint8), rng))
+            image = Image.fromarray(
+                noisy(np.full((40, 48, 3), colour, np.uint8), rng))
             if i < TRAIN_PER_CLASS:
-                image.save(root / 'train' / name / f'{name}_{i}.JPEG', quality=95)
+                image.save(
+                    root / 'train' / name / f'{name}_{i}.JPEG', quality=95)
             else:
                 file = f'ILSVRC2012_val_{label * VAL_PER_CLASS + i:08d}.JPEG'
                 image.save(root / 'val' / file, quality=95)
@@ -175,7 +192,8 @@ def hand_miou(runner: Runner, annotation_dir: Path) -> float:
         with torch.no_grad():
             outputs = runner.model.test_step(batch)
         for sample in outputs:
-            png = np.array(Image.open(annotation_dir / Path(sample.seg_map_path).name))
+            png = np.array(
+                Image.open(annotation_dir / Path(sample.seg_map_path).name))
             label = png.astype(int) - 1
             pred = sample.pred_sem_seg.data[0].numpy()
             valid = label >= 0
@@ -219,15 +237,22 @@ def imagenet(tmp_path_factory):
 def seg_probe(backbones, ade20k, tmp_path_factory):
     """The 1b dense probe trained for 40 iterations: (config, work dir, runner)."""
     tmp = tmp_path_factory.mktemp('seg_probe')
-    config = tiny_config(tmp / 'seg_1b.py', SEG_1B,
-                         seg_overrides('1b', ade20k, backbones['1b'], iters=40))
+    config = tiny_config(
+        tmp / 'seg_1b.py', SEG_1B,
+        seg_overrides('1b', ade20k, backbones['1b'], iters=40))
     with pytest.MonkeyPatch.context() as monkeypatch:
-        runner, _ = run_tool('train', config, '--work-dir', tmp / 'work', monkeypatch=monkeypatch)
+        runner, _ = run_tool(
+            'train',
+            config,
+            '--work-dir',
+            tmp / 'work',
+            monkeypatch=monkeypatch)
     return config, tmp / 'work', runner
 
 
 # ---------------------------------------------------------- dense probe
-def test_dense_probe_learns_colour_regions_and_keeps_the_backbone(seg_probe, backbones):
+def test_dense_probe_learns_colour_regions_and_keeps_the_backbone(
+        seg_probe, backbones):
     _, work_dir, runner = seg_probe
     base = torch.load(backbones['1b'], weights_only=True)
     backbone = runner.model.backbone.module
@@ -239,31 +264,46 @@ def test_dense_probe_learns_colour_regions_and_keeps_the_backbone(seg_probe, bac
     assert 'decode_head.conv_seg.weight' in saved
 
 
-def test_dense_probe_test_reports_the_hand_computed_miou(seg_probe, ade20k, monkeypatch):
+def test_dense_probe_test_reports_the_hand_computed_miou(
+        seg_probe, ade20k, monkeypatch):
     config, work_dir, _ = seg_probe
-    runner, metrics = run_tool('test', config, work_dir / 'iter_40.pth',
-                               '--work-dir', work_dir / 'test', monkeypatch=monkeypatch)
+    runner, metrics = run_tool(
+        'test',
+        config,
+        work_dir / 'iter_40.pth',
+        '--work-dir',
+        work_dir / 'test',
+        monkeypatch=monkeypatch)
     assert metrics['mIoU'] > 80
     expected = hand_miou(runner, ade20k / 'annotations' / 'validation')
     assert metrics['mIoU'] == pytest.approx(expected, abs=0.01)
 
 
-def test_dense_probe_eva_4b_trains_and_tests(backbones, ade20k, tmp_path, monkeypatch):
+def test_dense_probe_eva_4b_trains_and_tests(backbones, ade20k, tmp_path,
+                                             monkeypatch):
     config = tiny_config(tmp_path / 'seg_4b.py', SEG_4B,
                          seg_overrides('4b', ade20k, backbones['4b'], iters=2))
-    runner, _ = run_tool('train', config, '--work-dir', tmp_path, monkeypatch=monkeypatch)
+    runner, _ = run_tool(
+        'train', config, '--work-dir', tmp_path, monkeypatch=monkeypatch)
     assert runner.model.backbone.module.arch_settings['post_norm']
-    _, metrics = run_tool('test', config, tmp_path / 'iter_2.pth', '--work-dir', tmp_path,
-                          monkeypatch=monkeypatch)
+    _, metrics = run_tool(
+        'test',
+        config,
+        tmp_path / 'iter_2.pth',
+        '--work-dir',
+        tmp_path,
+        monkeypatch=monkeypatch)
     assert 0 <= metrics['mIoU'] <= 100
 
 
 # ------------------------------------------------- linear / few-shot probe
-def test_linear_probe_separates_colours_and_keeps_the_backbone(backbones, imagenet, tmp_path,
-                                                               monkeypatch):
-    config = tiny_config(tmp_path / 'cls_1b.py', CLS_1B,
-                         cls_overrides('1b', imagenet, backbones['1b'], epochs=3))
-    runner, _ = run_tool('train', config, '--work-dir', tmp_path, monkeypatch=monkeypatch)
+def test_linear_probe_separates_colours_and_keeps_the_backbone(
+        backbones, imagenet, tmp_path, monkeypatch):
+    config = tiny_config(
+        tmp_path / 'cls_1b.py', CLS_1B,
+        cls_overrides('1b', imagenet, backbones['1b'], epochs=3))
+    runner, _ = run_tool(
+        'train', config, '--work-dir', tmp_path, monkeypatch=monkeypatch)
     losses = runner.message_hub.get_scalar('train/loss').data[0]
     assert losses[-1] < losses[0] / 4
     base = torch.load(backbones['1b'], weights_only=True)
@@ -271,107 +311,186 @@ def test_linear_probe_separates_colours_and_keeps_the_backbone(backbones, imagen
         assert torch.equal(tensor, base[name]), name
     saved = load_model_state_dict(tmp_path / 'epoch_3.pth')
     assert not [k for k in saved if k.startswith('backbone.')]
-    _, metrics = run_tool('test', config, tmp_path / 'epoch_3.pth', '--work-dir', tmp_path,
-                          monkeypatch=monkeypatch)
+    _, metrics = run_tool(
+        'test',
+        config,
+        tmp_path / 'epoch_3.pth',
+        '--work-dir',
+        tmp_path,
+        monkeypatch=monkeypatch)
     chance = 100 / len(CLASSES)
     assert metrics['accuracy/top1'] > 3 * chance
     assert metrics['accuracy/top5'] >= metrics['accuracy/top1']
 
 
-def test_linear_probe_eva_4b_trains_and_tests(backbones, imagenet, tmp_path, monkeypatch):
-    config = tiny_config(tmp_path / 'cls_4b.py', CLS_4B,
-                         cls_overrides('4b', imagenet, backbones['4b'], epochs=1))
+def test_linear_probe_eva_4b_trains_and_tests(backbones, imagenet, tmp_path,
+                                              monkeypatch):
+    config = tiny_config(
+        tmp_path / 'cls_4b.py', CLS_4B,
+        cls_overrides('4b', imagenet, backbones['4b'], epochs=1))
     run_tool('train', config, '--work-dir', tmp_path, monkeypatch=monkeypatch)
-    _, metrics = run_tool('test', config, tmp_path / 'epoch_1.pth', '--work-dir', tmp_path,
-                          monkeypatch=monkeypatch)
+    _, metrics = run_tool(
+        'test',
+        config,
+        tmp_path / 'epoch_1.pth',
+        '--work-dir',
+        tmp_path,
+        monkeypatch=monkeypatch)
     assert {'accuracy/top1', 'accuracy/top5'} <= set(metrics)
 
 
-@pytest.mark.parametrize('size,config', [('1b', FEWSHOT_1B), ('4b', FEWSHOT_4B)])
-def test_fewshot_probe_trains_on_the_split_the_tool_wrote(size, config, backbones, imagenet,
-                                                          tmp_path, monkeypatch):
-    monkeypatch.setattr(sys, 'argv', ['make_fewshot_split.py', str(imagenet),
-                                      '--shots', '2', '--seed', '0'])
-    runpy.run_path(str(ROOT / 'tools/misc/make_fewshot_split.py'), run_name='__main__')
-    config = tiny_config(tmp_path / f'fewshot_{size}.py', config,
-                         cls_overrides(size, imagenet, backbones[size], epochs=1))
-    runner, _ = run_tool('train', config, '--work-dir', tmp_path, '--cfg-options',
-                         'train_dataloader.dataset.ann_file=meta/train_2shot_seed0.txt',
-                         monkeypatch=monkeypatch)
+@pytest.mark.parametrize('size,config', [('1b', FEWSHOT_1B),
+                                         ('4b', FEWSHOT_4B)])
+def test_fewshot_probe_trains_on_the_split_the_tool_wrote(
+        size, config, backbones, imagenet, tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, 'argv', [
+        'make_fewshot_split.py',
+        str(imagenet), '--shots', '2', '--seed', '0'
+    ])
+    runpy.run_path(
+        str(ROOT / 'tools/misc/make_fewshot_split.py'), run_name='__main__')
+    config = tiny_config(
+        tmp_path / f'fewshot_{size}.py', config,
+        cls_overrides(size, imagenet, backbones[size], epochs=1))
+    runner, _ = run_tool(
+        'train',
+        config,
+        '--work-dir',
+        tmp_path,
+        '--cfg-options',
+        'train_dataloader.dataset.ann_file=meta/train_2shot_seed0.txt',
+        monkeypatch=monkeypatch)
     assert len(runner.train_dataloader.dataset) == 2 * len(CLASSES)
-    _, metrics = run_tool('test', config, tmp_path / 'epoch_1.pth', '--work-dir', tmp_path,
-                          monkeypatch=monkeypatch)
+    _, metrics = run_tool(
+        'test',
+        config,
+        tmp_path / 'epoch_1.pth',
+        '--work-dir',
+        tmp_path,
+        monkeypatch=monkeypatch)
     assert 'accuracy/top1' in metrics
 
 
-def test_fewshot_split_has_k_per_class_and_depends_only_on_the_seed(imagenet, monkeypatch):
-    monkeypatch.setattr(sys, 'argv', ['make_fewshot_split.py', str(imagenet), '--shots', '4',
-                                      '--seed', '0', '--out', 'meta/four_shot.txt'])
-    runpy.run_path(str(ROOT / 'tools/misc/make_fewshot_split.py'), run_name='__main__')
+def test_fewshot_split_has_k_per_class_and_depends_only_on_the_seed(
+        imagenet, monkeypatch):
+    monkeypatch.setattr(sys, 'argv', [
+        'make_fewshot_split.py',
+        str(imagenet), '--shots', '4', '--seed', '0', '--out',
+        'meta/four_shot.txt'
+    ])
+    runpy.run_path(
+        str(ROOT / 'tools/misc/make_fewshot_split.py'), run_name='__main__')
     lines = (imagenet / 'meta/four_shot.txt').read_text().splitlines()
     by_label, num_classes = read_labelled_images(str(imagenet), 'train')
     assert num_classes == len(CLASSES)
-    assert fewshot_lines(by_label, shots=4, seed=0, num_classes=num_classes) == lines
+    assert fewshot_lines(
+        by_label, shots=4, seed=0, num_classes=num_classes) == lines
     labels = [int(line.rsplit(' ', 1)[1]) for line in lines]
-    assert labels == sorted(labels) and all(labels.count(c) == 4 for c in range(num_classes))
+    assert labels == sorted(labels) and all(
+        labels.count(c) == 4 for c in range(num_classes))
     assert len(set(lines)) == len(lines)
-    assert all((imagenet / 'train' / line.rsplit(' ', 1)[0]).is_file() for line in lines)
+    assert all((imagenet / 'train' / line.rsplit(' ', 1)[0]).is_file()
+               for line in lines)
     shuffled = {label: paths[::-1] for label, paths in by_label.items()}
-    assert fewshot_lines(shuffled, shots=4, seed=0, num_classes=num_classes) == lines
-    assert fewshot_lines(by_label, shots=4, seed=1, num_classes=num_classes) != lines
-    with pytest.raises(ValueError, match=f'{num_classes} classes have fewer than 7 images'):
+    assert fewshot_lines(
+        shuffled, shots=4, seed=0, num_classes=num_classes) == lines
+    assert fewshot_lines(
+        by_label, shots=4, seed=1, num_classes=num_classes) != lines
+    with pytest.raises(
+            ValueError,
+            match=f'{num_classes} classes have fewer than 7 images'):
         fewshot_lines(by_label, shots=7, seed=0, num_classes=num_classes)
 
 
 def test_fewshot_split_reads_an_annotation_file_source(imagenet):
     by_label, num_classes = read_labelled_images(str(imagenet), 'val')
     assert num_classes is None  # classes known only from the labels in meta/val.txt
-    assert {label: len(paths) for label, paths in by_label.items()} == {
-        label: VAL_PER_CLASS for label in range(len(CLASSES))}
+    assert {
+        label: len(paths)
+        for label, paths in by_label.items()
+    } == {
+        label: VAL_PER_CLASS
+        for label in range(len(CLASSES))
+    }
 
 
 # ------------------------------------------------------------ missing assets
-def test_missing_ade20k_names_the_folder_and_the_download(backbones, ade20k, tmp_path,
-                                                          monkeypatch):
+def test_missing_ade20k_names_the_folder_and_the_download(
+        backbones, ade20k, tmp_path, monkeypatch):
     images_only = tmp_path / 'ADEChallengeData2016'
     (images_only / 'images' / 'training').mkdir(parents=True)
-    for data_root, missing in ((tmp_path / 'nowhere', 'nowhere/images/training'),
-                               (images_only, 'ADEChallengeData2016/annotations/training')):
-        config = tiny_config(tmp_path / 'seg.py', SEG_1B,
-                             seg_overrides('1b', data_root, backbones['1b'], iters=1))
-        with pytest.raises(FileNotFoundError, match='ADEChallengeData2016.zip') as error:
-            run_tool('train', config, '--work-dir', tmp_path / 'work', monkeypatch=monkeypatch)
+    for data_root, missing in ((tmp_path / 'nowhere',
+                                'nowhere/images/training'),
+                               (images_only,
+                                'ADEChallengeData2016/annotations/training')):
+        config = tiny_config(
+            tmp_path / 'seg.py', SEG_1B,
+            seg_overrides('1b', data_root, backbones['1b'], iters=1))
+        with pytest.raises(
+                FileNotFoundError, match='ADEChallengeData2016.zip') as error:
+            run_tool(
+                'train',
+                config,
+                '--work-dir',
+                tmp_path / 'work',
+                monkeypatch=monkeypatch)
         assert missing in str(error.value)
 
 
-def test_missing_imagenet_or_fewshot_file_names_it_and_how_to_get_it(backbones, imagenet,
-                                                                     tmp_path, monkeypatch):
-    config = tiny_config(tmp_path / 'cls.py', CLS_1B,
-                         cls_overrides('1b', tmp_path / 'nowhere', backbones['1b'], epochs=1))
+def test_missing_imagenet_or_fewshot_file_names_it_and_how_to_get_it(
+        backbones, imagenet, tmp_path, monkeypatch):
+    config = tiny_config(
+        tmp_path / 'cls.py', CLS_1B,
+        cls_overrides('1b', tmp_path / 'nowhere', backbones['1b'], epochs=1))
     with pytest.raises(FileNotFoundError, match='image-net.org') as error:
-        run_tool('train', config, '--work-dir', tmp_path / 'work', monkeypatch=monkeypatch)
+        run_tool(
+            'train',
+            config,
+            '--work-dir',
+            tmp_path / 'work',
+            monkeypatch=monkeypatch)
     assert 'nowhere/train' in str(error.value)
 
-    config = tiny_config(tmp_path / 'fewshot.py', FEWSHOT_1B,
-                         cls_overrides('1b', imagenet, backbones['1b'], epochs=1))
-    with pytest.raises(FileNotFoundError, match='make_fewshot_split.py') as error:
-        run_tool('train', config, '--work-dir', tmp_path / 'work', monkeypatch=monkeypatch)
+    config = tiny_config(
+        tmp_path / 'fewshot.py', FEWSHOT_1B,
+        cls_overrides('1b', imagenet, backbones['1b'], epochs=1))
+    with pytest.raises(
+            FileNotFoundError, match='make_fewshot_split.py') as error:
+        run_tool(
+            'train',
+            config,
+            '--work-dir',
+            tmp_path / 'work',
+            monkeypatch=monkeypatch)
     assert 'meta/train_16shot_seed0.txt' in str(error.value)
 
-    monkeypatch.setattr(sys, 'argv', ['make_fewshot_split.py', str(tmp_path / 'nowhere'),
-                                      '--shots', '2'])
-    with pytest.raises(SystemExit, match='nowhere/train not found.*image-net.org'):
-        runpy.run_path(str(ROOT / 'tools/misc/make_fewshot_split.py'), run_name='__main__')
+    monkeypatch.setattr(
+        sys, 'argv',
+        ['make_fewshot_split.py',
+         str(tmp_path / 'nowhere'), '--shots', '2'])
+    with pytest.raises(
+            SystemExit, match='nowhere/train not found.*image-net.org'):
+        runpy.run_path(
+            str(ROOT / 'tools/misc/make_fewshot_split.py'),
+            run_name='__main__')
 
 
-def test_missing_backbone_checkpoint_names_it_and_how_to_get_it(seg_probe, tmp_path,
-                                                                monkeypatch):
+def test_missing_backbone_checkpoint_names_it_and_how_to_get_it(
+        seg_probe, tmp_path, monkeypatch):
     config, work_dir, _ = seg_probe
-    with pytest.raises(CheckpointError, match='eva_vit_g.pth.*merge_lora.py') as error:
-        run_tool('test', config, work_dir / 'iter_40.pth', '--work-dir', tmp_path,
-                 '--cfg-options', 'model.backbone.module.init_cfg.checkpoint=nowhere/eva_g.pth',
-                 monkeypatch=monkeypatch)
-    assert str(error.value).startswith('nowhere/eva_g.pth: EVA checkpoint file not found')
+    with pytest.raises(
+            CheckpointError, match='eva_vit_g.pth.*merge_lora.py') as error:
+        run_tool(
+            'test',
+            config,
+            work_dir / 'iter_40.pth',
+            '--work-dir',
+            tmp_path,
+            '--cfg-options',
+            'model.backbone.module.init_cfg.checkpoint=nowhere/eva_g.pth',
+            monkeypatch=monkeypatch)
+    assert str(error.value).startswith(
+        'nowhere/eva_g.pth: EVA checkpoint file not found')
 
 
 def test_frozen_backbone_refuses_a_module_it_could_not_reload():

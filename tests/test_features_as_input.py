@@ -17,16 +17,21 @@ def test_detr_on_shared_features_equals_detr_with_vit_inside():
     from mmdet.registry import MODELS
     from mmdet.testing import demo_mm_inputs
     cfg = get_config('mmdet::detr/detr_r50_8xb2-150e_coco.py').model
-    cfg.backbone = dict(type='visft_mm.EVAViT', arch=TINY, pretrain_img_size=56)
+    cfg.backbone = dict(
+        type='visft_mm.EVAViT', arch=TINY, pretrain_img_size=56)
     cfg.neck.in_channels = [TINY['embed_dims']]
     cfg.encoder.num_layers = cfg.decoder.num_layers = 1
     torch.manual_seed(0)
     with_vit = MODELS.build(copy.deepcopy(cfg))
     cfg.backbone = dict(type='visft_mm.FeaturesAsInput')
     on_features = MODELS.build(cfg)
-    on_features.load_state_dict(
-        {k: v for k, v in with_vit.state_dict().items() if not k.startswith('backbone.')})
-    with_vit.eval(), on_features.eval()  # no dropout: the two runs must match exactly
+    on_features.load_state_dict({
+        k: v
+        for k, v in with_vit.state_dict().items()
+        if not k.startswith('backbone.')
+    })
+    with_vit.eval(), on_features.eval(
+    )  # no dropout: the two runs must match exactly
 
     packed = demo_mm_inputs(2, [[3, 84, 112], [3, 70, 98]], num_classes=80)
     data = with_vit.data_preprocessor(packed, True)

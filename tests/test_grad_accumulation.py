@@ -16,8 +16,9 @@ from pathlib import Path
 import ddp_probe  # noqa: F401  (registers RecordTasksAndLoRA for the in-process run)
 import pytest
 import torch
-from conftest import (IMG, TINY_VIT, demo_caption_dataloader, demo_det_dataloader, free_port,
-                      tiny_caption_cfg, tiny_detection_cfg)
+from conftest import (IMG, TINY_VIT, demo_caption_dataloader,
+                      demo_det_dataloader, free_port, tiny_caption_cfg,
+                      tiny_detection_cfg)
 from mmengine.config import Config
 from mmengine.runner import Runner
 
@@ -33,15 +34,19 @@ SAMPLES_PER_STEP = 4
 def one_object_coco(tmp_path_factory):
     """Demo images with exactly one object each."""
     root = tmp_path_factory.mktemp('one_object_coco')
-    generate_demo_coco(str(root), num_train=8, num_val=1, img_size=IMG, max_objects=1)
+    generate_demo_coco(
+        str(root), num_train=8, num_val=1, img_size=IMG, max_objects=1)
     return root
 
 
 def without_dropout(cfg):
     """A copy of a model config with every dropout probability set to 0."""
     if isinstance(cfg, dict):
-        return {key: 0. if key in ('dropout', 'ffn_drop') else without_dropout(value)
-                for key, value in cfg.items()}
+        return {
+            key:
+            0. if key in ('dropout', 'ffn_drop') else without_dropout(value)
+            for key, value in cfg.items()
+        }
     if isinstance(cfg, list):
         return [without_dropout(value) for value in cfg]
     return copy.deepcopy(cfg)
@@ -50,43 +55,80 @@ def without_dropout(cfg):
 def accumulation_cfg(root: Path, work_dir: Path, micro_steps: int) -> Config:
     detection_loader = demo_det_dataloader(root, 'train', batch_size=1)
     pipeline = detection_loader['dataset']['pipeline']
-    detection_loader['dataset']['pipeline'] = [t for t in pipeline if t['type'] != 'RandomFlip']
-    return Config(dict(
-        default_scope='visft_mm',
-        work_dir=str(work_dir),
-        randomness=dict(seed=0),
-        custom_imports=dict(imports=['ddp_probe'], allow_failed_imports=False),
-        model=dict(type='ViSFT', freeze_tasks=True,
-                   backbone=dict(type='LoRAModel', rank=4, alpha=4,
-                                 module=dict(type='EVAViT', arch=TINY_VIT,
-                                             pretrain_img_size=IMG)),
-                   tasks=dict(caption=tiny_caption_cfg(root),
-                              detection=without_dropout(tiny_detection_cfg()))),
-        model_wrapper_cfg=dict(type='MMDistributedDataParallel', device_ids=None),
-        train_dataloader=dict(caption=demo_caption_dataloader(root),
-                              detection=detection_loader),
-        train_cfg=dict(type='MultiTaskTrainLoop', max_iters=STEPS,
-                       task_ratios=dict(caption=0.5, detection=0.5)),
-        # AdamW with clipping and warmup: the step must see the whole batch's
-        # gradient, and the schedule must count optimizer steps
-        optim_wrapper=dict(optimizer=dict(type='AdamW', lr=1e-3, weight_decay=1e-4),
-                           clip_grad=dict(max_norm=0.1), accumulative_counts=micro_steps),
-        param_scheduler=[dict(type='LinearLR', start_factor=0.5, by_epoch=False, begin=0,
-                              end=2),
-                         dict(type='CosineAnnealingLR', by_epoch=False, begin=2, end=STEPS)],
-        default_hooks=dict(checkpoint=None, logger=dict(type='LoggerHook', interval=1)),
-        custom_hooks=[dict(type='RecordTasksAndLoRA')],
-        log_processor=dict(by_epoch=False),
-        log_level='WARNING'))
+    detection_loader['dataset']['pipeline'] = [
+        t for t in pipeline if t['type'] != 'RandomFlip'
+    ]
+    return Config(
+        dict(
+            default_scope='visft_mm',
+            work_dir=str(work_dir),
+            randomness=dict(seed=0),
+            custom_imports=dict(
+                imports=['ddp_probe'], allow_failed_imports=False),
+            model=dict(
+                type='ViSFT',
+                freeze_tasks=True,
+                backbone=dict(
+                    type='LoRAModel',
+                    rank=4,
+                    alpha=4,
+                    module=dict(
+                        type='EVAViT', arch=TINY_VIT, pretrain_img_size=IMG)),
+                tasks=dict(
+                    caption=tiny_caption_cfg(root),
+                    detection=without_dropout(tiny_detection_cfg()))),
+            model_wrapper_cfg=dict(
+                type='MMDistributedDataParallel', device_ids=None),
+            train_dataloader=dict(
+                caption=demo_caption_dataloader(root),
+                detection=detection_loader),
+            train_cfg=dict(
+                type='MultiTaskTrainLoop',
+                max_iters=STEPS,
+                task_ratios=dict(caption=0.5, detection=0.5)),
+            # AdamW with clipping and warmup: the step must see the whole batch's
+            # gradient, and the schedule must count optimizer steps
+            optim_wrapper=dict(
+                optimizer=dict(type='AdamW', lr=1e-3, weight_decay=1e-4),
+                clip_grad=dict(max_norm=0.1),
+                accumulative_counts=micro_steps),
+            param_scheduler=[
+                dict(
+                    type='LinearLR',
+                    start_factor=0.5,
+                    by_epoch=False,
+                    begin=0,
+                    end=2),
+                dict(
+                    type='CosineAnnealingLR',
+                    by_epoch=False,
+                    begin=2,
+                    end=STEPS)
+            ],
+            default_hooks=dict(
+                checkpoint=None, logger=dict(type='LoggerHook', interval=1)),
+            custom_hooks=[dict(type='RecordTasksAndLoRA')],
+            log_processor=dict(by_epoch=False),
+            log_level='WARNING'))
 
 
 def launch(script: str, args, env_vars: dict, path=()) -> None:
     """Run a launch script of tools/, with this Python first on PATH after ``path``."""
-    env = dict(os.environ, PYTHONPATH=f'{ROOT / "tests"}{os.pathsep}{ROOT}', OMP_NUM_THREADS='1',
-               MASTER_ADDR='127.0.0.1', **env_vars)
-    env['PATH'] = os.pathsep.join([*map(str, path), str(BIN), os.environ['PATH']])
-    result = subprocess.run(['bash', str(ROOT / 'tools' / script), *map(str, args)], cwd=ROOT,
-                            env=env, capture_output=True, text=True, timeout=900)
+    env = dict(
+        os.environ,
+        PYTHONPATH=f'{ROOT / "tests"}{os.pathsep}{ROOT}',
+        OMP_NUM_THREADS='1',
+        MASTER_ADDR='127.0.0.1',
+        **env_vars)
+    env['PATH'] = os.pathsep.join(
+        [*map(str, path), str(BIN), os.environ['PATH']])
+    result = subprocess.run(
+        ['bash', str(ROOT / 'tools' / script), *map(str, args)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
 
 
@@ -99,8 +141,8 @@ def optimizer_steps(work_dir: Path, processes: int, micro_steps: int):
         samples = []
         for rank in ranks:
             assert rank['tasks'][step] == task
-            for micro_task, micro_samples in rank['micro_batches'][step * micro_steps:
-                                                                   (step + 1) * micro_steps]:
+            for micro_task, micro_samples in rank['micro_batches'][
+                    step * micro_steps:(step + 1) * micro_steps]:
                 assert micro_task == task
                 samples += micro_samples
         steps.append((task, sorted(samples)))
@@ -110,9 +152,10 @@ def optimizer_steps(work_dir: Path, processes: int, micro_steps: int):
     return steps, ranks[0]['lora']
 
 
-@pytest.mark.skipif(not (BIN / 'torchrun').exists(), reason='torchrun is not installed')
-def test_accumulated_micro_batches_match_data_parallel_ranks(one_object_coco, tmp_path,
-                                                             fake_srun):
+@pytest.mark.skipif(
+    not (BIN / 'torchrun').exists(), reason='torchrun is not installed')
+def test_accumulated_micro_batches_match_data_parallel_ranks(
+        one_object_coco, tmp_path, fake_srun):
     runs = {}
     for processes in (1, 2, 4):
         micro_steps = SAMPLES_PER_STEP // processes
@@ -124,18 +167,30 @@ def test_accumulated_micro_batches_match_data_parallel_ranks(one_object_coco, tm
             cfg_path = tmp_path / f'{processes}x{micro_steps}.py'
             cfg.dump(str(cfg_path))
             if processes == 2:
-                launch('slurm_train.sh', ['cpu', 'accumulation', cfg_path, work_dir],
-                       dict(SRUN_LOG=str(tmp_path / 'srun.log'), MASTER_PORT=str(free_port()),
-                            GPUS='2', GPUS_PER_NODE='2'), path=[fake_srun])
+                launch(
+                    'slurm_train.sh',
+                    ['cpu', 'accumulation', cfg_path, work_dir],
+                    dict(
+                        SRUN_LOG=str(tmp_path / 'srun.log'),
+                        MASTER_PORT=str(free_port()),
+                        GPUS='2',
+                        GPUS_PER_NODE='2'),
+                    path=[fake_srun])
             else:
-                launch('dist_train.sh', [cfg_path, processes], dict(PORT=str(free_port())))
-        runs[f'{processes}x{micro_steps}'] = optimizer_steps(work_dir, processes, micro_steps)
+                launch('dist_train.sh', [cfg_path, processes],
+                       dict(PORT=str(free_port())))
+        runs[f'{processes}x{micro_steps}'] = optimizer_steps(
+            work_dir, processes, micro_steps)
 
     (steps, lora), *others = runs.values()
-    assert len(steps) == STEPS and {task for task, _ in steps} == {'caption', 'detection'}
+    assert len(steps) == STEPS and {task
+                                    for task, _ in steps
+                                    } == {'caption', 'detection'}
     assert all(len(samples) == SAMPLES_PER_STEP for _, samples in steps)
-    assert any(v.abs().sum() > 0 for k, v in lora.items() if k.endswith('lora_B'))
+    assert any(v.abs().sum() > 0 for k, v in lora.items()
+               if k.endswith('lora_B'))
     for other_steps, other_lora in others:
         assert other_steps == steps
         for key, value in lora.items():
-            torch.testing.assert_close(other_lora[key], value, rtol=1e-5, atol=1e-7)
+            torch.testing.assert_close(
+                other_lora[key], value, rtol=1e-5, atol=1e-7)

@@ -11,7 +11,8 @@ from visft_mm.models.backbones import eva_vit
 from visft_mm.models.peft.lora import fused_lora_delta, parse_slices
 
 C = 32
-TINY_ARCH = dict(embed_dims=C, num_layers=2, num_heads=4, feedforward_channels=64)
+TINY_ARCH = dict(
+    embed_dims=C, num_layers=2, num_heads=4, feedforward_channels=64)
 
 
 def _randomise_lora(module: nn.Module, seed: int = 0) -> None:
@@ -44,7 +45,8 @@ def test_official_merge_formula():
     r = 4
     base = nn.Linear(C, 3 * C, bias=False)
     layer = LoRALinear(base, rank=r, alpha=1, slices='qv')
-    assert layer.lora_A.shape == (2 * r, C) and layer.lora_B.shape == (2 * C, r)
+    assert layer.lora_A.shape == (2 * r, C) and layer.lora_B.shape == (2 * C,
+                                                                       r)
     _randomise_lora(layer)
     A, B = layer.lora_A.detach(), layer.lora_B.detach()
     delta = layer.delta_weight()
@@ -57,17 +59,24 @@ def test_matches_loralib_merged_linear():
     loralib = pytest.importorskip('loralib')
     r = 4
     torch.manual_seed(0)
-    reference = loralib.MergedLinear(C, 3 * C, r=r, lora_alpha=1,
-                                     enable_lora=[True, False, True], bias=False)
+    reference = loralib.MergedLinear(
+        C,
+        3 * C,
+        r=r,
+        lora_alpha=1,
+        enable_lora=[True, False, True],
+        bias=False)
     _randomise_lora(reference)
-    ours = LoRALinear(nn.Linear(C, 3 * C, bias=False), rank=r, alpha=1, slices='qv')
+    ours = LoRALinear(
+        nn.Linear(C, 3 * C, bias=False), rank=r, alpha=1, slices='qv')
     ours.load_state_dict(reference.state_dict())
     x = torch.randn(2, 5, C)
     reference.train()
     torch.testing.assert_close(ours(x), reference(x), atol=1e-6, rtol=1e-5)
     reference.eval()  # loralib merges into .weight on eval
     ours.merge()
-    torch.testing.assert_close(ours.weight, reference.weight, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(
+        ours.weight, reference.weight, atol=1e-6, rtol=1e-5)
 
 
 def test_shares_base_weight_and_keeps_key_names():
@@ -124,7 +133,8 @@ def test_merged_layer_refuses_training():
 def test_only_lora_trains_and_gets_gradients():
     model = _tiny_lora_vit(drop_rate=0.1)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert trainable and all(n.rsplit('.', 1)[-1] in ('lora_A', 'lora_B') for n in trainable)
+    assert trainable and all(
+        n.rsplit('.', 1)[-1] in ('lora_A', 'lora_B') for n in trainable)
     assert len(trainable) == 2 * 2  # 2 blocks × (A, B)
     model.train()
     model(torch.randn(2, 3, 56, 56))[0].square().mean().backward()
@@ -144,7 +154,8 @@ def test_lora_dropout_follows_train_mode_inside_frozen_backbone():
 
 @pytest.mark.parametrize('frozen', [False, True])
 @pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
-def test_gradient_checkpointing_gives_same_lora_grads(frozen, dtype, monkeypatch):
+def test_gradient_checkpointing_gives_same_lora_grads(frozen, dtype,
+                                                      monkeypatch):
     """Checkpointing takes effect (once per block) also for a frozen backbone,
     which stays in eval mode while its LoRA trains, and under bf16 autocast."""
     checkpointed = []
@@ -158,37 +169,58 @@ def test_gradient_checkpointing_gives_same_lora_grads(frozen, dtype, monkeypatch
     grads = []
     for with_cp in (False, True):
         torch.manual_seed(0)
-        vit = EVAViT(arch=TINY_ARCH, pretrain_img_size=56, with_cp=with_cp, frozen=frozen)
+        vit = EVAViT(
+            arch=TINY_ARCH,
+            pretrain_img_size=56,
+            with_cp=with_cp,
+            frozen=frozen)
         vit.init_weights()
         model = LoRAModel(vit, rank=4)
         _randomise_lora(model)
         model.train()
-        with torch.autocast('cpu', dtype=dtype, enabled=dtype != torch.float32):
-            out = model(torch.randn(2, 3, 56, 56, generator=torch.Generator().manual_seed(1)))
+        with torch.autocast(
+                'cpu', dtype=dtype, enabled=dtype != torch.float32):
+            out = model(
+                torch.randn(
+                    2, 3, 56, 56, generator=torch.Generator().manual_seed(1)))
         out[0].float().sum().backward()
-        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad})
+        grads.append({
+            n: p.grad.clone()
+            for n, p in model.named_parameters() if p.requires_grad
+        })
     assert len(checkpointed) == TINY_ARCH['num_layers']
-    tolerance = dict(atol=1e-5, rtol=1e-4) if dtype == torch.float32 else dict(atol=0.05, rtol=0.05)
+    tolerance = dict(
+        atol=1e-5, rtol=1e-4) if dtype == torch.float32 else dict(
+            atol=0.05, rtol=0.05)
     for name in grads[0]:
         torch.testing.assert_close(grads[0][name], grads[1][name], **tolerance)
 
 
 def test_no_target_matches():
     with pytest.raises(ValueError, match='No layer'):
-        LoRAModel(EVAViT(arch=TINY_ARCH, pretrain_img_size=56), targets=[dict(type='nope')])
+        LoRAModel(
+            EVAViT(arch=TINY_ARCH, pretrain_img_size=56),
+            targets=[dict(type='nope')])
 
 
 def test_target_must_be_linear():
     with pytest.raises(TypeError, match='nn.Linear'):
-        LoRAModel(EVAViT(arch=TINY_ARCH, pretrain_img_size=56), targets=[dict(type='norm1')])
+        LoRAModel(
+            EVAViT(arch=TINY_ARCH, pretrain_img_size=56),
+            targets=[dict(type='norm1')])
 
 
 def test_per_target_settings():
-    model = LoRAModel(EVAViT(arch=TINY_ARCH, pretrain_img_size=56),
-                      targets=[dict(type=r'blocks\.0\.attn\.qkv', rank=2, slices='q'),
-                               dict(type='fc1', rank=3, alpha=6)], rank=8)
+    model = LoRAModel(
+        EVAViT(arch=TINY_ARCH, pretrain_img_size=56),
+        targets=[
+            dict(type=r'blocks\.0\.attn\.qkv', rank=2, slices='q'),
+            dict(type='fc1', rank=3, alpha=6)
+        ],
+        rank=8)
     config = model.lora_config()
-    assert config['blocks.0.attn.qkv'] == dict(rank=2, alpha=1., slices=(True, False, False))
+    assert config['blocks.0.attn.qkv'] == dict(
+        rank=2, alpha=1., slices=(True, False, False))
     assert config['blocks.1.mlp.fc1'] == dict(rank=3, alpha=6, slices=None)
     assert 'blocks.1.attn.qkv' not in config
 
@@ -199,17 +231,22 @@ class _TwoPart(nn.Module):
     def __init__(self, lora_only_state_dict):
         super().__init__()
         self.head_before = nn.Linear(4, 4)
-        self.backbone = _tiny_lora_vit(lora_only_state_dict=lora_only_state_dict)
+        self.backbone = _tiny_lora_vit(
+            lora_only_state_dict=lora_only_state_dict)
         self.head_after = nn.Linear(4, 4)
 
 
 def test_lora_only_state_dict_keeps_other_modules():
     model = _TwoPart(lora_only_state_dict=True)
     keys = set(model.state_dict())
-    assert {'head_before.weight', 'head_before.bias', 'head_after.weight'} <= keys
+    assert {'head_before.weight', 'head_before.bias',
+            'head_after.weight'} <= keys
     backbone_keys = {k for k in keys if k.startswith('backbone.')}
-    assert backbone_keys == {f'backbone.module.blocks.{i}.attn.qkv.lora_{m}'
-                             for i in range(2) for m in 'AB'}
+    assert backbone_keys == {
+        f'backbone.module.blocks.{i}.attn.qkv.lora_{m}'
+        for i in range(2)
+        for m in 'AB'
+    }
 
 
 def test_lora_only_checkpoint_round_trip_and_strictness():
@@ -219,12 +256,15 @@ def test_lora_only_checkpoint_round_trip_and_strictness():
     frozen_before = target.backbone.module.blocks[0].attn.qkv.weight.clone()
     state = source.state_dict()
     target.load_state_dict(state, strict=True)
-    torch.testing.assert_close(target.backbone.module.blocks[0].attn.qkv.lora_B,
-                               source.backbone.module.blocks[0].attn.qkv.lora_B)
+    torch.testing.assert_close(
+        target.backbone.module.blocks[0].attn.qkv.lora_B,
+        source.backbone.module.blocks[0].attn.qkv.lora_B)
     # frozen weights come from the target's own init, not from the file
-    torch.testing.assert_close(target.backbone.module.blocks[0].attn.qkv.weight, frozen_before)
+    torch.testing.assert_close(
+        target.backbone.module.blocks[0].attn.qkv.weight, frozen_before)
     # other modules are still checked strictly, and so are LoRA tensors
-    for missing in ('head_before.weight', 'backbone.module.blocks.1.attn.qkv.lora_A'):
+    for missing in ('head_before.weight',
+                    'backbone.module.blocks.1.attn.qkv.lora_A'):
         broken = dict(state)
         del broken[missing]
         with pytest.raises(RuntimeError, match='Missing key'):
@@ -234,7 +274,9 @@ def test_lora_only_checkpoint_round_trip_and_strictness():
 def test_partial_frozen_weights_are_reported():
     model = _TwoPart(lora_only_state_dict=True)
     state = model.state_dict()
-    state['backbone.module.pos_embed'] = model.backbone.module.pos_embed.detach()
+    state[
+        'backbone.module.pos_embed'] = model.backbone.module.pos_embed.detach(
+        )
     with pytest.raises(RuntimeError, match='Missing key'):
         model.load_state_dict(state, strict=True)
 
@@ -249,14 +291,22 @@ def test_lora_state_dict_round_trip():
     target = _tiny_lora_vit()
     nn.init.zeros_(target.module.blocks[1].attn.qkv.lora_B)
     lora = source.lora_state_dict()
-    assert set(lora) == {f'blocks.{i}.attn.qkv.lora_{m}' for i in range(2) for m in 'AB'}
+    assert set(lora) == {
+        f'blocks.{i}.attn.qkv.lora_{m}'
+        for i in range(2)
+        for m in 'AB'
+    }
     target.load_lora_state_dict(lora)
     x = torch.randn(1, 3, 56, 56)
     torch.testing.assert_close(target(x)[0], source(x)[0])
     with pytest.raises(KeyError, match='missing'):
-        target.load_lora_state_dict({k: v for k, v in lora.items() if 'blocks.0' not in k})
+        target.load_lora_state_dict({
+            k: v
+            for k, v in lora.items() if 'blocks.0' not in k
+        })
 
 
 def test_fused_delta_rejects_bad_shapes():
     with pytest.raises(ValueError):
-        fused_lora_delta(torch.zeros(8, C), torch.zeros(2 * C, 3), (True, False, True), 1.)
+        fused_lora_delta(
+            torch.zeros(8, C), torch.zeros(2 * C, 3), (True, False, True), 1.)

@@ -14,9 +14,9 @@ import pytest
 import torch
 import torch.nn as nn
 from conftest import with_tiny_vit
+from mmdet.datasets import CocoDataset
 from mmengine.config import Config
 from mmengine.hooks import Hook
-from mmdet.datasets import CocoDataset
 from mmengine.runner import Runner
 
 from visft_mm.analysis.synthetic import train_dataloaders
@@ -40,15 +40,23 @@ def autocast_supported(dtype: torch.dtype) -> bool:
 
 
 def dtype_params(names=('bfloat16', 'float16')):
-    return [pytest.param(name, marks=pytest.mark.skipif(
-        not autocast_supported(DTYPES[name]), reason=f'no {name} autocast on this CPU'))
-        for name in names]
+    return [
+        pytest.param(
+            name,
+            marks=pytest.mark.skipif(
+                not autocast_supported(DTYPES[name]),
+                reason=f'no {name} autocast on this CPU')) for name in names
+    ]
 
 
 # ------------------------------------------------------------------ LoRALinear
 def lora_qkv(width=16, rank=4) -> LoRALinear:
     torch.manual_seed(0)
-    lora = LoRALinear(nn.Linear(width, 3 * width, bias=False), rank=rank, alpha=2, slices='qv')
+    lora = LoRALinear(
+        nn.Linear(width, 3 * width, bias=False),
+        rank=rank,
+        alpha=2,
+        slices='qv')
     nn.init.normal_(lora.lora_B, std=0.5)  # a non-zero update
     lora.weight.requires_grad_(False)  # as LoRAModel freezes it
     return lora
@@ -63,8 +71,9 @@ def test_lora_linear_under_autocast(dtype_name):
     with torch.autocast('cpu', dtype=dtype):
         out = lora(x)
     assert out.dtype == dtype
-    tolerance = dict(atol=0.05, rtol=0.02) if dtype == torch.bfloat16 else dict(atol=5e-3,
-                                                                                   rtol=5e-3)
+    tolerance = dict(
+        atol=0.05, rtol=0.02) if dtype == torch.bfloat16 else dict(
+            atol=5e-3, rtol=5e-3)
     torch.testing.assert_close(out.float(), reference, **tolerance)
     out.float().square().sum().backward()
     for grad in (lora.lora_A.grad, lora.lora_B.grad):
@@ -76,7 +85,8 @@ def test_lora_linear_under_autocast(dtype_name):
     with torch.no_grad(), torch.autocast('cpu', dtype=dtype):
         merged = lora(x)
     assert merged.dtype == dtype
-    torch.testing.assert_close(merged.float(), out.detach().float(), **tolerance)
+    torch.testing.assert_close(merged.float(),
+                               out.detach().float(), **tolerance)
 
 
 def test_lora_linear_on_low_precision_base_weights():
@@ -90,7 +100,8 @@ def test_lora_linear_on_low_precision_base_weights():
     assert out.dtype == torch.bfloat16
     torch.testing.assert_close(out.float(), reference, atol=0.05, rtol=0.02)
     out.float().sum().backward()
-    assert lora.lora_A.grad.dtype == torch.float32 and torch.isfinite(lora.lora_B.grad).all()
+    assert lora.lora_A.grad.dtype == torch.float32 and torch.isfinite(
+        lora.lora_B.grad).all()
 
 
 # ------------------------------------------------------------ optimizer wrapper
@@ -100,7 +111,9 @@ def test_mixed_precision_optim_wrapper_on_cpu(dtype_name):
     # a static scale that float16 can hold (the dynamic 2**16 overflows and
     # skips the first step, as it should); bfloat16 ignores it
     wrapper = MixedPrecisionOptimWrapper(
-        dtype=dtype_name, loss_scale=256., optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+        dtype=dtype_name,
+        loss_scale=256.,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
     before = model.weight.detach().clone()
     with wrapper.optim_context(model):
         out = model(torch.ones(2, 4))
@@ -127,20 +140,31 @@ def paper_coco(tmp_path_factory):
     karpathy = []
     for split in ('train', 'val'):
         shutil.copytree(demo / split, root / f'{split}2017')
-        instances = json.loads((demo / f'annotations/instances_{split}.json').read_text())
+        instances = json.loads(
+            (demo / f'annotations/instances_{split}.json').read_text())
         for category, name in zip(instances['categories'], COCO_CLASSES):
             category['name'] = name  # the configs keep COCO's class names
-        (annotations / f'instances_{split}2017.json').write_text(json.dumps(instances))
-        captions = json.loads((demo / f'annotations/captions_{split}.json').read_text())
+        (annotations / f'instances_{split}2017.json').write_text(
+            json.dumps(instances))
+        captions = json.loads(
+            (demo / f'annotations/captions_{split}.json').read_text())
         for image in captions['images']:
-            sentences = [a['caption'] for a in captions['annotations']
-                         if a['image_id'] == image['id']]
-            karpathy.append(dict(filepath=f'{split}2017', filename=image['file_name'],
-                                 split=split, cocoid=image['id'],
-                                 sentences=[dict(raw=s) for s in sentences]))
-    (annotations / 'dataset_coco.json').write_text(json.dumps(dict(images=karpathy)))
-    shutil.copy(demo / 'annotations/vocab.json',
-                annotations / 'WORDMAP_coco_5_cap_per_img_5_min_word_freq.json')
+            sentences = [
+                a['caption'] for a in captions['annotations']
+                if a['image_id'] == image['id']
+            ]
+            karpathy.append(
+                dict(
+                    filepath=f'{split}2017',
+                    filename=image['file_name'],
+                    split=split,
+                    cocoid=image['id'],
+                    sentences=[dict(raw=s) for s in sentences]))
+    (annotations / 'dataset_coco.json').write_text(
+        json.dumps(dict(images=karpathy)))
+    shutil.copy(
+        demo / 'annotations/vocab.json',
+        annotations / 'WORDMAP_coco_5_cap_per_img_5_min_word_freq.json')
     return root
 
 
@@ -149,7 +173,10 @@ def relocated(value, old: str, new: str):
     if isinstance(value, str):
         return new + value[len(old):] if value.startswith(old) else value
     if isinstance(value, dict):
-        return type(value)({k: relocated(v, old, new) for k, v in value.items()})
+        return type(value)({
+            k: relocated(v, old, new)
+            for k, v in value.items()
+        })
     if isinstance(value, (list, tuple)):
         return type(value)(relocated(v, old, new) for v in value)
     return value
@@ -159,8 +186,11 @@ def shrunk(value, factor: int = 8):
     """Image sizes of a pipeline divided by ``factor``: the same transforms at
     a size that CPUs without native bf16 GEMMs run in seconds."""
     if isinstance(value, dict):
-        return type(value)({k: (shrunk(v, factor) if k in SIZE_KEYS or not isinstance(
-            v, (int, tuple)) else v) for k, v in value.items()})
+        return type(value)({
+            k: (shrunk(v, factor)
+                if k in SIZE_KEYS or not isinstance(v, (int, tuple)) else v)
+            for k, v in value.items()
+        })
     if isinstance(value, (list, tuple)):
         return type(value)(shrunk(v, factor) for v in value)
     return max(1, value // factor) if isinstance(value, int) else value
@@ -175,13 +205,17 @@ def tiny_paper_config(name: str, coco_root: Path, work_dir: Path) -> Config:
     cfg = Config.fromfile(str(CONFIGS / name)).to_dict()
     cfg['train_dataloader'] = shrunk(cfg['train_dataloader'])
     cfg = Config(relocated(cfg, 'data/coco/', f'{coco_root}/'))
-    cfg.model = with_tiny_vit(cfg.model)  # stage 2 starts from random heads here
+    cfg.model = with_tiny_vit(
+        cfg.model)  # stage 2 starts from random heads here
     for loader in train_dataloaders(cfg).values():
         loader.update(num_workers=0, persistent_workers=False)
     cfg.train_cfg.update(max_iters=1, val_begin=2)
     cfg.work_dir = str(work_dir)
     cfg.log_level = 'WARNING'
-    cfg.custom_hooks = [*cfg.get('custom_hooks', []), dict(type='RecordStepsForTest')]
+    cfg.custom_hooks = [
+        *cfg.get('custom_hooks', []),
+        dict(type='RecordStepsForTest')
+    ]
     return cfg
 
 
@@ -193,10 +227,18 @@ class RecordStepsForTest(Hook):
         self.last = snapshot(runner.model)
         self.steps = []
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
+                         outputs=None):
         now = snapshot(runner.model)
-        moved = sorted(k for k, v in now.items() if not torch.equal(v, self.last[k]))
-        self.steps.append(dict(task=data_batch.get('task'), losses=dict(outputs), moved=moved))
+        moved = sorted(k for k, v in now.items()
+                       if not torch.equal(v, self.last[k]))
+        self.steps.append(
+            dict(
+                task=data_batch.get('task'), losses=dict(outputs),
+                moved=moved))
         self.last = now
 
 
@@ -210,7 +252,8 @@ def snapshot(model: nn.Module) -> dict:
 def train(cfg: Config) -> list:
     runner = Runner.from_cfg(cfg)
     runner.train()
-    return next(h for h in runner.hooks if isinstance(h, RecordStepsForTest)).steps
+    return next(h for h in runner.hooks
+                if isinstance(h, RecordStepsForTest)).steps
 
 
 def assert_finite_losses(step: dict, task: str):
@@ -219,9 +262,11 @@ def assert_finite_losses(step: dict, task: str):
     assert all(math.isfinite(float(v)) for v in losses.values()), losses
 
 
-STAGE1 = {'caption': 'eva_1b_stage1_caption_8xb32-100k_coco.py',
-          'detection': 'eva_1b_stage1_detr_8xb1-150k_coco.py',
-          'segmentation': 'eva_1b_stage1_mask2former_8xb1-150k_coco.py'}
+STAGE1 = {
+    'caption': 'eva_1b_stage1_caption_8xb32-100k_coco.py',
+    'detection': 'eva_1b_stage1_detr_8xb1-150k_coco.py',
+    'segmentation': 'eva_1b_stage1_mask2former_8xb1-150k_coco.py'
+}
 
 
 @pytest.mark.parametrize('task', sorted(STAGE1))
@@ -229,15 +274,17 @@ def test_stage1_step_in_bf16(task, paper_coco, tmp_path):
     cfg = tiny_paper_config(STAGE1[task], paper_coco, tmp_path)
     assert cfg.optim_wrapper.type == 'MixedPrecisionOptimWrapper'
     assert cfg.optim_wrapper.dtype == 'bfloat16'
-    (step,) = train(cfg)
+    (step, ) = train(cfg)
     assert_finite_losses(step, task)
-    assert step['moved'] and all(k.startswith(f'tasks.{task}.') for k in step['moved'])
+    assert step['moved'] and all(
+        k.startswith(f'tasks.{task}.') for k in step['moved'])
 
 
 def seed_drawing_every_task_first(tasks, ratios) -> int:
     """A seed whose first ``len(tasks)`` iterations draw each task once."""
     for seed in range(1000):
-        if {sample_task(seed, i, tasks, ratios) for i in range(len(tasks))} == set(tasks):
+        if {sample_task(seed, i, tasks, ratios)
+                for i in range(len(tasks))} == set(tasks):
             return seed
     raise AssertionError('no such seed')
 
@@ -253,34 +300,57 @@ def test_stage2_steps_move_only_lora(dtype_name, paper_coco, tmp_path):
         # float16's dynamic scale starts at 2**16 and skips overflowing steps
         cfg.optim_wrapper.loss_scale = 1024.
     ratios = cfg.train_cfg.task_ratios
-    cfg.randomness = dict(seed=seed_drawing_every_task_first(list(ratios), list(ratios.values())))
+    cfg.randomness = dict(
+        seed=seed_drawing_every_task_first(
+            list(ratios), list(ratios.values())))
     cfg.train_cfg.update(max_iters=len(ratios), val_begin=len(ratios) + 1)
     steps = train(cfg)
     assert sorted(step['task'] for step in steps) == sorted(ratios)
     for step in steps:
         assert_finite_losses(step, step['task'])
         moved = step['moved']
-        assert moved and all(k.endswith(('lora_A', 'lora_B')) for k in moved), moved
-        assert any(k.endswith('lora_B') for k in moved)  # B starts at zero and left it
+        assert moved and all(k.endswith(('lora_A', 'lora_B'))
+                             for k in moved), moved
+        assert any(k.endswith('lora_B')
+                   for k in moved)  # B starts at zero and left it
 
 
 def test_train_tool_amp_trains_the_demo_stage2_on_cpu(tmp_path, monkeypatch):
     """``tools/train.py configs/visft/demo/demo_stage2.py --amp`` on CPU (heads
     and backbone untrained here: their demo checkpoints come from stage 1)."""
-    generate_demo_coco(str(tmp_path / 'data/demo_coco'), num_train=4, num_val=2, img_size=112,
-                       seed=0)
+    generate_demo_coco(
+        str(tmp_path / 'data/demo_coco'),
+        num_train=4,
+        num_val=2,
+        img_size=112,
+        seed=0)
     monkeypatch.chdir(tmp_path)  # the demo config's paths are relative
     work_dir = tmp_path / 'work'
-    monkeypatch.setattr(sys, 'argv', [
-        'train.py', str(CONFIGS / 'demo/demo_stage2.py'), '--amp', '--work-dir', str(work_dir),
-        '--cfg-options', 'model.task_checkpoints=None', 'model.backbone.module.init_cfg=None',
-        'train_cfg.max_iters=1', 'train_cfg.val_begin=2',
-        # one step of the cheapest task: the other tasks' bf16 steps are tested above
-        'train_cfg.task_ratios.segmentation=0', 'train_cfg.task_ratios.detection=0'])
+    monkeypatch.setattr(
+        sys,
+        'argv',
+        [
+            'train.py',
+            str(CONFIGS / 'demo/demo_stage2.py'),
+            '--amp',
+            '--work-dir',
+            str(work_dir),
+            '--cfg-options',
+            'model.task_checkpoints=None',
+            'model.backbone.module.init_cfg=None',
+            'train_cfg.max_iters=1',
+            'train_cfg.val_begin=2',
+            # one step of the cheapest task: the other tasks' bf16 steps are tested above
+            'train_cfg.task_ratios.segmentation=0',
+            'train_cfg.task_ratios.detection=0'
+        ])
     runpy.run_path(str(ROOT / 'tools/train.py'), run_name='__main__')
-    checkpoint = torch.load(work_dir / 'iter_1.pth', map_location='cpu', weights_only=False)
+    checkpoint = torch.load(
+        work_dir / 'iter_1.pth', map_location='cpu', weights_only=False)
     cfg = Config.fromstring(checkpoint['meta']['cfg'], '.py')
     assert cfg.optim_wrapper.type == 'visft_mm.MixedPrecisionOptimWrapper'
     assert cfg.optim_wrapper.dtype == 'bfloat16'
-    lora_B = [v for k, v in checkpoint['state_dict'].items() if k.endswith('lora_B')]
+    lora_B = [
+        v for k, v in checkpoint['state_dict'].items() if k.endswith('lora_B')
+    ]
     assert lora_B and all(v.abs().sum() > 0 for v in lora_B)

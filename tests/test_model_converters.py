@@ -12,8 +12,9 @@ import torch
 from visft_mm.models.backbones import EVAViT
 from visft_mm.models.backbones.eva_layouts import CheckpointError
 from visft_mm.models.peft import LoRAModel
-from visft_mm.models.peft.lora_files import (LoRAWeights, load_lora, merge_lora_state_dict,
-                                             save_lora, to_official_layout)
+from visft_mm.models.peft.lora_files import (LoRAWeights, load_lora,
+                                             merge_lora_state_dict, save_lora,
+                                             to_official_layout)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EVA2VISFT = 'tools/model_converters/eva2visft.py'
@@ -23,16 +24,26 @@ ARCH = dict(embed_dims=C, num_layers=2, num_heads=4, feedforward_channels=64)
 
 
 def run_tool(*args):
-    env = {**os.environ,
-           'PYTHONPATH': os.pathsep.join([str(REPO_ROOT), os.environ.get('PYTHONPATH', '')])}
-    return subprocess.run([sys.executable, *map(str, args)], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ, 'PYTHONPATH':
+        os.pathsep.join([str(REPO_ROOT),
+                         os.environ.get('PYTHONPATH', '')])
+    }
+    return subprocess.run([sys.executable, *map(str, args)],
+                          cwd=REPO_ROOT,
+                          env=env,
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
 
 
 def assert_single_error(result):
     assert result.returncode != 0
     assert 'Traceback' not in result.stderr
-    error_lines = [line for line in result.stderr.splitlines() if line.startswith('error:')]
+    error_lines = [
+        line for line in result.stderr.splitlines()
+        if line.startswith('error:')
+    ]
     assert len(error_lines) == 1, result.stderr
     return error_lines[0]
 
@@ -66,19 +77,29 @@ def lora_wrapped(base_sd, alpha):
 
 def official_lora(num_layers=2):
     torch.manual_seed(2)
-    return {f'visual.blocks.{i}.attn.qkv.{name}': torch.randn(shape)
-            for i in range(num_layers)
-            for name, shape in (('lora_A', (2 * RANK, C)), ('lora_B', (2 * C, RANK)))}
+    return {
+        f'visual.blocks.{i}.attn.qkv.{name}': torch.randn(shape)
+        for i in range(num_layers)
+        for name, shape in (('lora_A', (2 * RANK, C)), ('lora_B', (2 * C,
+                                                                   RANK)))
+    }
 
 
 # ------------------------------------------------------------------ eva2visft
 def test_eva2visft_eva_clip(base_sd, tmp_path):
     src, dst = tmp_path / 'clip.pt', tmp_path / 'out' / 'eva.pth'
-    torch.save({**{f'visual.{k}': v for k, v in base_sd.items()},
-                'visual.cls_token': torch.randn(1, 1, C),
-                'visual.head.weight': torch.randn(16, C), 'visual.head.bias': torch.randn(16),
-                'text.token_embedding.weight': torch.randn(10, 8),
-                'text.ln_final.weight': torch.randn(8), 'logit_scale': torch.tensor(4.6)}, src)
+    torch.save(
+        {
+            **{
+                f'visual.{k}': v
+                for k, v in base_sd.items()
+            }, 'visual.cls_token': torch.randn(1, 1, C),
+            'visual.head.weight': torch.randn(16, C),
+            'visual.head.bias': torch.randn(16),
+            'text.token_embedding.weight': torch.randn(10, 8),
+            'text.ln_final.weight': torch.randn(8),
+            'logit_scale': torch.tensor(4.6)
+        }, src)
 
     result = run_tool(EVA2VISFT, src, dst)
 
@@ -112,14 +133,19 @@ def test_eva2visft_corrupt_input(tmp_path):
 
     result = run_tool(EVA2VISFT, src, dst)
 
-    assert f'error: {src}: cannot read the checkpoint' in assert_single_error(result)
+    assert f'error: {src}: cannot read the checkpoint' in assert_single_error(
+        result)
     assert not dst.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ['corrupt.pth']
 
 
 def test_eva2visft_incomplete_checkpoint(base_sd, tmp_path):
     src, dst = tmp_path / 'partial.pth', tmp_path / 'eva.pth'
-    torch.save({k: v for k, v in base_sd.items() if k != 'blocks.1.mlp.fc1.bias'}, src)
+    torch.save(
+        {
+            k: v
+            for k, v in base_sd.items() if k != 'blocks.1.mlp.fc1.bias'
+        }, src)
     line = assert_single_error(run_tool(EVA2VISFT, src, dst))
     assert 'missing blocks.1.mlp.fc1.bias' in line
     assert not dst.exists()
@@ -129,20 +155,26 @@ def test_eva2visft_incomplete_checkpoint(base_sd, tmp_path):
 def test_merge_matches_lora_model(base_sd, tmp_path):
     lora_model = lora_wrapped(base_sd, alpha=2.)
     backbone, lora, out = tmp_path / 'eva.pth', tmp_path / 'lora.pth', tmp_path / 'merged.pth'
-    torch.save({'state_dict': {f'backbone.{k}': v for k, v in base_sd.items()}}, backbone)
+    torch.save(
+        {'state_dict': {
+            f'backbone.{k}': v
+            for k, v in base_sd.items()
+        }}, backbone)
     save_lora(lora_model, lora)
 
     result = run_tool(MERGE_LORA, backbone, lora, out)
 
     assert result.returncode == 0, result.stderr
     assert 'visft_mm layout, 2 layers, rank 4, alpha 2' in result.stdout
-    merged_model = make_vit(init_cfg=dict(type='Pretrained', checkpoint=str(out)))
+    merged_model = make_vit(
+        init_cfg=dict(type='Pretrained', checkpoint=str(out)))
     merged_model.init_weights()
     x = torch.randn(2, 3, 56, 56)
     with torch.no_grad():
         expected = lora_model(x)[0]
         actual = merged_model.eval()(x)[0]
-    assert not torch.allclose(expected, make_vit().eval().requires_grad_(False)(x)[0])
+    assert not torch.allclose(expected,
+                              make_vit().eval().requires_grad_(False)(x)[0])
     torch.testing.assert_close(actual, expected, atol=1e-5, rtol=0)
 
 
@@ -163,12 +195,19 @@ def test_merge_official_layout(base_sd, tmp_path):
         A = official[f'visual.blocks.{i}.attn.qkv.lora_A']
         B = official[f'visual.blocks.{i}.attn.qkv.lora_B']
         W, W_merged = base_sd[key], merged[key]
-        torch.testing.assert_close(W_merged[:C], W[:C] + B[:C] @ A[:RANK] / RANK)
+        torch.testing.assert_close(W_merged[:C],
+                                   W[:C] + B[:C] @ A[:RANK] / RANK)
         assert torch.equal(W_merged[C:2 * C], W[C:2 * C])
-        torch.testing.assert_close(W_merged[2 * C:], W[2 * C:] + B[C:] @ A[RANK:] / RANK)
+        torch.testing.assert_close(W_merged[2 * C:],
+                                   W[2 * C:] + B[C:] @ A[RANK:] / RANK)
 
-        reference = loralib.MergedLinear(C, 3 * C, r=RANK, lora_alpha=1,
-                                         enable_lora=[True, False, True], bias=False)
+        reference = loralib.MergedLinear(
+            C,
+            3 * C,
+            r=RANK,
+            lora_alpha=1,
+            enable_lora=[True, False, True],
+            bias=False)
         with torch.no_grad():
             reference.weight.copy_(W)
             reference.lora_A.copy_(A)
@@ -184,8 +223,10 @@ def test_merge_official_layout_with_alpha(base_sd, tmp_path):
     official = official_lora()
     torch.save(base_sd, backbone)
     torch.save(official, lora)
-    assert run_tool(MERGE_LORA, backbone, lora, out, '--alpha', '8').returncode == 0
-    A, B = official['visual.blocks.0.attn.qkv.lora_A'], official['visual.blocks.0.attn.qkv.lora_B']
+    assert run_tool(MERGE_LORA, backbone, lora, out, '--alpha',
+                    '8').returncode == 0
+    A, B = official['visual.blocks.0.attn.qkv.lora_A'], official[
+        'visual.blocks.0.attn.qkv.lora_B']
     merged = torch.load(out, weights_only=True)['blocks.0.attn.qkv.weight']
     W = base_sd['blocks.0.attn.qkv.weight']
     torch.testing.assert_close(merged[:C], W[:C] + B[:C] @ A[:RANK] * 8 / RANK)
@@ -214,7 +255,8 @@ def test_export_official_round_trip(base_sd, tmp_path):
 def test_export_official_rejects_alpha(base_sd, tmp_path):
     ours, official = tmp_path / 'lora.pth', tmp_path / 'off.pt'
     save_lora(lora_wrapped(base_sd, alpha=2.), ours)
-    line = assert_single_error(run_tool(MERGE_LORA, '--export-official', ours, official))
+    line = assert_single_error(
+        run_tool(MERGE_LORA, '--export-official', ours, official))
     assert 'alpha 1' in line
     assert not official.exists()
 
@@ -231,7 +273,8 @@ def test_merge_lora_deeper_than_backbone(base_sd, tmp_path):
 def test_load_lora_corrupt_file(tmp_path):
     lora = tmp_path / 'eva_lora.pt'
     lora.write_bytes(b'PK\x03\x04 truncated')
-    with pytest.raises(CheckpointError, match=f'{lora}: cannot read the checkpoint'):
+    with pytest.raises(
+            CheckpointError, match=f'{lora}: cannot read the checkpoint'):
         load_lora(lora)
 
 
@@ -247,23 +290,35 @@ def test_load_lora_ours_and_official_agree(base_sd, tmp_path):
     lora_model = lora_wrapped(base_sd, alpha=1.)
     save_lora(lora_model, tmp_path / 'lora.pth')
     ours = load_lora(tmp_path / 'lora.pth')
-    torch.save({k.replace('visual.', 'visft_heads.backbone.0.'): v
-                for k, v in to_official_layout(ours).items()}, tmp_path / 'train.pt')
+    torch.save(
+        {
+            k.replace('visual.', 'visft_heads.backbone.0.'): v
+            for k, v in to_official_layout(ours).items()
+        }, tmp_path / 'train.pt')
     official = load_lora(tmp_path / 'train.pt')
     assert ours.layers == official.layers == {
-        f'blocks.{i}.attn.qkv': dict(rank=RANK, alpha=1., slices=(True, False, True))
-        for i in range(2)}
-    assert all(torch.equal(ours.state_dict[k], official.state_dict[k]) for k in ours.state_dict)
+        f'blocks.{i}.attn.qkv':
+        dict(rank=RANK, alpha=1., slices=(True, False, True))
+        for i in range(2)
+    }
+    assert all(
+        torch.equal(ours.state_dict[k], official.state_dict[k])
+        for k in ours.state_dict)
     with pytest.raises(ValueError, match='leave alpha unset'):
         load_lora(tmp_path / 'lora.pth', alpha=4.)
 
 
 def test_merge_lora_state_dict_errors(base_sd):
     A, B = torch.randn(2 * RANK, C), torch.randn(2 * C, RANK)
-    weights = LoRAWeights(state_dict={'blocks.0.attn.qkv.lora_A': A,
-                                      'blocks.0.attn.qkv.lora_B': B},
-                          layers={'blocks.0.attn.qkv': dict(rank=RANK, alpha=1.,
-                                                            slices=(True, False, True))})
+    weights = LoRAWeights(
+        state_dict={
+            'blocks.0.attn.qkv.lora_A': A,
+            'blocks.0.attn.qkv.lora_B': B
+        },
+        layers={
+            'blocks.0.attn.qkv':
+            dict(rank=RANK, alpha=1., slices=(True, False, True))
+        })
     with pytest.raises(KeyError, match='has no blocks.0.attn.qkv.weight'):
         merge_lora_state_dict({'pos_embed': base_sd['pos_embed']}, weights)
     narrow = {**base_sd, 'blocks.0.attn.qkv.weight': torch.zeros(3 * C, C + 1)}

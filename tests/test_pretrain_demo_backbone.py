@@ -25,7 +25,8 @@ RUN = dict(img_size=IMG, iters=10, batch_size=8, lr=3e-3, seed=0)
 @pytest.fixture(scope='module')
 def data_root(tmp_path_factory) -> str:
     root = tmp_path_factory.mktemp('demo_coco_56')
-    generate_demo_coco(str(root), num_train=16, num_val=4, img_size=IMG, seed=0)
+    generate_demo_coco(
+        str(root), num_train=16, num_val=4, img_size=IMG, seed=0)
     return str(root)
 
 
@@ -35,33 +36,46 @@ def pretrained(data_root):
 
 
 def run_tool(*args):
-    env = {**os.environ,
-           'PYTHONPATH': os.pathsep.join([str(REPO_ROOT), os.environ.get('PYTHONPATH', '')])}
-    return subprocess.run([sys.executable, TOOL, *map(str, args)], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ, 'PYTHONPATH':
+        os.pathsep.join([str(REPO_ROOT),
+                         os.environ.get('PYTHONPATH', '')])
+    }
+    return subprocess.run([sys.executable, TOOL, *map(str, args)],
+                          cwd=REPO_ROOT,
+                          env=env,
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
 
 
 def test_loss_falls_on_a_fixed_batch(pretrained):
     _, report = pretrained
     assert len(report.losses) == RUN['iters']
     assert report.fixed_batch_loss_after < report.fixed_batch_loss_before
-    assert report.fixed_batch_loss_before == pytest.approx(report.losses[0], rel=1e-4)
-    for accuracy in (report.retrieval_before, report.retrieval_after, report.retrieval_chance):
+    assert report.fixed_batch_loss_before == pytest.approx(
+        report.losses[0], rel=1e-4)
+    for accuracy in (report.retrieval_before, report.retrieval_after,
+                     report.retrieval_chance):
         assert 0.0 <= accuracy <= 1.0
 
 
-def test_saved_backbone_loads_through_init_cfg_with_identical_outputs(pretrained, tmp_path):
+def test_saved_backbone_loads_through_init_cfg_with_identical_outputs(
+        pretrained, tmp_path):
     backbone, _ = pretrained
     path = tmp_path / 'backbone.pth'
     save_atomic(backbone.state_dict(), path)
-    assert set(torch.load(path)) == set(EVAViT(arch=ARCH, pretrain_img_size=IMG).state_dict())
-    loaded = EVAViT(arch=ARCH, pretrain_img_size=IMG,
-                    init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    assert set(torch.load(path)) == set(
+        EVAViT(arch=ARCH, pretrain_img_size=IMG).state_dict())
+    loaded = EVAViT(
+        arch=ARCH,
+        pretrain_img_size=IMG,
+        init_cfg=dict(type='Pretrained', checkpoint=str(path)))
     loaded.init_weights()
     images = torch.randn(2, 3, IMG, IMG)
     with torch.no_grad():
-        torch.testing.assert_close(loaded.eval()(images)[0], backbone(images)[0],
-                                   rtol=0, atol=0)
+        torch.testing.assert_close(
+            loaded.eval()(images)[0], backbone(images)[0], rtol=0, atol=0)
 
 
 def test_same_seed_gives_the_same_weights(pretrained, data_root):
@@ -73,24 +87,33 @@ def test_same_seed_gives_the_same_weights(pretrained, data_root):
 
 
 def test_captions_shared_by_images_are_positives_of_each(data_root):
-    vocab = WordVocabulary.load(os.path.join(data_root, 'annotations', 'vocab.json'))
+    vocab = WordVocabulary.load(
+        os.path.join(data_root, 'annotations', 'vocab.json'))
     train = load_captioned_split(data_root, 'train', IMG, vocab)
     assert train.images.shape == (16, 3, IMG, IMG)
     assert train.caption_tokens.shape[0] == len(train.caption_texts)
     for row, captions in enumerate(train.captions):
-        described = {train.caption_texts[i] for i in train.image_captions[row].nonzero()[:, 0]}
+        described = {
+            train.caption_texts[i]
+            for i in train.image_captions[row].nonzero()[:, 0]
+        }
         assert described == set(captions)
-        assert len(described) == 5  # the demo's captions of one image all differ
-    batches = CaptionedBatches(train, batch_size=16, generator=torch.Generator().manual_seed(0))
+        assert len(
+            described) == 5  # the demo's captions of one image all differ
+    batches = CaptionedBatches(
+        train, batch_size=16, generator=torch.Generator().manual_seed(0))
     images, tokens, positives = batches.sample()
     assert images.shape[0] == tokens.shape[0] == 16
     assert positives.diagonal().all()
     decoded = [vocab.decode(ids.tolist()) for ids in tokens]
-    image_ids = [next(i for i in range(16) if torch.equal(train.images[i], image))
-                 for image in images]
+    image_ids = [
+        next(i for i in range(16) if torch.equal(train.images[i], image))
+        for image in images
+    ]
     for row, image_id in enumerate(image_ids):
-        assert positives[row].tolist() == [caption in train.captions[image_id]
-                                           for caption in decoded]
+        assert positives[row].tolist() == [
+            caption in train.captions[image_id] for caption in decoded
+        ]
 
 
 def test_contrastive_loss_with_one_positive_each_is_clip_loss():
@@ -100,21 +123,25 @@ def test_contrastive_loss_with_one_positive_each_is_clip_loss():
     scale = torch.tensor(10.0)
     logits = scale * image_embeds @ caption_embeds.t()
     labels = torch.arange(4)
-    expected = (torch.nn.functional.cross_entropy(logits, labels)
-                + torch.nn.functional.cross_entropy(logits.t(), labels)) / 2
-    loss = contrastive_loss(image_embeds, caption_embeds, torch.eye(4, dtype=torch.bool), scale)
+    expected = (torch.nn.functional.cross_entropy(logits, labels) +
+                torch.nn.functional.cross_entropy(logits.t(), labels)) / 2
+    loss = contrastive_loss(image_embeds, caption_embeds,
+                            torch.eye(4, dtype=torch.bool), scale)
     torch.testing.assert_close(loss, expected)
 
 
 def test_tool_writes_a_loadable_backbone_and_reports(data_root, tmp_path):
     out = tmp_path / 'sub' / 'backbone.pth'
-    result = run_tool(data_root, out, '--arch-dims', 32, '--layers', 2, '--heads', 4,
-                      '--ffn', 64, '--img-size', IMG, '--iters', 3, '--batch-size', 8)
+    result = run_tool(data_root, out, '--arch-dims', 32, '--layers', 2,
+                      '--heads', 4, '--ffn', 64, '--img-size', IMG, '--iters',
+                      3, '--batch-size', 8)
     assert result.returncode == 0, result.stderr
     assert 'loss' in result.stdout
     assert 'val image->caption top-1' in result.stdout
-    backbone = EVAViT(arch=ARCH, pretrain_img_size=IMG,
-                      init_cfg=dict(type='Pretrained', checkpoint=str(out)))
+    backbone = EVAViT(
+        arch=ARCH,
+        pretrain_img_size=IMG,
+        init_cfg=dict(type='Pretrained', checkpoint=str(out)))
     backbone.init_weights()
 
 
@@ -123,7 +150,10 @@ def test_tool_fails_cleanly_on_a_bad_data_root(tmp_path):
     result = run_tool(tmp_path / 'missing', out, '--iters', 1)
     assert result.returncode != 0
     assert 'Traceback' not in result.stderr
-    error_lines = [line for line in result.stderr.splitlines() if line.startswith('error:')]
+    error_lines = [
+        line for line in result.stderr.splitlines()
+        if line.startswith('error:')
+    ]
     assert len(error_lines) == 1, result.stderr
     assert 'missing' in error_lines[0]
     assert not out.exists()

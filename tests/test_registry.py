@@ -28,6 +28,7 @@ def test_mmdet_config_builds_and_trains_with_evavit(tmp_path):
     init_default_scope(cfg.default_scope)
     from mmdet.registry import MODELS
     from mmdet.testing import demo_mm_inputs
+
     from visft_mm.models import EVAViT
     detector = MODELS.build(cfg.model)
     assert isinstance(detector.backbone, EVAViT)
@@ -48,7 +49,8 @@ def test_scope_resolves_mmdet_modules_without_prefix():
 
     from visft_mm.registry import MODELS
     assert MODELS.get('DETRHead') is DETRHead
-    assert MODELS.get('EVAViT').__module__ == 'visft_mm.models.backbones.eva_vit'
+    assert MODELS.get(
+        'EVAViT').__module__ == 'visft_mm.models.backbones.eva_vit'
 
 
 def test_every_mmdet_registry_has_a_visft_mm_child():
@@ -59,8 +61,11 @@ def test_every_mmdet_registry_has_a_visft_mm_child():
     from mmengine.registry import Registry
 
     import visft_mm.registry as ours
-    children = {reg.parent.name: reg for reg in vars(ours).values()
-                if isinstance(reg, Registry) and reg.scope == 'visft_mm'}
+    children = {
+        reg.parent.name: reg
+        for reg in vars(ours).values()
+        if isinstance(reg, Registry) and reg.scope == 'visft_mm'
+    }
     for name, registry in vars(mmdet_registry).items():
         if isinstance(registry, Registry) and registry.scope == 'mmdet':
             assert registry.name in children, f'visft_mm has no child of mmdet {name}'
@@ -75,9 +80,11 @@ def test_prefix_resolves_from_mmseg_and_mmpretrain_scopes():
 
     from visft_mm.evaluation import CaptionMetric
     from visft_mm.models import EVAViT
-    for scope, registry in (('mmseg', mmseg.registry), ('mmpretrain', mmpretrain.registry)):
+    for scope, registry in (('mmseg', mmseg.registry), ('mmpretrain',
+                                                        mmpretrain.registry)):
         with DefaultScope.overwrite_default_scope(scope):
             backbone = registry.MODELS.build(
                 dict(type='visft_mm.EVAViT', arch=TINY, pretrain_img_size=28))
             assert isinstance(backbone, EVAViT)
-            assert registry.METRICS.get('visft_mm.CaptionMetric') is CaptionMetric
+            assert registry.METRICS.get(
+                'visft_mm.CaptionMetric') is CaptionMetric

@@ -2,8 +2,9 @@
 strict loading of stage-1 task checkpoints."""
 import pytest
 import torch
-from conftest import (TINY_VIT, demo_caption_dataloader, demo_det_dataloader, tiny_caption_cfg,
-                      tiny_detection_cfg, tiny_segmentation_cfg)
+from conftest import (TINY_VIT, demo_caption_dataloader, demo_det_dataloader,
+                      tiny_caption_cfg, tiny_detection_cfg,
+                      tiny_segmentation_cfg)
 from mmengine.optim import OptimWrapper
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
@@ -13,19 +14,27 @@ from visft_mm.registry import MODELS
 
 def build_visft(stage: int, task_checkpoints=None):
     init_default_scope('visft_mm')
-    vit = dict(type='EVAViT', arch=TINY_VIT, pretrain_img_size=112, frozen=stage == 1)
-    backbone = vit if stage == 1 else dict(type='LoRAModel', module=vit, rank=4, alpha=4)
+    vit = dict(
+        type='EVAViT', arch=TINY_VIT, pretrain_img_size=112, frozen=stage == 1)
+    backbone = vit if stage == 1 else dict(
+        type='LoRAModel', module=vit, rank=4, alpha=4)
     torch.manual_seed(0)
-    model = MODELS.build(dict(
-        type='ViSFT', backbone=backbone,
-        tasks=dict(detection=tiny_detection_cfg(), segmentation=tiny_segmentation_cfg()),
-        freeze_tasks=stage == 2, task_checkpoints=task_checkpoints))
+    model = MODELS.build(
+        dict(
+            type='ViSFT',
+            backbone=backbone,
+            tasks=dict(
+                detection=tiny_detection_cfg(),
+                segmentation=tiny_segmentation_cfg()),
+            freeze_tasks=stage == 2,
+            task_checkpoints=task_checkpoints))
     model.init_weights()
     return model
 
 
 def batches(root, task):
-    loader = Runner.build_dataloader(demo_det_dataloader(root, 'train'), seed=0)
+    loader = Runner.build_dataloader(
+        demo_det_dataloader(root, 'train'), seed=0)
     batch = next(iter(loader))
     batch['task'] = task
     return batch
@@ -42,7 +51,10 @@ def train_steps(model, root, steps=2):
 
 
 def snapshot(module):
-    return {k: v.detach().clone() for k, v in module.state_dict(keep_vars=True).items()}
+    return {
+        k: v.detach().clone()
+        for k, v in module.state_dict(keep_vars=True).items()
+    }
 
 
 def changed(before, module):
@@ -52,7 +64,10 @@ def changed(before, module):
 
 def test_stage1_trains_heads_not_backbone(demo_coco):
     model = build_visft(stage=1)
-    backbone_before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    backbone_before = {
+        k: v.clone()
+        for k, v in model.backbone.state_dict().items()
+    }
     heads_before = snapshot(model.tasks)
     logs = train_steps(model, demo_coco)
     assert any(k.startswith('detection.loss') for k in logs[0])
@@ -70,9 +85,11 @@ def test_stage2_trains_only_lora(demo_coco):
     before = snapshot(model)
     train_steps(model, demo_coco)
     moved = changed(before, model)
-    assert moved and all(k.rsplit('.', 1)[-1] in ('lora_A', 'lora_B') for k in moved), moved
+    assert moved and all(
+        k.rsplit('.', 1)[-1] in ('lora_A', 'lora_B') for k in moved), moved
     # heads are frozen but, as in the official code, run in train mode
-    assert model.tasks.training and not any(p.requires_grad for p in model.tasks.parameters())
+    assert model.tasks.training and not any(p.requires_grad
+                                            for p in model.tasks.parameters())
 
 
 def test_checkpoints_leave_out_the_frozen_backbone(tmp_path):
@@ -81,7 +98,10 @@ def test_checkpoints_leave_out_the_frozen_backbone(tmp_path):
     assert not any(k.startswith('backbone.') for k in keys)
     assert any(k.startswith('tasks.detection.') for k in keys)
     stage2 = build_visft(stage=2)
-    backbone_keys = {k for k in stage2.state_dict() if k.startswith('backbone.')}
+    backbone_keys = {
+        k
+        for k in stage2.state_dict() if k.startswith('backbone.')
+    }
     assert backbone_keys and all('.lora_' in k for k in backbone_keys)
     # a checkpoint without the frozen weights loads strictly; a partial one does not
     state = stage2.state_dict()
@@ -95,8 +115,9 @@ def test_stage2_loads_stage1_task_checkpoints_strictly(tmp_path):
     stage1 = build_visft(stage=1)
     path = tmp_path / 'stage1.pth'
     torch.save({'meta': {}, 'state_dict': stage1.state_dict()}, path)
-    stage2 = build_visft(stage=2, task_checkpoints=dict(detection=str(path),
-                                                        segmentation=str(path)))
+    stage2 = build_visft(
+        stage=2,
+        task_checkpoints=dict(detection=str(path), segmentation=str(path)))
     for key, value in stage1.tasks.state_dict().items():
         assert torch.equal(stage2.tasks.state_dict()[key], value), key
 
@@ -105,7 +126,9 @@ def test_stage2_loads_stage1_task_checkpoints_strictly(tmp_path):
     torch.save({'state_dict': broken}, path)
     with pytest.raises(KeyError, match='query_feat'):
         build_visft(stage=2, task_checkpoints=dict(segmentation=str(path)))
-    torch.save({'state_dict': {'tasks.caption.fc.weight': torch.zeros(1)}}, path)
+    torch.save({'state_dict': {
+        'tasks.caption.fc.weight': torch.zeros(1)
+    }}, path)
     with pytest.raises(KeyError, match="no weights of task 'detection'"):
         build_visft(stage=2, task_checkpoints=dict(detection=str(path)))
 
@@ -124,22 +147,28 @@ def test_task_with_its_own_backbone_is_rejected():
     det = tiny_detection_cfg()
     det['backbone'] = dict(type='ResNet', depth=18)
     with pytest.raises(ValueError, match='its own backbone'):
-        MODELS.build(dict(type='ViSFT', backbone=dict(type='EVAViT', arch=TINY_VIT),
-                          tasks=dict(detection=det)))
+        MODELS.build(
+            dict(
+                type='ViSFT',
+                backbone=dict(type='EVAViT', arch=TINY_VIT),
+                tasks=dict(detection=det)))
 
 
 def test_predict_routes_to_the_task(demo_coco):
     model = build_visft(stage=1).eval()
-    loader = Runner.build_dataloader(demo_det_dataloader(demo_coco, 'val', train=False))
+    loader = Runner.build_dataloader(
+        demo_det_dataloader(demo_coco, 'val', train=False))
     batch = next(iter(loader))
     batch['task'] = 'segmentation'
     out = model.val_step(batch)
-    assert len(out) == 2 and out[0].pred_instances.masks.shape[-2:] == out[0].ori_shape
+    assert len(out) == 2 and out[0].pred_instances.masks.shape[-2:] == out[
+        0].ori_shape
 
 
 def test_stage2_checkpoint_merges_into_a_plain_backbone(tmp_path):
     from visft_mm.models import EVAViT
-    from visft_mm.models.peft.lora_files import load_lora, merge_lora_state_dict
+    from visft_mm.models.peft.lora_files import (load_lora,
+                                                 merge_lora_state_dict)
     model = build_visft(stage=2)
     with torch.no_grad():
         for name, p in model.backbone.named_parameters():
@@ -148,14 +177,19 @@ def test_stage2_checkpoint_merges_into_a_plain_backbone(tmp_path):
     path = tmp_path / 'iter_10.pth'
     torch.save({'meta': {'iter': 10}, 'state_dict': model.state_dict()}, path)
     weights = load_lora(path, alpha=4)
-    assert weights.layout == 'visft_mm_run' and len(weights.layers) == TINY_VIT['num_layers']
-    base = {k: v for k, v in model.backbone.module.state_dict().items() if 'lora_' not in k}
+    assert weights.layout == 'visft_mm_run' and len(
+        weights.layers) == TINY_VIT['num_layers']
+    base = {
+        k: v
+        for k, v in model.backbone.module.state_dict().items()
+        if 'lora_' not in k
+    }
     merged = EVAViT(arch=TINY_VIT, pretrain_img_size=112).eval()
     merged.load_state_dict(merge_lora_state_dict(base, weights))
     x = torch.randn(1, 3, 112, 140)
     with torch.no_grad():
-        torch.testing.assert_close(merged(x)[0], model.backbone.eval()(x)[0], atol=1e-5,
-                                   rtol=1e-5)
+        torch.testing.assert_close(
+            merged(x)[0], model.backbone.eval()(x)[0], atol=1e-5, rtol=1e-5)
 
 
 def test_loading_a_stage2_checkpoint_initialises_the_frozen_backbone(tmp_path):
@@ -167,11 +201,18 @@ def test_loading_a_stage2_checkpoint_initialises_the_frozen_backbone(tmp_path):
     pretrained = tmp_path / 'vit.pth'
     torch.save(vit.state_dict(), pretrained)
     init_default_scope('visft_mm')
-    cfg = dict(type='ViSFT', freeze_tasks=True,
-               backbone=dict(type='LoRAModel', rank=4, module=dict(
-                   type='EVAViT', arch=TINY_VIT, pretrain_img_size=112,
-                   init_cfg=dict(type='Pretrained', checkpoint=str(pretrained)))),
-               tasks=dict(detection=tiny_detection_cfg()))
+    cfg = dict(
+        type='ViSFT',
+        freeze_tasks=True,
+        backbone=dict(
+            type='LoRAModel',
+            rank=4,
+            module=dict(
+                type='EVAViT',
+                arch=TINY_VIT,
+                pretrain_img_size=112,
+                init_cfg=dict(type='Pretrained', checkpoint=str(pretrained)))),
+        tasks=dict(detection=tiny_detection_cfg()))
     trained = MODELS.build(cfg)
     trained.init_weights()
     fresh = MODELS.build(cfg)  # as in Runner.test(): no init_weights()
@@ -181,8 +222,11 @@ def test_loading_a_stage2_checkpoint_initialises_the_frozen_backbone(tmp_path):
 
 
 def caption_batch(root):
-    loader = Runner.build_dataloader(demo_caption_dataloader(
-        root, batch_size=4, sampler=dict(type='DefaultSampler', shuffle=False)))
+    loader = Runner.build_dataloader(
+        demo_caption_dataloader(
+            root,
+            batch_size=4,
+            sampler=dict(type='DefaultSampler', shuffle=False)))
     return next(iter(loader))
 
 
@@ -190,18 +234,27 @@ def test_tiny_overfit_lowers_the_loss_of_every_task(demo_coco):
     """Stage 1 on one fixed batch per task: each task's loss falls."""
     init_default_scope('visft_mm')
     torch.manual_seed(0)
-    model = MODELS.build(dict(
-        type='ViSFT',
-        backbone=dict(type='EVAViT', arch=TINY_VIT, pretrain_img_size=112, frozen=True),
-        tasks=dict(detection=tiny_detection_cfg(), segmentation=tiny_segmentation_cfg(),
-                   caption=tiny_caption_cfg(demo_coco))))
+    model = MODELS.build(
+        dict(
+            type='ViSFT',
+            backbone=dict(
+                type='EVAViT',
+                arch=TINY_VIT,
+                pretrain_img_size=112,
+                frozen=True),
+            tasks=dict(
+                detection=tiny_detection_cfg(),
+                segmentation=tiny_segmentation_cfg(),
+                caption=tiny_caption_cfg(demo_coco))))
     model.init_weights()
     model.train()
-    fixed = dict(detection=batches(demo_coco, 'detection'),
-                   segmentation=batches(demo_coco, 'segmentation'),
-                   caption=dict(caption_batch(demo_coco), task='caption'))
-    optim = OptimWrapper(torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=2e-3))
+    fixed = dict(
+        detection=batches(demo_coco, 'detection'),
+        segmentation=batches(demo_coco, 'segmentation'),
+        caption=dict(caption_batch(demo_coco), task='caption'))
+    optim = OptimWrapper(
+        torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
+                          lr=2e-3))
     first, last = {}, {}
     for step in range(20):
         for task, batch in fixed.items():
@@ -217,4 +270,5 @@ def test_init_weights_reaches_every_task_model():
     for name, task in model.tasks.items():
         assert task.is_init, name
     # e.g. Mask2Former's level embedding is initialised by its init_weights()
-    assert model.tasks.segmentation.panoptic_head.level_embed.weight.abs().max() < 10
+    assert model.tasks.segmentation.panoptic_head.level_embed.weight.abs().max(
+    ) < 10

@@ -16,14 +16,17 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from visft_mm.utils.cli import add_common_arguments, load_tool_config
-from visft_mm.utils.required_paths import MissingPathsError, check_required_paths
+from visft_mm.utils.required_paths import (MissingPathsError,
+                                           check_required_paths)
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description='Test (and evaluate) a model')
     parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', nargs='?',
-                        help="checkpoint file (default: the config's load_from)")
+    parser.add_argument(
+        'checkpoint',
+        nargs='?',
+        help="checkpoint file (default: the config's load_from)")
     parser.add_argument('--out', help='dump predictions to a pickle file')
     add_common_arguments(parser)
     return parser.parse_args()
@@ -40,10 +43,12 @@ def main():
         check_required_paths(cfg)
     except MissingPathsError as e:
         raise SystemExit(f'error: {e}')
-    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(
+        cfg)
     if args.out is not None:
         evaluator = runner.test_evaluator
-        for each in (evaluator.values() if isinstance(evaluator, dict) else [evaluator]):
+        for each in (evaluator.values()
+                     if isinstance(evaluator, dict) else [evaluator]):
             each.metrics.append(DumpResults(out_file_path=args.out))
     runner.test()
 

@@ -14,10 +14,16 @@ from visft_mm.utils.cli import add_common_arguments, load_tool_config
 def parse_args():
     parser = argparse.ArgumentParser(description='Train a model')
     parser.add_argument('config', help='train config file path')
-    parser.add_argument('--amp', action='store_true',
-                        help='enable automatic mixed precision (bfloat16)')
-    parser.add_argument('--resume', nargs='?', type=str, const='auto',
-                        help='resume from CKPT, or from the latest checkpoint in work_dir')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        help='enable automatic mixed precision (bfloat16)')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
+        help='resume from CKPT, or from the latest checkpoint in work_dir')
     add_common_arguments(parser)
     return parser.parse_args()
 
@@ -25,8 +31,8 @@ def parse_args():
 def main():
     args = parse_args()
     cfg = load_tool_config(args)
-    if args.amp and cfg.optim_wrapper.get('type', 'OptimWrapper') in (
-            'OptimWrapper', 'AmpOptimWrapper'):
+    if args.amp and cfg.optim_wrapper.get(
+            'type', 'OptimWrapper') in ('OptimWrapper', 'AmpOptimWrapper'):
         # bfloat16 autocast on any device, CPU included; no loss scaling
         cfg.optim_wrapper.type = 'visft_mm.MixedPrecisionOptimWrapper'
         cfg.optim_wrapper.setdefault('dtype', 'bfloat16')
@@ -34,7 +40,8 @@ def main():
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
-    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(
+        cfg)
     runner.train()
 
 

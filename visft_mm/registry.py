@@ -22,7 +22,8 @@ from mmdet.registry import LOOPS as MMDET_LOOPS
 from mmdet.registry import METRICS as MMDET_METRICS
 from mmdet.registry import MODEL_WRAPPERS as MMDET_MODEL_WRAPPERS
 from mmdet.registry import MODELS as MMDET_MODELS
-from mmdet.registry import OPTIM_WRAPPER_CONSTRUCTORS as MMDET_OPTIM_WRAPPER_CONSTRUCTORS
+from mmdet.registry import \
+    OPTIM_WRAPPER_CONSTRUCTORS as MMDET_OPTIM_WRAPPER_CONSTRUCTORS
 from mmdet.registry import OPTIM_WRAPPERS as MMDET_OPTIM_WRAPPERS
 from mmdet.registry import OPTIMIZERS as MMDET_OPTIMIZERS
 from mmdet.registry import PARAM_SCHEDULERS as MMDET_PARAM_SCHEDULERS
@@ -51,24 +52,30 @@ def _child(name, parent, locations):
 MODELS = _child('model', MMDET_MODELS, ['visft_mm.models'])
 TASK_UTILS = _child('task util', MMDET_TASK_UTILS, ['visft_mm.models'])
 DATASETS = _child('dataset', MMDET_DATASETS, ['visft_mm.datasets'])
-DATA_SAMPLERS = _child('data sampler', MMDET_DATA_SAMPLERS, ['visft_mm.datasets'])
+DATA_SAMPLERS = _child('data sampler', MMDET_DATA_SAMPLERS,
+                       ['visft_mm.datasets'])
 TRANSFORMS = _child('transform', MMDET_TRANSFORMS, ['visft_mm.datasets'])
 METRICS = _child('metric', MMDET_METRICS, ['visft_mm.evaluation'])
 EVALUATOR = _child('evaluator', MMDET_EVALUATOR, ['visft_mm.evaluation'])
 LOOPS = _child('loop', MMDET_LOOPS, ['visft_mm.engine'])
 HOOKS = _child('hook', MMDET_HOOKS, ['visft_mm.engine'])
 RUNNERS = _child('runner', MMDET_RUNNERS, ['visft_mm.engine'])
-OPTIM_WRAPPERS = _child('optim_wrapper', MMDET_OPTIM_WRAPPERS, ['visft_mm.engine'])
+OPTIM_WRAPPERS = _child('optim_wrapper', MMDET_OPTIM_WRAPPERS,
+                        ['visft_mm.engine'])
 OPTIM_WRAPPER_CONSTRUCTORS = _child('optimizer wrapper constructor',
-                                    MMDET_OPTIM_WRAPPER_CONSTRUCTORS, ['visft_mm.engine'])
-PARAM_SCHEDULERS = _child('parameter scheduler', MMDET_PARAM_SCHEDULERS, ['visft_mm.engine'])
+                                    MMDET_OPTIM_WRAPPER_CONSTRUCTORS,
+                                    ['visft_mm.engine'])
+PARAM_SCHEDULERS = _child('parameter scheduler', MMDET_PARAM_SCHEDULERS,
+                          ['visft_mm.engine'])
 # Nodes with no visft_mm modules of their own: they exist so that builds in
 # the visft_mm scope find mmdet's registries instead of warning and falling
 # back to mmengine's root.
 OPTIMIZERS = _child('optimizer', MMDET_OPTIMIZERS, [])
-WEIGHT_INITIALIZERS = _child('weight initializer', MMDET_WEIGHT_INITIALIZERS, [])
+WEIGHT_INITIALIZERS = _child('weight initializer', MMDET_WEIGHT_INITIALIZERS,
+                             [])
 MODEL_WRAPPERS = _child('model_wrapper', MMDET_MODEL_WRAPPERS, [])
-RUNNER_CONSTRUCTORS = _child('runner constructor', MMDET_RUNNER_CONSTRUCTORS, [])
+RUNNER_CONSTRUCTORS = _child('runner constructor', MMDET_RUNNER_CONSTRUCTORS,
+                             [])
 VISUALIZERS = _child('visualizer', MMDET_VISUALIZERS, [])
 VISBACKENDS = _child('vis_backend', MMDET_VISBACKENDS, [])
 LOG_PROCESSORS = _child('log_processor', MMDET_LOG_PROCESSORS, [])

@@ -5,6 +5,8 @@ _base_ = 'mmdet::_base_/default_runtime.py'
 default_scope = 'visft_mm'
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=1000, max_keep_ckpts=3))
+    checkpoint=dict(
+        type='CheckpointHook', by_epoch=False, interval=1000,
+        max_keep_ckpts=3))
 custom_hooks = [dict(type='RandomStateHook')]
 log_processor = dict(type='LogProcessor', window_size=50, by_epoch=False)

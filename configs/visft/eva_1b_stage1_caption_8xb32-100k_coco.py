@@ -7,15 +7,24 @@ _base_ = [
     '../_base_/default_runtime.py'
 ]
 max_iters = 100000
-model = dict(type='ViSFT', backbone=dict(**_base_.eva_backbone, frozen=True),
-             tasks=dict(caption=_base_.caption_model))
+model = dict(
+    type='ViSFT',
+    backbone=dict(**_base_.eva_backbone, frozen=True),
+    tasks=dict(caption=_base_.caption_model))
 optim_wrapper = dict(optimizer=dict(lr=4e-4))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=2000),
-    dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=False, begin=2000, end=max_iters),
+    dict(
+        type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=2000),
+    dict(
+        type='CosineAnnealingLR',
+        eta_min=0.0,
+        by_epoch=False,
+        begin=2000,
+        end=max_iters),
 ]
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
-train_dataloader = dict(_base_.caption_train_dataloader, _delete_=True, batch_size=32)
+train_dataloader = dict(
+    _base_.caption_train_dataloader, _delete_=True, batch_size=32)
 val_dataloader = dict(_delete_=True, **_base_.caption_val_dataloader)
 test_dataloader = val_dataloader
 val_evaluator = dict(_delete_=True, **_base_.caption_val_evaluator)

@@ -5,8 +5,10 @@ _base_ = [
     '../_base_/datasets/visft_coco.py', '../_base_/schedules/visft_stage1.py',
     '../_base_/default_runtime.py'
 ]
-model = dict(type='ViSFT', backbone=dict(**_base_.eva_backbone, frozen=True),
-             tasks=dict(detection=_base_.det_model))
+model = dict(
+    type='ViSFT',
+    backbone=dict(**_base_.eva_backbone, frozen=True),
+    tasks=dict(detection=_base_.det_model))
 train_dataloader = dict(_delete_=True, **_base_.detection_train_dataloader)
 val_dataloader = dict(_delete_=True, **_base_.detection_val_dataloader)
 test_dataloader = val_dataloader

@@ -7,21 +7,31 @@
 # tools/model_converters/merge_lora.py merges the LoRA into the backbone.
 _base_ = [
     '../_base_/models/eva_vit_g.py', '../_base_/models/visft_detr.py',
-    '../_base_/models/visft_mask2former.py', '../_base_/models/visft_caption.py',
-    '../_base_/datasets/visft_coco.py', '../_base_/schedules/visft_stage2.py',
-    '../_base_/default_runtime.py'
+    '../_base_/models/visft_mask2former.py',
+    '../_base_/models/visft_caption.py', '../_base_/datasets/visft_coco.py',
+    '../_base_/schedules/visft_stage2.py', '../_base_/default_runtime.py'
 ]
 model = dict(
     type='ViSFT',
-    backbone=dict(type='LoRAModel', module=dict(**_base_.eva_backbone, with_cp=True),
-                  targets=[dict(type='qkv', slices='qv')], rank=64, alpha=1, drop_rate=0.),
-    tasks=dict(caption=_base_.caption_model, segmentation=_base_.seg_model,
-               detection=_base_.det_model),
+    backbone=dict(
+        type='LoRAModel',
+        module=dict(**_base_.eva_backbone, with_cp=True),
+        targets=[dict(type='qkv', slices='qv')],
+        rank=64,
+        alpha=1,
+        drop_rate=0.),
+    tasks=dict(
+        caption=_base_.caption_model,
+        segmentation=_base_.seg_model,
+        detection=_base_.det_model),
     freeze_tasks=True,
     task_checkpoints=dict(
-        caption='work_dirs/eva_1b_stage1_caption_8xb32-100k_coco/iter_100000.pth',
-        segmentation='work_dirs/eva_1b_stage1_mask2former_8xb1-150k_coco/iter_150000.pth',
-        detection='work_dirs/eva_1b_stage1_detr_8xb1-150k_coco/iter_150000.pth'))
+        caption=
+        'work_dirs/eva_1b_stage1_caption_8xb32-100k_coco/iter_100000.pth',
+        segmentation=
+        'work_dirs/eva_1b_stage1_mask2former_8xb1-150k_coco/iter_150000.pth',
+        detection='work_dirs/eva_1b_stage1_detr_8xb1-150k_coco/iter_150000.pth'
+    ))
 # the official run keeps a checkpoint every 500 iterations (LoRA snapshots 5k-50k)
 default_hooks = dict(checkpoint=dict(interval=500, max_keep_ckpts=-1))
 train_dataloader = dict(

@@ -6,13 +6,19 @@
 # per GPU.
 _base_ = './eva_1b_stage2.py'
 model = dict(
-    backbone=dict(module=dict(arch='eva-e', init_cfg=dict(
-        checkpoint='checkpoints/EVA02_CLIP_E_psz14_plus_s9B.pt'))),
+    backbone=dict(
+        module=dict(
+            arch='eva-e',
+            init_cfg=dict(
+                checkpoint='checkpoints/EVA02_CLIP_E_psz14_plus_s9B.pt'))),
     tasks=dict(
         caption=dict(head=dict(in_channels=1792)),
         segmentation=dict(panoptic_head=dict(in_channels=[1792])),
         detection=dict(neck=dict(in_channels=[1792]))),
     task_checkpoints=dict(
-        caption='work_dirs/eva_4b_stage1_caption_8xb32-100k_coco/iter_100000.pth',
-        segmentation='work_dirs/eva_4b_stage1_mask2former_8xb1-150k_coco/iter_150000.pth',
-        detection='work_dirs/eva_4b_stage1_detr_8xb1-150k_coco/iter_150000.pth'))
+        caption=
+        'work_dirs/eva_4b_stage1_caption_8xb32-100k_coco/iter_100000.pth',
+        segmentation=
+        'work_dirs/eva_4b_stage1_mask2former_8xb1-150k_coco/iter_150000.pth',
+        detection='work_dirs/eva_4b_stage1_detr_8xb1-150k_coco/iter_150000.pth'
+    ))

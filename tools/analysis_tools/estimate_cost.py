@@ -27,14 +27,26 @@ from visft_mm.analysis.cost_model import GIB, RECIPE_GPUS
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config')
-    parser.add_argument('--gpus', type=int, default=RECIPE_GPUS,
-                        help='GPUs to project the wall time on (the global batch stays)')
-    parser.add_argument('--gpu-tflops', type=float, default=989.,
-                        help='dense bf16 peak of one GPU (default: H100 SXM)')
-    parser.add_argument('--mfu', type=float, default=0.4,
-                        help='model FLOPs utilisation to project with')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, e.g. train_cfg.max_iters=5000')
+    parser.add_argument(
+        '--gpus',
+        type=int,
+        default=RECIPE_GPUS,
+        help='GPUs to project the wall time on (the global batch stays)')
+    parser.add_argument(
+        '--gpu-tflops',
+        type=float,
+        default=989.,
+        help='dense bf16 peak of one GPU (default: H100 SXM)')
+    parser.add_argument(
+        '--mfu',
+        type=float,
+        default=0.4,
+        help='model FLOPs utilisation to project with')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, e.g. train_cfg.max_iters=5000')
     return parser.parse_args()
 
 
@@ -48,38 +60,50 @@ def main():
     dtype = str(estimate.autocast_dtype).replace('torch.', '') if estimate.autocast_dtype \
         else 'float32 (no autocast)'
     print(f'config: {args.config}')
-    print(f'backbone: fake tensors (shapes only), {dtype}, gradient checkpointing '
-          f"{'on' if estimate.checkpointing else 'off'}; heads: real random tensors of the "
-          "backbone's output shapes on CPU, float32 (mmdet's Hungarian matcher needs data)")
-    print('FLOPs: torch FlopCounterMode (matrix products, convolutions, attention); model = '
-          'each product once; executed = with checkpoint recomputation and the q@k^T that '
-          'flash-attention backward recomputes')
-    print('memory: weights = parameters + buffers; gradients + AdamW = one gradient and two '
-          'moments per trainable parameter; activations = peak of the live tensors the '
-          'iteration creates (saved for backward, temporaries, activation gradients, autocast '
-          'weight copies), each storage once; heads in float32 count up to twice their bf16 size')
-    print(f'params: {estimate.params_total:,} total, {estimate.params_trainable:,} trainable')
+    print(
+        f'backbone: fake tensors (shapes only), {dtype}, gradient checkpointing '
+        f"{'on' if estimate.checkpointing else 'off'}; heads: real random tensors of the "
+        "backbone's output shapes on CPU, float32 (mmdet's Hungarian matcher needs data)"
+    )
+    print(
+        'FLOPs: torch FlopCounterMode (matrix products, convolutions, attention); model = '
+        'each product once; executed = with checkpoint recomputation and the q@k^T that '
+        'flash-attention backward recomputes')
+    print(
+        'memory: weights = parameters + buffers; gradients + AdamW = one gradient and two '
+        'moments per trainable parameter; activations = peak of the live tensors the '
+        'iteration creates (saved for backward, temporaries, activation gradients, autocast '
+        'weight copies), each storage once; heads in float32 count up to twice their bf16 size'
+    )
+    print(
+        f'params: {estimate.params_total:,} total, {estimate.params_trainable:,} trainable'
+    )
     for task, cost in estimate.tasks.items():
         model, executed = cost.model_flops, cost.executed_flops
-        print(f'[{task}] {ratios[task]:.0%} of iterations; per GPU {cost.task_input.batch_size} '
-              f"x {'x'.join(map(str, cost.input_shape[1:]))} (padded)")
-        print(f'  TFLOP fwd+bwd: model {cost.total_model_flops / 1e12:.4g} (backbone '
-              f"{model['backbone'] / 1e12:.4g}, heads {model['heads'] / 1e12:.4g}); executed "
-              f'{cost.total_executed_flops / 1e12:.4g} (backbone '
-              f"{executed['backbone'] / 1e12:.4g})")
+        print(
+            f'[{task}] {ratios[task]:.0%} of iterations; per GPU {cost.task_input.batch_size} '
+            f"x {'x'.join(map(str, cost.input_shape[1:]))} (padded)")
+        print(
+            f'  TFLOP fwd+bwd: model {cost.total_model_flops / 1e12:.4g} (backbone '
+            f"{model['backbone'] / 1e12:.4g}, heads {model['heads'] / 1e12:.4g}); executed "
+            f'{cost.total_executed_flops / 1e12:.4g} (backbone '
+            f"{executed['backbone'] / 1e12:.4g})")
         without = cost.activation_bytes_without_checkpointing
-        print(f'  peak GiB: {cost.peak_bytes / GIB:.2f} = weights {cost.weight_bytes / GIB:.2f} '
-              f'+ gradients and AdamW {cost.grad_and_optimizer_bytes / GIB:.2f} + activations '
-              f'{cost.activation_bytes / GIB:.2f} (heads {cost.head_activation_bytes / GIB:.2f})'
-              + (f'; without checkpointing activations {without / GIB:.2f}, peak '
-                 f'{(cost.peak_bytes - cost.activation_bytes + without) / GIB:.2f}'
-                 if without is not None else ''))
+        print(
+            f'  peak GiB: {cost.peak_bytes / GIB:.2f} = weights {cost.weight_bytes / GIB:.2f} '
+            f'+ gradients and AdamW {cost.grad_and_optimizer_bytes / GIB:.2f} + activations '
+            f'{cost.activation_bytes / GIB:.2f} (heads {cost.head_activation_bytes / GIB:.2f})'
+            +
+            (f'; without checkpointing activations {without / GIB:.2f}, peak '
+             f'{(cost.peak_bytes - cost.activation_bytes + without) / GIB:.2f}'
+             if without is not None else ''))
     max_iters = cfg.train_cfg.max_iters
-    hours = projected_seconds(estimate, ratios, max_iters, args.gpus, args.gpu_tflops,
-                              args.mfu) / 3600
-    print(f'projection: {max_iters:,} iterations of {RECIPE_GPUS} per-GPU batches on {args.gpus} '
-          f'GPU(s) at {args.mfu:.0%} MFU of {args.gpu_tflops:g} TFLOP/s: {hours:.1f} h '
-          f'({hours / 24:.2f} days)')
+    hours = projected_seconds(estimate, ratios, max_iters, args.gpus,
+                              args.gpu_tflops, args.mfu) / 3600
+    print(
+        f'projection: {max_iters:,} iterations of {RECIPE_GPUS} per-GPU batches on {args.gpus} '
+        f'GPU(s) at {args.mfu:.0%} MFU of {args.gpu_tflops:g} TFLOP/s: {hours:.1f} h '
+        f'({hours / 24:.2f} days)')
     print(f'params_total: {estimate.params_total}')
     print(f'params_trainable: {estimate.params_trainable}')
     for task, cost in estimate.tasks.items():

@@ -12,16 +12,22 @@ import argparse
 import sys
 
 from visft_mm.datasets import WordVocabulary
-from visft_mm.datasets.coco_caption import (KARPATHY_LAYOUT, parse_caption_images,
+from visft_mm.datasets.coco_caption import (KARPATHY_LAYOUT,
+                                            parse_caption_images,
                                             read_caption_json)
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('captions_json', help='COCO captions_*.json or Karpathy dataset_coco.json')
+    parser.add_argument(
+        'captions_json',
+        help='COCO captions_*.json or Karpathy dataset_coco.json')
     parser.add_argument('out_json', help='word map to write, {word: id}')
-    parser.add_argument('--min-word-freq', type=int, default=5,
-                        help='keep words seen more than this many times (official: 5)')
+    parser.add_argument(
+        '--min-word-freq',
+        type=int,
+        default=5,
+        help='keep words seen more than this many times (official: 5)')
     return parser.parse_args()
 
 
@@ -32,7 +38,8 @@ def main() -> None:
         split = 'train' if layout == KARPATHY_LAYOUT else None
         images = parse_caption_images(args.captions_json, layout, data, split)
         vocab = WordVocabulary.build(
-            (caption for image in images for caption in image.captions), args.min_word_freq)
+            (caption for image in images for caption in image.captions),
+            args.min_word_freq)
         vocab.save(args.out_json)
     except (OSError, ValueError) as exc:
         sys.exit(f'error: {exc}')

@@ -29,7 +29,8 @@ def run_tool(*args: str) -> None:
     subprocess.run([sys.executable, *args], cwd=ROOT, check=True)
 
 
-def make_teacher(student_state: dict, rank: int, generator: torch.Generator) -> EVAViT:
+def make_teacher(student_state: dict, rank: int,
+                 generator: torch.Generator) -> EVAViT:
     """The student's weights plus a rank-``rank`` change of every q and v projection."""
     teacher = EVAViT(arch=ARCH, pretrain_img_size=IMG)
     teacher.load_state_dict(student_state)
@@ -60,33 +61,46 @@ def main():
     source = EVAViT(arch=ARCH, pretrain_img_size=IMG).eval()
     source.init_weights()
     clip_ckpt = {f'visual.{k}': v for k, v in source.state_dict().items()}
-    clip_ckpt.update({'visual.cls_token': torch.randn(1, 1, ARCH['embed_dims']),
-                      'visual.head.weight': torch.randn(32, ARCH['embed_dims']),
-                      'text.token_embedding.weight': torch.randn(100, 32),
-                      'logit_scale': torch.tensor(4.6)})
+    clip_ckpt.update({
+        'visual.cls_token': torch.randn(1, 1, ARCH['embed_dims']),
+        'visual.head.weight': torch.randn(32, ARCH['embed_dims']),
+        'text.token_embedding.weight': torch.randn(100, 32),
+        'logit_scale': torch.tensor(4.6)
+    })
     torch.save(clip_ckpt, work_dir / 'eva_clip_small.pt')
     converted = work_dir / 'eva_small_visft.pth'
-    run_tool('tools/model_converters/eva2visft.py', str(work_dir / 'eva_clip_small.pt'),
-             str(converted))
+    run_tool('tools/model_converters/eva2visft.py',
+             str(work_dir / 'eva_clip_small.pt'), str(converted))
 
     print('[2/4] EVAViT(init_cfg=Pretrained) loads the converted file')
     student = LoRAModel(
-        dict(type='EVAViT', arch=ARCH, pretrain_img_size=IMG,
-             init_cfg=dict(type='Pretrained', checkpoint=str(converted))),
-        rank=8, alpha=8)
+        dict(
+            type='EVAViT',
+            arch=ARCH,
+            pretrain_img_size=IMG,
+            init_cfg=dict(type='Pretrained', checkpoint=str(converted))),
+        rank=8,
+        alpha=8)
     student.init_weights()
     images = torch.randn(16, 3, IMG, IMG, generator=gen)
     with torch.no_grad():
         diff = (student(images)[0] - source(images)[0]).abs().max().item()
-    print(f'      max |features - source features| = {diff:.2e} (LoRA B starts at zero)')
+    print(
+        f'      max |features - source features| = {diff:.2e} (LoRA B starts at zero)'
+    )
     if diff > 1e-5:
         raise SystemExit('converted backbone does not reproduce the source')
 
-    print(f'[3/4] LoRA (q, v; rank 8) imitates a teacher with rank-4 q/v changes, '
-          f'{args.steps} steps')
-    base_state = {k: v for k, v in student.module.state_dict().items() if 'lora_' not in k}
+    print(
+        f'[3/4] LoRA (q, v; rank 8) imitates a teacher with rank-4 q/v changes, '
+        f'{args.steps} steps')
+    base_state = {
+        k: v
+        for k, v in student.module.state_dict().items() if 'lora_' not in k
+    }
     teacher = make_teacher(base_state, rank=4, generator=gen)
-    optimizer = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=3e-3)
+    optimizer = torch.optim.AdamW(
+        [p for p in student.parameters() if p.requires_grad], lr=3e-3)
     student.train()
     losses = []
     for step in range(args.steps):
@@ -107,19 +121,23 @@ def main():
     lora_file = work_dir / 'lora.pth'
     save_lora(student, lora_file)
     merged_file = work_dir / 'eva_small_merged.pth'
-    run_tool('tools/model_converters/merge_lora.py', str(converted), str(lora_file),
-             str(merged_file))
-    merged = EVAViT(arch=ARCH, pretrain_img_size=IMG,
-                    init_cfg=dict(type='Pretrained', checkpoint=str(merged_file)))
+    run_tool('tools/model_converters/merge_lora.py', str(converted),
+             str(lora_file), str(merged_file))
+    merged = EVAViT(
+        arch=ARCH,
+        pretrain_img_size=IMG,
+        init_cfg=dict(type='Pretrained', checkpoint=str(merged_file)))
     merged.init_weights()
     student.eval()
     with torch.no_grad():
-        diff = (merged.eval()(images)[0] - student(images)[0]).abs().max().item()
+        diff = (merged.eval()(images)[0] -
+                student(images)[0]).abs().max().item()
     print(f'      max |merged - LoRA| = {diff:.2e}')
     if diff > 1e-4:
         raise SystemExit('merged backbone does not reproduce the LoRA model')
-    print(f'Foundation check passed in {time.time() - start:.1f}s: feature MSE '
-          f'{losses[0]:.4f} -> {losses[-1]:.4f}; outputs in {work_dir}')
+    print(
+        f'Foundation check passed in {time.time() - start:.1f}s: feature MSE '
+        f'{losses[0]:.4f} -> {losses[-1]:.4f}; outputs in {work_dir}')
 
 
 if __name__ == '__main__':

@@ -11,20 +11,30 @@ from visft_mm.datasets.demo_coco import generate_demo_coco
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('out_dir', help='dataset root; gets train/, val/ and annotations/')
-    parser.add_argument('--num-train', type=int, default=400, help='training images')
-    parser.add_argument('--num-val', type=int, default=100, help='validation images')
-    parser.add_argument('--img-size', type=int, default=112, help='side of the square images')
-    parser.add_argument('--seed', type=int, default=0, help='non-negative random seed')
-    parser.add_argument('--max-objects', type=int, default=3, help='most objects in one image')
+    parser.add_argument(
+        'out_dir', help='dataset root; gets train/, val/ and annotations/')
+    parser.add_argument(
+        '--num-train', type=int, default=400, help='training images')
+    parser.add_argument(
+        '--num-val', type=int, default=100, help='validation images')
+    parser.add_argument(
+        '--img-size', type=int, default=112, help='side of the square images')
+    parser.add_argument(
+        '--seed', type=int, default=0, help='non-negative random seed')
+    parser.add_argument(
+        '--max-objects', type=int, default=3, help='most objects in one image')
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
-    summaries = generate_demo_coco(args.out_dir, num_train=args.num_train, num_val=args.num_val,
-                                   img_size=args.img_size, seed=args.seed,
-                                   max_objects=args.max_objects)
+    summaries = generate_demo_coco(
+        args.out_dir,
+        num_train=args.num_train,
+        num_val=args.num_val,
+        img_size=args.img_size,
+        seed=args.seed,
+        max_objects=args.max_objects)
     for summary in summaries:
         print(f'{summary} -> {args.out_dir}')
 

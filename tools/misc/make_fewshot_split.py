@@ -15,21 +15,32 @@ from visft_mm.datasets.fewshot import write_fewshot_split
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('data_root', help='dataset root, e.g. data/imagenet')
-    parser.add_argument('--shots', type=int, required=True, help='images per class (k)')
+    parser.add_argument(
+        '--shots', type=int, required=True, help='images per class (k)')
     parser.add_argument('--seed', type=int, default=0, help='seed of the draw')
-    parser.add_argument('--split', default='train', help='image folder under data_root')
-    parser.add_argument('--ann-file', help='source annotation file relative to data_root '
-                        '(default: meta/<split>.txt if it exists, else the class folders)')
-    parser.add_argument('--out', help='output file relative to data_root '
-                        '(default: meta/<split>_<shots>shot_seed<seed>.txt)')
+    parser.add_argument(
+        '--split', default='train', help='image folder under data_root')
+    parser.add_argument(
+        '--ann-file',
+        help='source annotation file relative to data_root '
+        '(default: meta/<split>.txt if it exists, else the class folders)')
+    parser.add_argument(
+        '--out',
+        help='output file relative to data_root '
+        '(default: meta/<split>_<shots>shot_seed<seed>.txt)')
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
     try:
-        path = write_fewshot_split(args.data_root, args.shots, seed=args.seed,
-                                   split=args.split, ann_file=args.ann_file, out=args.out)
+        path = write_fewshot_split(
+            args.data_root,
+            args.shots,
+            seed=args.seed,
+            split=args.split,
+            ann_file=args.ann_file,
+            out=args.out)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f'error: {e}')
     print(f'{args.shots} images per class -> {path}')

@@ -20,17 +20,28 @@ from visft_mm.utils import save_atomic
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('data_root', help='demo COCO root (train/, val/, annotations/)')
+    parser.add_argument(
+        'data_root', help='demo COCO root (train/, val/, annotations/)')
     parser.add_argument('out_ckpt', help='EVAViT state dict to write')
-    parser.add_argument('--arch-dims', type=int, default=192, help='embed_dims of the ViT')
-    parser.add_argument('--layers', type=int, default=4, help='number of ViT blocks')
-    parser.add_argument('--heads', type=int, default=4, help='attention heads per block')
-    parser.add_argument('--ffn', type=int, default=384, help='MLP hidden width')
-    parser.add_argument('--img-size', type=int, default=112,
-                        help='training image side, also the pretrain_img_size of the output')
-    parser.add_argument('--iters', type=int, default=600, help='training iterations')
-    parser.add_argument('--batch-size', type=int, default=32, help='images per batch')
-    parser.add_argument('--lr', type=float, default=1e-3, help='peak AdamW learning rate')
+    parser.add_argument(
+        '--arch-dims', type=int, default=192, help='embed_dims of the ViT')
+    parser.add_argument(
+        '--layers', type=int, default=4, help='number of ViT blocks')
+    parser.add_argument(
+        '--heads', type=int, default=4, help='attention heads per block')
+    parser.add_argument(
+        '--ffn', type=int, default=384, help='MLP hidden width')
+    parser.add_argument(
+        '--img-size',
+        type=int,
+        default=112,
+        help='training image side, also the pretrain_img_size of the output')
+    parser.add_argument(
+        '--iters', type=int, default=600, help='training iterations')
+    parser.add_argument(
+        '--batch-size', type=int, default=32, help='images per batch')
+    parser.add_argument(
+        '--lr', type=float, default=1e-3, help='peak AdamW learning rate')
     parser.add_argument('--seed', type=int, default=0, help='random seed')
     return parser.parse_args()
 
@@ -39,22 +50,35 @@ def main() -> None:
     args = parse_args()
     # Warnings only: mmengine logs one line per parameter on init_weights().
     MMLogger.get_instance('pretrain_demo_backbone', log_level='WARNING')
-    arch = dict(embed_dims=args.arch_dims, num_layers=args.layers, num_heads=args.heads,
-                feedforward_channels=args.ffn)
+    arch = dict(
+        embed_dims=args.arch_dims,
+        num_layers=args.layers,
+        num_heads=args.heads,
+        feedforward_channels=args.ffn)
     try:
         backbone, report = pretrain_clip(
-            args.data_root, arch, img_size=args.img_size, iters=args.iters,
-            batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+            args.data_root,
+            arch,
+            img_size=args.img_size,
+            iters=args.iters,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            seed=args.seed,
             log=lambda message: print(message, flush=True))
-        os.makedirs(os.path.dirname(os.path.abspath(args.out_ckpt)), exist_ok=True)
+        os.makedirs(
+            os.path.dirname(os.path.abspath(args.out_ckpt)), exist_ok=True)
         save_atomic(backbone.state_dict(), args.out_ckpt)
     except (OSError, ValueError) as exc:
         print(f'error: {exc}', file=sys.stderr)
         sys.exit(1)
-    print(f'training loss {report.losses[0]:.3f} -> {report.losses[-1]:.3f}; first batch '
-          f'{report.fixed_batch_loss_before:.3f} -> {report.fixed_batch_loss_after:.3f}')
-    print(f'val image->caption top-1: {report.retrieval_before:.3f} before, '
-          f'{report.retrieval_after:.3f} after (chance {report.retrieval_chance:.3f})')
+    print(
+        f'training loss {report.losses[0]:.3f} -> {report.losses[-1]:.3f}; first batch '
+        f'{report.fixed_batch_loss_before:.3f} -> {report.fixed_batch_loss_after:.3f}'
+    )
+    print(
+        f'val image->caption top-1: {report.retrieval_before:.3f} before, '
+        f'{report.retrieval_after:.3f} after (chance {report.retrieval_chance:.3f})'
+    )
     print(f'saved {args.out_ckpt} in {report.seconds:.0f}s')
 
 

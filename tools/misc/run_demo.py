@@ -32,8 +32,8 @@ WORK_DIR = 'work_dirs/visft_demo'
 STAGE1 = ('detection', 'segmentation', 'caption')
 COLUMNS = (('bbox mAP', 'detection/coco/bbox_mAP'),
            ('segm mAP', 'segmentation/coco/segm_mAP'),
-           ('CIDEr', 'caption/caption/CIDEr'),
-           ('BLEU-4', 'caption/caption/Bleu_4'))
+           ('CIDEr', 'caption/caption/CIDEr'), ('BLEU-4',
+                                                'caption/caption/Bleu_4'))
 
 
 def step(title: str) -> float:
@@ -64,13 +64,18 @@ def lora_change(checkpoint: str, backbone: str) -> dict:
     for name, layer in weights.layers.items():
         delta = fused_lora_delta(weights.state_dict[f'{name}.lora_A'],
                                  weights.state_dict[f'{name}.lora_B'],
-                                 layer['slices'], layer['alpha'] / layer['rank'])
+                                 layer['slices'],
+                                 layer['alpha'] / layer['rank'])
         weight = base[f'{name}.weight'].float()
         width = weight.shape[0] // 3
         for part, index in (('q', 0), ('v', 2)):
             rows = slice(index * width, (index + 1) * width)
-            ratios[part].append(float(delta[rows].norm() / weight[rows].norm()))
-    return {part: (sorted(r)[len(r) // 2], max(r)) for part, r in ratios.items()}
+            ratios[part].append(
+                float(delta[rows].norm() / weight[rows].norm()))
+    return {
+        part: (sorted(r)[len(r) // 2], max(r))
+        for part, r in ratios.items()
+    }
 
 
 def evaluate(checkpoint: Optional[str], out_json: Path) -> dict:
@@ -94,20 +99,24 @@ def main():
     parser.add_argument('--num-train', type=int, default=400)
     parser.add_argument('--num-val', type=int, default=100)
     args = parser.parse_args()
-    os.chdir(ROOT)  # configs name data/ and work_dirs/ relative to the repository
+    os.chdir(
+        ROOT)  # configs name data/ and work_dirs/ relative to the repository
     work_dir = ROOT / WORK_DIR
     work_dir.mkdir(parents=True, exist_ok=True)
     start = time.time()
 
     t = step('1/6 demo data')
     if not (ROOT / DATA_ROOT / 'annotations/instances_val.json').exists():
-        run('tools/misc/make_demo_coco.py', DATA_ROOT, '--num-train', str(args.num_train),
-            '--num-val', str(args.num_val), '--img-size', '112', '--seed', '0')
+        run('tools/misc/make_demo_coco.py', DATA_ROOT, '--num-train',
+            str(args.num_train), '--num-val', str(args.num_val), '--img-size',
+            '112', '--seed', '0')
     else:
         print(f'using {DATA_ROOT}')
     print(f'({time.time() - t:.0f}s)')
 
-    t = step('2/6 CLIP-style pre-training of the demo backbone (stands in for EVA-CLIP)')
+    t = step(
+        '2/6 CLIP-style pre-training of the demo backbone (stands in for EVA-CLIP)'
+    )
     backbone = f'{WORK_DIR}/backbone_pretrained.pth'
     if not (ROOT / backbone).exists():
         run('tools/misc/pretrain_demo_backbone.py', DATA_ROOT, backbone)
@@ -131,8 +140,9 @@ def main():
     print(f'({time.time() - t:.0f}s)')
 
     t = step('6/6 evaluation after stage 2')
-    last = sorted((work_dir / 'stage2').glob('iter_*.pth'),
-                  key=lambda p: int(p.stem.split('_')[1]))[-1]
+    last = sorted(
+        (work_dir / 'stage2').glob('iter_*.pth'),
+        key=lambda p: int(p.stem.split('_')[1]))[-1]
     after = evaluate(str(last), work_dir / 'metrics_after_stage2.json')
     print(f'({time.time() - t:.0f}s)')
     change = lora_change(str(last), backbone)
@@ -141,12 +151,16 @@ def main():
     print('\n' + header)
     for label, metrics in (('stage 1 heads on the frozen backbone', before),
                            ('after stage 2 (LoRA)', after)):
-        print(f'{label:<40}' + ''.join(f'{metrics.get(key, float("nan")):>10.3f}'
-                                       for _, key in COLUMNS))
-    print('\nLoRA update relative to the pre-trained weights, ||ΔW|| / ||W|| (median, max '
-          'over blocks): ' + ', '.join(f'{part} {med:.4f}, {top:.4f}'
-                                      for part, (med, top) in change.items()))
-    print(f'\nDemo finished in {(time.time() - start) / 60:.1f} min; outputs in {WORK_DIR}/')
+        print(f'{label:<40}' +
+              ''.join(f'{metrics.get(key, float("nan")):>10.3f}'
+                      for _, key in COLUMNS))
+    print(
+        '\nLoRA update relative to the pre-trained weights, ||ΔW|| / ||W|| (median, max '
+        'over blocks): ' + ', '.join(f'{part} {med:.4f}, {top:.4f}'
+                                     for part, (med, top) in change.items()))
+    print(
+        f'\nDemo finished in {(time.time() - start) / 60:.1f} min; outputs in {WORK_DIR}/'
+    )
 
 
 if __name__ == '__main__':

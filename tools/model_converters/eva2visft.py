@@ -13,8 +13,9 @@ import argparse
 import os
 import sys
 
-from visft_mm.models.backbones.eva_layouts import (NORM_DEFAULT_INIT_NOTE, NORM_KEYS,
-                                                   CheckpointError, describe_keys,
+from visft_mm.models.backbones.eva_layouts import (NORM_DEFAULT_INIT_NOTE,
+                                                   NORM_KEYS, CheckpointError,
+                                                   describe_keys,
                                                    load_eva_checkpoint)
 from visft_mm.utils import save_atomic
 from visft_mm.utils.cli import exit_on_bad_input
@@ -22,33 +23,45 @@ from visft_mm.utils.cli import exit_on_bad_input
 
 def parse_args():
     parser = argparse.ArgumentParser(
-        description='Convert an EVA checkpoint (LAVIS, EVA-CLIP, ViSFT, visft_mm, BLIP-2) '
-                    'to an EVAViT state dict')
+        description=
+        'Convert an EVA checkpoint (LAVIS, EVA-CLIP, ViSFT, visft_mm, BLIP-2) '
+        'to an EVAViT state dict')
     parser.add_argument('src', help='source checkpoint')
     parser.add_argument('dst', help='output EVAViT state dict')
     cls_group = parser.add_mutually_exclusive_group()
-    cls_group.add_argument('--keep-cls-token', dest='keep_cls_token', action='store_true',
-                           default=True, help='keep cls_token when the source has one '
-                                              '(default; EVAViT needs it with with_cls_token=True)')
-    cls_group.add_argument('--drop-cls-token', dest='keep_cls_token', action='store_false',
-                           help='leave cls_token out (ViSFT trains without it)')
+    cls_group.add_argument(
+        '--keep-cls-token',
+        dest='keep_cls_token',
+        action='store_true',
+        default=True,
+        help='keep cls_token when the source has one '
+        '(default; EVAViT needs it with with_cls_token=True)')
+    cls_group.add_argument(
+        '--drop-cls-token',
+        dest='keep_cls_token',
+        action='store_false',
+        help='leave cls_token out (ViSFT trains without it)')
     return parser.parse_args()
 
 
 def print_missing_norm_warning(src: str, missing_norm) -> None:
     rule = 'WARNING ' + '=' * 70
-    print('\n'.join([rule,
-                     f'WARNING: {src} has no final LayerNorm ({", ".join(missing_norm)});',
-                     f'WARNING: {NORM_DEFAULT_INIT_NOTE}.',
-                     rule]), file=sys.stderr)
+    print(
+        '\n'.join([
+            rule,
+            f'WARNING: {src} has no final LayerNorm ({", ".join(missing_norm)});',
+            f'WARNING: {NORM_DEFAULT_INIT_NOTE}.', rule
+        ]),
+        file=sys.stderr)
 
 
 def convert(args) -> None:
     converted = load_eva_checkpoint(args.src)
     incomplete = [k for k in converted.missing if k not in NORM_KEYS]
     if incomplete:
-        raise CheckpointError(f'{args.src}: incomplete {converted.layout} checkpoint, '
-                              f'missing {describe_keys(incomplete)}')
+        raise CheckpointError(
+            f'{args.src}: incomplete {converted.layout} checkpoint, '
+            f'missing {describe_keys(incomplete)}')
     state_dict = dict(converted.state_dict)
     if 'cls_token' not in state_dict:
         cls_status = 'absent from the source'
@@ -64,8 +77,10 @@ def convert(args) -> None:
     arch = converted.arch
     prefix = f" (vision tower under '{converted.prefix}')" if converted.prefix else ''
     print(f'layout:    {converted.layout}{prefix}')
-    print(f'kept:      {len(state_dict)} tensors (embed_dims {arch["embed_dims"]}, '
-          f'{arch["num_layers"]} blocks, feedforward_channels {arch["feedforward_channels"]})')
+    print(
+        f'kept:      {len(state_dict)} tensors (embed_dims {arch["embed_dims"]}, '
+        f'{arch["num_layers"]} blocks, feedforward_channels {arch["feedforward_channels"]})'
+    )
     print(f'cls_token: {cls_status}')
     print(f'dropped:   {", ".join(converted.dropped_groups()) or "nothing"}')
     print(f'saved:     {args.dst}')

@@ -15,10 +15,12 @@ import argparse
 import os
 import sys
 
-from visft_mm.models.backbones.eva_layouts import (NORM_DEFAULT_INIT_NOTE, NORM_KEYS,
-                                                   CheckpointError, describe_keys,
+from visft_mm.models.backbones.eva_layouts import (NORM_DEFAULT_INIT_NOTE,
+                                                   NORM_KEYS, CheckpointError,
+                                                   describe_keys,
                                                    load_eva_checkpoint)
-from visft_mm.models.peft.lora_files import (describe_lora, load_lora, merge_lora_state_dict,
+from visft_mm.models.peft.lora_files import (describe_lora, load_lora,
+                                             merge_lora_state_dict,
                                              to_official_layout)
 from visft_mm.utils import save_atomic
 from visft_mm.utils.cli import exit_on_bad_input
@@ -26,18 +28,27 @@ from visft_mm.utils.cli import exit_on_bad_input
 
 def parse_args():
     parser = argparse.ArgumentParser(
-        description='Merge LoRA weights into an EVA backbone, or export them in the '
-                    'official ViSFT layout',
+        description=
+        'Merge LoRA weights into an EVA backbone, or export them in the '
+        'official ViSFT layout',
         usage='%(prog)s BACKBONE_CKPT LORA_FILE OUT [--alpha A]\n'
-              '       %(prog)s --export-official LORA_FILE OUT')
-    parser.add_argument('paths', nargs='+', metavar='PATH',
-                        help='BACKBONE_CKPT LORA_FILE OUT, or LORA_FILE OUT with '
-                             '--export-official')
-    parser.add_argument('--alpha', type=float, default=None,
-                        help='LoRA alpha of an official-layout file (default 1); scaling is '
-                             'alpha / rank')
-    parser.add_argument('--export-official', action='store_true',
-                        help='write LORA_FILE in the official ViSFT layout instead of merging')
+        '       %(prog)s --export-official LORA_FILE OUT')
+    parser.add_argument(
+        'paths',
+        nargs='+',
+        metavar='PATH',
+        help='BACKBONE_CKPT LORA_FILE OUT, or LORA_FILE OUT with '
+        '--export-official')
+    parser.add_argument(
+        '--alpha',
+        type=float,
+        default=None,
+        help='LoRA alpha of an official-layout file (default 1); scaling is '
+        'alpha / rank')
+    parser.add_argument(
+        '--export-official',
+        action='store_true',
+        help='write LORA_FILE in the official ViSFT layout instead of merging')
     args = parser.parse_args()
     if args.export_official:
         if len(args.paths) != 2:
@@ -65,8 +76,9 @@ def merge(backbone_path: str, lora_path: str, out: str, alpha) -> None:
     converted = load_eva_checkpoint(backbone_path)
     incomplete = [k for k in converted.missing if k not in NORM_KEYS]
     if incomplete:
-        raise CheckpointError(f'{backbone_path}: incomplete {converted.layout} checkpoint, '
-                              f'missing {describe_keys(incomplete)}')
+        raise CheckpointError(
+            f'{backbone_path}: incomplete {converted.layout} checkpoint, '
+            f'missing {describe_keys(incomplete)}')
     weights = load_lora(lora_path, alpha=alpha)
     merged = merge_lora_state_dict(converted.state_dict, weights)
     write(merged, out)
@@ -76,11 +88,13 @@ def merge(backbone_path: str, lora_path: str, out: str, alpha) -> None:
     print(f'saved:    {out} (EVAViT state dict with LoRA merged)')
     if converted.missing:
         rule = 'WARNING ' + '=' * 70
-        print('\n'.join([rule,
-                         f'WARNING: {backbone_path} has no final LayerNorm '
-                         f'({", ".join(converted.missing)});',
-                         f'WARNING: {NORM_DEFAULT_INIT_NOTE}.',
-                         rule]), file=sys.stderr)
+        print(
+            '\n'.join([
+                rule, f'WARNING: {backbone_path} has no final LayerNorm '
+                f'({", ".join(converted.missing)});',
+                f'WARNING: {NORM_DEFAULT_INIT_NOTE}.', rule
+            ]),
+            file=sys.stderr)
 
 
 def main():

@@ -17,7 +17,8 @@ Example::
 import argparse
 import os
 
-from visft_mm.models.backbones.eva_exports import export_eva_clip, load_backbone
+from visft_mm.models.backbones.eva_exports import (export_eva_clip,
+                                                   load_backbone)
 from visft_mm.models.backbones.eva_layouts import load_checkpoint_file
 from visft_mm.models.peft.lora_files import describe_lora
 from visft_mm.utils import save_atomic
@@ -26,29 +27,45 @@ from visft_mm.utils.cli import exit_on_bad_input
 
 def parse_args():
     parser = argparse.ArgumentParser(
-        description='Replace the visual trunk of an EVA-CLIP checkpoint with a ViSFT backbone')
-    parser.add_argument('backbone', help='EVA backbone (EVAViT state dict, e.g. from '
-                                         'merge_lora.py, or any layout eva2visft.py reads)')
+        description=
+        'Replace the visual trunk of an EVA-CLIP checkpoint with a ViSFT backbone'
+    )
+    parser.add_argument(
+        'backbone',
+        help='EVA backbone (EVAViT state dict, e.g. from '
+        'merge_lora.py, or any layout eva2visft.py reads)')
     parser.add_argument('out', help='output EVA-CLIP checkpoint')
-    parser.add_argument('--clip-checkpoint', required=True,
-                        help='the original EVA-CLIP checkpoint the backbone came from')
-    parser.add_argument('--lora', help='LoRA file to merge first (visft_mm or official layout)')
-    parser.add_argument('--alpha', type=float, default=None,
-                        help='LoRA alpha of an official-layout file (default 1)')
+    parser.add_argument(
+        '--clip-checkpoint',
+        required=True,
+        help='the original EVA-CLIP checkpoint the backbone came from')
+    parser.add_argument(
+        '--lora',
+        help='LoRA file to merge first (visft_mm or official layout)')
+    parser.add_argument(
+        '--alpha',
+        type=float,
+        default=None,
+        help='LoRA alpha of an official-layout file (default 1)')
     return parser.parse_args()
 
 
 def export(args) -> None:
     backbone = load_backbone(args.backbone, args.lora, args.alpha)
     clip_sd = load_checkpoint_file(args.clip_checkpoint)
-    result = export_eva_clip(backbone.state_dict, clip_sd, source=args.clip_checkpoint)
+    result = export_eva_clip(
+        backbone.state_dict, clip_sd, source=args.clip_checkpoint)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     save_atomic(result.state_dict, args.out)
     print(f'backbone: {backbone.layout} layout, {backbone.num_layers} blocks')
-    print(f'lora:     {describe_lora(backbone.lora) if backbone.lora else "none"}')
+    print(
+        f'lora:     {describe_lora(backbone.lora) if backbone.lora else "none"}'
+    )
     for note in result.notes:
         print(f'note:     {note}')
-    print(f'saved:    {args.out} (EVA-CLIP checkpoint, {len(result.state_dict)} tensors)')
+    print(
+        f'saved:    {args.out} (EVA-CLIP checkpoint, {len(result.state_dict)} tensors)'
+    )
 
 
 def main():

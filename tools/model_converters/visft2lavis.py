@@ -20,7 +20,8 @@ Example::
 import argparse
 import os
 
-from visft_mm.models.backbones.eva_exports import (BLIP2_NUM_BLOCKS, export_lavis, load_backbone,
+from visft_mm.models.backbones.eva_exports import (BLIP2_NUM_BLOCKS,
+                                                   export_lavis, load_backbone,
                                                    load_cls_token)
 from visft_mm.models.peft.lora_files import describe_lora
 from visft_mm.utils import save_atomic
@@ -29,37 +30,59 @@ from visft_mm.utils.cli import exit_on_bad_input
 
 def parse_args():
     parser = argparse.ArgumentParser(
-        description="Export an EVA-ViT-G backbone as a LAVIS BLIP-2 visual_encoder "
-                    "(39 blocks, no final norm)")
-    parser.add_argument('backbone', help='EVA backbone (EVAViT state dict, e.g. from '
-                                         'merge_lora.py, or any layout eva2visft.py reads)')
-    parser.add_argument('out', help='output state dict (visual_encoder.* keys)')
-    parser.add_argument('--lora', help='LoRA file to merge first (visft_mm or official layout)')
-    parser.add_argument('--alpha', type=float, default=None,
-                        help='LoRA alpha of an official-layout file (default 1)')
-    parser.add_argument('--cls-token-from', metavar='CKPT',
-                        help='checkpoint whose cls_token to use (needed when BACKBONE has '
-                             'none): eva_vit_g.pth, EVA-CLIP or BLIP-2')
-    parser.add_argument('--img-size', type=int,
-                        help='input size of the BLIP-2 model to load it into (364 for LAVIS '
-                             'captioning and VQA models): resizes the position table')
-    parser.add_argument('--num-blocks', type=int, default=BLIP2_NUM_BLOCKS,
-                        help=f'blocks to keep (default {BLIP2_NUM_BLOCKS}, what LAVIS builds)')
+        description=
+        "Export an EVA-ViT-G backbone as a LAVIS BLIP-2 visual_encoder "
+        "(39 blocks, no final norm)")
+    parser.add_argument(
+        'backbone',
+        help='EVA backbone (EVAViT state dict, e.g. from '
+        'merge_lora.py, or any layout eva2visft.py reads)')
+    parser.add_argument(
+        'out', help='output state dict (visual_encoder.* keys)')
+    parser.add_argument(
+        '--lora',
+        help='LoRA file to merge first (visft_mm or official layout)')
+    parser.add_argument(
+        '--alpha',
+        type=float,
+        default=None,
+        help='LoRA alpha of an official-layout file (default 1)')
+    parser.add_argument(
+        '--cls-token-from',
+        metavar='CKPT',
+        help='checkpoint whose cls_token to use (needed when BACKBONE has '
+        'none): eva_vit_g.pth, EVA-CLIP or BLIP-2')
+    parser.add_argument(
+        '--img-size',
+        type=int,
+        help='input size of the BLIP-2 model to load it into (364 for LAVIS '
+        'captioning and VQA models): resizes the position table')
+    parser.add_argument(
+        '--num-blocks',
+        type=int,
+        default=BLIP2_NUM_BLOCKS,
+        help=f'blocks to keep (default {BLIP2_NUM_BLOCKS}, what LAVIS builds)')
     return parser.parse_args()
 
 
 def export(args) -> None:
     backbone = load_backbone(args.backbone, args.lora, args.alpha)
-    cls_token = load_cls_token(args.cls_token_from) if args.cls_token_from else None
-    result = export_lavis(backbone.state_dict, args.num_blocks, cls_token, args.img_size)
+    cls_token = load_cls_token(
+        args.cls_token_from) if args.cls_token_from else None
+    result = export_lavis(backbone.state_dict, args.num_blocks, cls_token,
+                          args.img_size)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     save_atomic(result.state_dict, args.out)
     print(f'backbone: {backbone.layout} layout, {backbone.num_layers} blocks')
-    print(f'lora:     {describe_lora(backbone.lora) if backbone.lora else "none"}')
+    print(
+        f'lora:     {describe_lora(backbone.lora) if backbone.lora else "none"}'
+    )
     print(f'cls:      {args.cls_token_from or "the backbone"}')
     for note in result.notes:
         print(f'note:     {note}')
-    print(f'saved:    {args.out} (LAVIS BLIP-2 visual_encoder, {args.num_blocks} blocks)')
+    print(
+        f'saved:    {args.out} (LAVIS BLIP-2 visual_encoder, {args.num_blocks} blocks)'
+    )
 
 
 def main():

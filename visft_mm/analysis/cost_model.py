@@ -31,11 +31,14 @@ from mmengine.registry import init_default_scope
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
-from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
+from torch.utils.flop_counter import (FlopCounterMode,
+                                      sdpa_backward_flop_count,
+                                      sdpa_flop_count)
 from torch.utils.weak import WeakIdKeyDictionary
 
 from visft_mm.registry import MODELS
-from .synthetic import (TaskInput, caption_vocabulary, model_config_without_files, synthetic_batch,
+from .synthetic import (TaskInput, caption_vocabulary,
+                        model_config_without_files, synthetic_batch,
                         task_inputs)
 
 aten = torch.ops.aten
@@ -44,9 +47,10 @@ GIB = 2**30
 RECIPE_GPUS = 8
 # Dense bf16 tensor-core peaks (vendor data sheets, TFLOP/s), matched against
 # torch.cuda.get_device_name() in this order (a longer name before its prefix).
-BF16_DENSE_TFLOPS = (
-    ('H100 PCIe', 756.), ('H100 NVL', 835.), ('H100', 989.), ('H200', 989.), ('B200', 2250.),
-    ('A100', 312.), ('L40S', 362.), ('L4', 121.), ('A10', 125.), ('RTX 4090', 165.))
+BF16_DENSE_TFLOPS = (('H100 PCIe', 756.), ('H100 NVL', 835.), ('H100', 989.),
+                     ('H200', 989.), ('B200', 2250.), ('A100', 312.),
+                     ('L40S', 362.), ('L4', 121.), ('A10', 125.), ('RTX 4090',
+                                                                   165.))
 
 
 def bf16_peak_tflops(device_name: str) -> Optional[float]:
@@ -57,23 +61,44 @@ def bf16_peak_tflops(device_name: str) -> Optional[float]:
     return None
 
 
-def _addmm_flop(self_shape, a_shape, b_shape, *args, out_shape=None, **kwargs) -> int:
+def _addmm_flop(self_shape,
+                a_shape,
+                b_shape,
+                *args,
+                out_shape=None,
+                **kwargs) -> int:
     """In-place ``addmm_`` (LoRA's update of its output slices), as ``addmm``."""
     return 2 * a_shape[0] * a_shape[1] * b_shape[1]
 
 
-def _attention_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+def _attention_flop(query_shape,
+                    key_shape,
+                    value_shape,
+                    *args,
+                    out_shape=None,
+                    **kwargs) -> int:
     return sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
-def _attention_backward_flop(grad_out_shape, query_shape, key_shape, value_shape, *args,
-                             out_shape=None, **kwargs) -> int:
+def _attention_backward_flop(grad_out_shape,
+                             query_shape,
+                             key_shape,
+                             value_shape,
+                             *args,
+                             out_shape=None,
+                             **kwargs) -> int:
     """As flash kernels run it: q @ k^T recomputed, then four gradient products."""
-    return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+    return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape,
+                                    value_shape)
 
 
-def _attention_backward_model_flop(grad_out_shape, query_shape, key_shape, value_shape, *args,
-                                   out_shape=None, **kwargs) -> int:
+def _attention_backward_model_flop(grad_out_shape,
+                                   query_shape,
+                                   key_shape,
+                                   value_shape,
+                                   *args,
+                                   out_shape=None,
+                                   **kwargs) -> int:
     """The four gradient products alone: twice the forward's two."""
     return 2 * sdpa_flop_count(query_shape, key_shape, value_shape)
 
@@ -81,18 +106,20 @@ def _attention_backward_model_flop(grad_out_shape, query_shape, key_shape, value
 # What the hardware executes (checkpointed blocks run twice, flash backward
 # recomputes q @ k^T) and model FLOPs (every product once).
 EXECUTED_FORMULAS = {
-    aten.addmm_: _addmm_flop,
-    aten._scaled_dot_product_flash_attention_for_cpu: _attention_flop,
-    aten._scaled_dot_product_flash_attention_for_cpu_backward: _attention_backward_flop,
+    aten.addmm_:
+    _addmm_flop,
+    aten._scaled_dot_product_flash_attention_for_cpu:
+    _attention_flop,
+    aten._scaled_dot_product_flash_attention_for_cpu_backward:
+    _attention_backward_flop,
 }
 MODEL_FORMULAS = {
     aten.addmm_: _addmm_flop,
     aten._scaled_dot_product_flash_attention_for_cpu: _attention_flop,
-    **{op: _attention_backward_model_flop for op in (
-        aten._scaled_dot_product_flash_attention_for_cpu_backward,
-        aten._scaled_dot_product_flash_attention_backward,
-        aten._scaled_dot_product_efficient_attention_backward,
-        aten._scaled_dot_product_cudnn_attention_backward)},
+    **{
+        op: _attention_backward_model_flop
+        for op in (aten._scaled_dot_product_flash_attention_for_cpu_backward, aten._scaled_dot_product_flash_attention_backward, aten._scaled_dot_product_efficient_attention_backward, aten._scaled_dot_product_cudnn_attention_backward)
+    },
 }
 
 
@@ -107,7 +134,8 @@ class FlopTally:
     @contextlib.contextmanager
     def count(self, part: str) -> Iterator[None]:
         model = FlopCounterMode(display=False, custom_mapping=MODEL_FORMULAS)
-        executed = FlopCounterMode(display=False, custom_mapping=EXECUTED_FORMULAS)
+        executed = FlopCounterMode(
+            display=False, custom_mapping=EXECUTED_FORMULAS)
         with model, executed:
             yield
         self.model[part] += model.get_total_flops()
@@ -156,8 +184,10 @@ class LiveTensorBytes(TorchDispatchMode):
     @contextlib.contextmanager
     def forgetting_gradients(self, module: nn.Module) -> Iterator[None]:
         """Leave the gradients of ``module``'s parameters out of the count."""
-        hooks = [p.register_post_accumulate_grad_hook(lambda p: self.forget(p.grad))
-                 for p in module.parameters() if p.requires_grad]
+        hooks = [
+            p.register_post_accumulate_grad_hook(lambda p: self.forget(p.grad))
+            for p in module.parameters() if p.requires_grad
+        ]
         try:
             yield
         finally:
@@ -172,10 +202,14 @@ class LiveTensorBytes(TorchDispatchMode):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         # outputs that alias an input (views, in-place results) hold no new memory
-        inputs = {id(t.untyped_storage()) for t in tree_leaves((args, kwargs))
-                  if isinstance(t, torch.Tensor)}
+        inputs = {
+            id(t.untyped_storage())
+            for t in tree_leaves((args, kwargs))
+            if isinstance(t, torch.Tensor)
+        }
         for leaf in tree_leaves(out):
-            if isinstance(leaf, torch.Tensor) and id(leaf.untyped_storage()) not in inputs:
+            if isinstance(leaf, torch.Tensor) and id(
+                    leaf.untyped_storage()) not in inputs:
                 self.track(leaf)
         return out
 
@@ -226,14 +260,17 @@ class CostEstimate:
     tasks: Dict[str, TaskCost] = field(default_factory=dict)
 
 
-def build_model_with_fake_backbone(cfg: Config, fake_mode: FakeTensorMode) -> nn.Module:
+def build_model_with_fake_backbone(cfg: Config,
+                                   fake_mode: FakeTensorMode) -> nn.Module:
     """The config's model without any file: its backbone on fake tensors,
     its task models on CPU with random weights."""
     init_default_scope(cfg.get('default_scope', 'visft_mm'))
     model_cfg = model_config_without_files(cfg.model)
     backbone_cfg = model_cfg.pop('backbone')
-    model = MODELS.build(dict(model_cfg, backbone=dict(type='visft_mm.FeaturesAsInput')))
-    model.tasks.init_weights()  # some heads hold uninitialised memory until then
+    model = MODELS.build(
+        dict(model_cfg, backbone=dict(type='visft_mm.FeaturesAsInput')))
+    model.tasks.init_weights(
+    )  # some heads hold uninitialised memory until then
     with fake_mode:
         model.backbone = MODELS.build(backbone_cfg)
     return model
@@ -245,8 +282,9 @@ def gradient_and_optimizer_bytes(optim_wrapper: OptimWrapper) -> int:
     the parameter's dtype."""
     optimizer = optim_wrapper.optimizer
     if not isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)):
-        raise TypeError(f'the cost model counts the state of Adam and AdamW, not of '
-                        f'{type(optimizer).__name__}')
+        raise TypeError(
+            f'the cost model counts the state of Adam and AdamW, not of '
+            f'{type(optimizer).__name__}')
     total = 0
     for group in optimizer.param_groups:
         copies = 1 + (3 if group.get('amsgrad') else 2)
@@ -258,7 +296,9 @@ def gradient_and_optimizer_bytes(optim_wrapper: OptimWrapper) -> int:
 @contextlib.contextmanager
 def checkpointing_off(module: nn.Module) -> Iterator[None]:
     """Turn off every ``with_cp`` inside ``module`` for the block."""
-    switched = [m for m in module.modules() if getattr(m, 'with_cp', False) is True]
+    switched = [
+        m for m in module.modules() if getattr(m, 'with_cp', False) is True
+    ]
     for m in switched:
         m.with_cp = False
     try:
@@ -295,8 +335,10 @@ def _heads_iteration(model, task, feats, data_samples, flops, memory) -> int:
     """Loss and backward of the task model on random features of the
     backbone's output shapes, for real, in float32 (CPUs without bf16 units
     emulate bf16 products slowly); returns how far it raises the live bytes."""
-    head_feats = [torch.randn(f.shape, dtype=f.dtype).requires_grad_(f.requires_grad)
-                  for f in feats]
+    head_feats = [
+        torch.randn(f.shape, dtype=f.dtype).requires_grad_(f.requires_grad)
+        for f in feats
+    ]
     start = memory.open_window()
     with flops.count('heads'), memory:
         losses = model.tasks[task](head_feats, data_samples, mode='loss')
@@ -310,14 +352,15 @@ def _backbone_alone(model, inputs, fake_mode, dtype, flops) -> Tuple[int, int]:
     ``flops``; returns the bytes kept for the backward and the peak."""
     memory = LiveTensorBytes()
     memory.track(inputs)
-    feats = _backbone_forward(model, inputs, fake_mode, dtype, [flops.count('backbone'), memory])
+    feats = _backbone_forward(model, inputs, fake_mode, dtype,
+                              [flops.count('backbone'), memory])
     saved = memory.live
     _backbone_backward(feats, fake_mode, [flops.count('backbone'), memory])
     return saved, memory.peak
 
 
-def measure_task(model: nn.Module, optim_wrapper: OptimWrapper, fake_mode: FakeTensorMode,
-                 task_input: TaskInput) -> TaskCost:
+def measure_task(model: nn.Module, optim_wrapper: OptimWrapper,
+                 fake_mode: FakeTensorMode, task_input: TaskInput) -> TaskCost:
     """Run one training iteration of ``task_input``'s task (without the
     optimizer step) and count its FLOPs and memory.
 
@@ -327,14 +370,17 @@ def measure_task(model: nn.Module, optim_wrapper: OptimWrapper, fake_mode: FakeT
     memory count: one as configured (executed FLOPs) and one without
     checkpointing (model FLOPs, and the activations it would take).
     """
-    batch = synthetic_batch(task_input,
-                            vocabulary=caption_vocabulary(model.tasks[task_input.task]))
+    batch = synthetic_batch(
+        task_input,
+        vocabulary=caption_vocabulary(model.tasks[task_input.task]))
     data = model.data_preprocessor(batch, training=True)
     inputs = fake_mode.from_tensor(data['inputs'])
     dtype = autocast_dtype(optim_wrapper)
     # Only a backbone that trains recomputes its checkpointed blocks.
-    recomputes = (any(p.requires_grad for p in model.backbone.parameters())
-                  and any(getattr(m, 'with_cp', False) is True for m in model.backbone.modules()))
+    recomputes = (
+        any(p.requires_grad for p in model.backbone.parameters()) and any(
+            getattr(m, 'with_cp', False) is True
+            for m in model.backbone.modules()))
     flops, memory = FlopTally(), LiveTensorBytes()
 
     def backbone_modes():
@@ -342,9 +388,10 @@ def measure_task(model: nn.Module, optim_wrapper: OptimWrapper, fake_mode: FakeT
 
     memory.track(inputs)
     with memory.forgetting_gradients(model):
-        feats = _backbone_forward(model, inputs, fake_mode, dtype, backbone_modes())
-        head_bytes = _heads_iteration(model, data['task'], feats, data['data_samples'], flops,
-                                      memory)
+        feats = _backbone_forward(model, inputs, fake_mode, dtype,
+                                  backbone_modes())
+        head_bytes = _heads_iteration(model, data['task'], feats,
+                                      data['data_samples'], flops, memory)
         if any(f.requires_grad for f in feats):
             _backbone_backward(feats, fake_mode, backbone_modes())
         del feats
@@ -356,21 +403,27 @@ def measure_task(model: nn.Module, optim_wrapper: OptimWrapper, fake_mode: FakeT
         executed_flops['backbone'] = recount.executed['backbone']
         recount = FlopTally()
         with checkpointing_off(model.backbone):
-            saved, peak = _backbone_alone(model, inputs, fake_mode, dtype, recount)
+            saved, peak = _backbone_alone(model, inputs, fake_mode, dtype,
+                                          recount)
         model_flops['backbone'] = recount.model['backbone']
         without_checkpointing = max(peak, saved + head_bytes)
     model.zero_grad(set_to_none=True)
     weights = sum(t.numel() * t.element_size()
                   for t in (*model.parameters(), *model.buffers()))
     return TaskCost(
-        task_input=task_input, input_shape=tuple(data['inputs'].shape),
-        model_flops=model_flops, executed_flops=executed_flops, weight_bytes=weights,
+        task_input=task_input,
+        input_shape=tuple(data['inputs'].shape),
+        model_flops=model_flops,
+        executed_flops=executed_flops,
+        weight_bytes=weights,
         grad_and_optimizer_bytes=gradient_and_optimizer_bytes(optim_wrapper),
-        activation_bytes=memory.peak, head_activation_bytes=head_bytes,
+        activation_bytes=memory.peak,
+        head_activation_bytes=head_bytes,
         activation_bytes_without_checkpointing=without_checkpointing)
 
 
-def estimate_cost(cfg: Config, tasks: Optional[Tuple[str, ...]] = None) -> CostEstimate:
+def estimate_cost(cfg: Config,
+                  tasks: Optional[Tuple[str, ...]] = None) -> CostEstimate:
     """Build the config's model without files and measure one iteration of
     each task (all of the config's by default) at its per-GPU batch."""
     fake_mode = FakeTensorMode()
@@ -382,19 +435,23 @@ def estimate_cost(cfg: Config, tasks: Optional[Tuple[str, ...]] = None) -> CostE
         params_total=sum(p.numel() for p in params),
         params_trainable=sum(p.numel() for p in params if p.requires_grad),
         autocast_dtype=autocast_dtype(optim_wrapper),
-        checkpointing=any(getattr(m, 'with_cp', False) is True for m in model.modules()))
+        checkpointing=any(
+            getattr(m, 'with_cp', False) is True for m in model.modules()))
     for task, task_input in task_inputs(cfg).items():
         if tasks is None or task in tasks:
-            estimate.tasks[task] = measure_task(model, optim_wrapper, fake_mode, task_input)
+            estimate.tasks[task] = measure_task(model, optim_wrapper,
+                                                fake_mode, task_input)
     return estimate
 
 
-def projected_seconds(estimate: CostEstimate, ratios: Dict[str, float], max_iters: int,
-                      gpus: int, gpu_tflops: float, mfu: float) -> float:
+def projected_seconds(estimate: CostEstimate, ratios: Dict[str, float],
+                      max_iters: int, gpus: int, gpu_tflops: float,
+                      mfu: float) -> float:
     """Wall time of ``max_iters`` iterations of the recipe's global batch
     (``RECIPE_GPUS`` per-GPU batches; fewer GPUs accumulate, as
     eva_*_stage2_1xb8.py do) on ``gpus`` GPUs that each reach ``mfu`` of
     ``gpu_tflops``; the task of an iteration is drawn by ``ratios``."""
     mean_flops = sum(ratio * estimate.tasks[task].total_model_flops
                      for task, ratio in ratios.items())
-    return max_iters * mean_flops * RECIPE_GPUS / gpus / (mfu * gpu_tflops * 1e12)
+    return max_iters * mean_flops * RECIPE_GPUS / gpus / (
+        mfu * gpu_tflops * 1e12)

@@ -22,7 +22,8 @@ from mmengine.config import Config, ConfigDict
 from mmengine.structures import InstanceData
 from mmpretrain.structures import DataSample
 
-from visft_mm.datasets.caption_vocab import END, PAD, START, UNK, WordVocabulary
+from visft_mm.datasets.caption_vocab import (END, PAD, START, UNK,
+                                             WordVocabulary)
 from visft_mm.models.backbones import EVAViT
 
 # Karpathy-COCO word map of the official caption head (WORDMAP_coco_5_cap_per_img_5_min_word_freq).
@@ -65,11 +66,13 @@ def model_config_without_files(model_cfg: dict) -> ConfigDict:
     def strip(node):
         if isinstance(node, dict):
             init_cfg = node.get('init_cfg')
-            if isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained':
+            if isinstance(init_cfg,
+                          dict) and init_cfg.get('type') == 'Pretrained':
                 node['init_cfg'] = None
             if 'vocab_file' in node:
                 node.pop('vocab_file')
-                node['vocab'] = synthetic_vocabulary(node.get('vocab_size') or OFFICIAL_VOCAB_SIZE)
+                node['vocab'] = synthetic_vocabulary(
+                    node.get('vocab_size') or OFFICIAL_VOCAB_SIZE)
             for value in node.values():
                 strip(value)
         elif isinstance(node, (list, tuple)):
@@ -82,9 +85,14 @@ def model_config_without_files(model_cfg: dict) -> ConfigDict:
 
 # Small EVAViT archs for runs on a CPU (widths divisible by their head counts).
 SMALL_ARCHS = {
-    'tiny': dict(embed_dims=64, num_layers=2, num_heads=4, feedforward_channels=128),
-    'small': dict(embed_dims=384, num_layers=6, num_heads=6, feedforward_channels=1536),
-    'base': dict(embed_dims=768, num_layers=12, num_heads=12, feedforward_channels=3072),
+    'tiny':
+    dict(embed_dims=64, num_layers=2, num_heads=4, feedforward_channels=128),
+    'small':
+    dict(embed_dims=384, num_layers=6, num_heads=6, feedforward_channels=1536),
+    'base':
+    dict(
+        embed_dims=768, num_layers=12, num_heads=12,
+        feedforward_channels=3072),
 }
 
 
@@ -94,7 +102,8 @@ def with_backbone_arch(model_cfg: dict, arch: Union[str, dict]) -> ConfigDict:
     and every task's input width set to match."""
     cfg = ConfigDict(copy.deepcopy(model_cfg))
     arch = SMALL_ARCHS.get(arch, arch) if isinstance(arch, str) else dict(arch)
-    width = (EVAViT.arch_zoo[arch] if isinstance(arch, str) else arch)['embed_dims']
+    width = (EVAViT.arch_zoo[arch]
+             if isinstance(arch, str) else arch)['embed_dims']
     vit = cfg.backbone.module if 'module' in cfg.backbone else cfg.backbone
     vit.arch = arch
     for task in cfg.tasks.values():
@@ -112,17 +121,22 @@ def train_dataloaders(cfg: Config) -> Dict[str, dict]:
     or the single loader of a one-task (stage-1) config."""
     tasks = list(cfg.model.tasks)
     loader = cfg.train_dataloader
-    if set(loader) <= set(tasks) and all(isinstance(v, dict) for v in loader.values()):
+    if set(loader) <= set(tasks) and all(
+            isinstance(v, dict) for v in loader.values()):
         return dict(loader)
     if len(tasks) != 1:
-        raise ValueError(f'train_dataloader is one loader but the model has tasks {tasks}')
+        raise ValueError(
+            f'train_dataloader is one loader but the model has tasks {tasks}')
     return {tasks[0]: loader}
 
 
 def task_ratios(cfg: Config) -> Dict[str, float]:
     """Task name → share of iterations: ``train_cfg.task_ratios``
     normalised, or 1 for the only task of a one-task config."""
-    ratios = cfg.train_cfg.get('task_ratios') or {task: 1.0 for task in train_dataloaders(cfg)}
+    ratios = cfg.train_cfg.get('task_ratios') or {
+        task: 1.0
+        for task in train_dataloaders(cfg)
+    }
     total = float(sum(ratios.values()))
     return {task: ratio / total for task, ratio in ratios.items()}
 
@@ -139,31 +153,40 @@ def _resized(transform: dict, scales: Sequence) -> ImageShape:
     shapes = []
     for scale in scales:
         w, h = (int(s * ratio) for s in scale)
-        shapes.append((min(w, h), max(w, h)) if transform.get('keep_ratio') else (h, w))
+        shapes.append((min(w, h),
+                       max(w, h)) if transform.get('keep_ratio') else (h, w))
     return max(shapes, key=_area)
 
 
-def _cropped(transform: dict, shape: Optional[ImageShape]) -> Optional[ImageShape]:
+def _cropped(transform: dict,
+             shape: Optional[ImageShape]) -> Optional[ImageShape]:
     """The largest (h, w) of mmdet's ``RandomCrop``: an absolute crop_size is
     (w, h), an absolute range bounds both sides; relative crops only shrink."""
     crop_type = transform.get('crop_type', 'absolute')
     if shape is None or crop_type not in ('absolute', 'absolute_range'):
         return shape
     size = transform['crop_size']
-    limit = (size[1], size[0]) if crop_type == 'absolute' else (max(size), max(size))
+    limit = (size[1], size[0]) if crop_type == 'absolute' else (max(size),
+                                                                max(size))
     return min(shape[0], limit[0]), min(shape[1], limit[1])
 
 
-def largest_image_shape(pipeline: Sequence[dict],
-                        shape: Optional[ImageShape] = None) -> Optional[ImageShape]:
+def largest_image_shape(
+        pipeline: Sequence[dict],
+        shape: Optional[ImageShape] = None) -> Optional[ImageShape]:
     """The largest (h, w) image ``pipeline`` can produce: its resizes
     (``Resize``, ``RandomResize``, ``RandomChoiceResize``), ``RandomCrop``
     and the branches of ``RandomChoice``; None if nothing sets a size."""
     for transform in pipeline:
         kind = transform['type'].rsplit('.', 1)[-1]
         if kind == 'RandomChoice':
-            branches = [largest_image_shape(branch, shape) for branch in transform['transforms']]
-            shape = max((s for s in branches if s is not None), key=_area, default=shape)
+            branches = [
+                largest_image_shape(branch, shape)
+                for branch in transform['transforms']
+            ]
+            shape = max((s for s in branches if s is not None),
+                        key=_area,
+                        default=shape)
         elif kind in ('Resize', 'RandomResize'):
             shape = _resized(transform, [transform['scale']])
         elif kind == 'RandomChoiceResize':
@@ -191,17 +214,23 @@ def task_inputs(cfg: Config) -> Dict[str, TaskInput]:
         if shape is None:
             raise ValueError(f'the {task!r} train pipeline sets no image size '
                              '(no Resize, RandomResize or RandomChoiceResize)')
-        annotations = [t for t in pipeline if t['type'].endswith('LoadAnnotations')]
+        annotations = [
+            t for t in pipeline if t['type'].endswith('LoadAnnotations')
+        ]
         packs = [t for t in pipeline if t['type'].endswith('PackInputs')]
         inputs[task] = TaskInput(
-            task=task, batch_size=loader.batch_size, image_shape=shape,
+            task=task,
+            batch_size=loader.batch_size,
+            image_shape=shape,
             with_masks=any(t.get('with_mask', False) for t in annotations),
-            with_captions=any('gt_caption' in t.get('algorithm_keys', ()) for t in packs),
+            with_captions=any('gt_caption' in t.get('algorithm_keys', ())
+                              for t in packs),
             num_classes=_num_classes(cfg.model.tasks[task]))
     return inputs
 
 
-def _random_boxes(generator: torch.Generator, count: int, shape: ImageShape) -> torch.Tensor:
+def _random_boxes(generator: torch.Generator, count: int,
+                  shape: ImageShape) -> torch.Tensor:
     """``count`` xyxy boxes inside an (h, w) image, each side 5-50% of the image's."""
     h, w = shape
     size = torch.rand(count, 2, generator=generator) * 0.45 + 0.05
@@ -213,13 +242,21 @@ def _random_boxes(generator: torch.Generator, count: int, shape: ImageShape) -> 
 def _detection_sample(task_input: TaskInput, index: int,
                       generator: torch.Generator) -> DetDataSample:
     h, w = task_input.image_shape
-    sample = DetDataSample(metainfo=dict(
-        img_id=index, img_path='', ori_shape=(h, w), img_shape=(h, w), scale_factor=(1., 1.),
-        flip=False, flip_direction=None))
+    sample = DetDataSample(
+        metainfo=dict(
+            img_id=index,
+            img_path='',
+            ori_shape=(h, w),
+            img_shape=(h, w),
+            scale_factor=(1., 1.),
+            flip=False,
+            flip_direction=None))
     boxes = _random_boxes(generator, OBJECTS_PER_IMAGE, (h, w))
     instances = InstanceData(
         bboxes=boxes,
-        labels=torch.randint(task_input.num_classes, (OBJECTS_PER_IMAGE, ), generator=generator))
+        labels=torch.randint(
+            task_input.num_classes, (OBJECTS_PER_IMAGE, ),
+            generator=generator))
     if task_input.with_masks:
         masks = np.zeros((OBJECTS_PER_IMAGE, h, w), dtype=np.uint8)
         for mask, (x1, y1, x2, y2) in zip(masks, boxes.int().tolist()):
@@ -234,8 +271,10 @@ def _caption_sample(task_input: TaskInput, index: int, words: Sequence[str],
     h, w = task_input.image_shape
     picks = torch.randint(len(words), (CAPTION_WORDS, ), generator=generator)
     caption = ' '.join(words[i] for i in picks.tolist())
-    return DataSample(metainfo=dict(image_id=index, img_path='', ori_shape=(h, w),
-                                    img_shape=(h, w)), gt_caption=caption)
+    return DataSample(
+        metainfo=dict(
+            image_id=index, img_path='', ori_shape=(h, w), img_shape=(h, w)),
+        gt_caption=caption)
 
 
 def caption_vocabulary(task_model: nn.Module) -> Optional[WordVocabulary]:
@@ -243,7 +282,8 @@ def caption_vocabulary(task_model: nn.Module) -> Optional[WordVocabulary]:
     return getattr(getattr(task_model, 'head', None), 'vocab', None)
 
 
-def synthetic_batch(task_input: TaskInput, seed: int = 0,
+def synthetic_batch(task_input: TaskInput,
+                    seed: int = 0,
                     vocabulary: Optional[WordVocabulary] = None) -> dict:
     """A collated training batch of ``task_input``'s size, as the task's
     dataloader yields it (uint8 CHW images, data samples), with ``task`` set.
@@ -251,16 +291,22 @@ def synthetic_batch(task_input: TaskInput, seed: int = 0,
     generator = torch.Generator().manual_seed(seed)
     if task_input.with_captions:
         if vocabulary is None:
-            raise ValueError(f'task {task_input.task!r} has captions: give its vocabulary')
-        words = [w for i, w in sorted(vocabulary.id_to_word.items())
-                 if i not in vocabulary.special_ids]
+            raise ValueError(
+                f'task {task_input.task!r} has captions: give its vocabulary')
+        words = [
+            w for i, w in sorted(vocabulary.id_to_word.items())
+            if i not in vocabulary.special_ids
+        ]
     h, w = task_input.image_shape
     images: List[torch.Tensor] = []
     samples = []
     for index in range(task_input.batch_size):
-        images.append(torch.randint(256, (3, h, w), dtype=torch.uint8, generator=generator))
+        images.append(
+            torch.randint(
+                256, (3, h, w), dtype=torch.uint8, generator=generator))
         if task_input.with_captions:
-            samples.append(_caption_sample(task_input, index, words, generator))
+            samples.append(
+                _caption_sample(task_input, index, words, generator))
         else:
             samples.append(_detection_sample(task_input, index, generator))
     return dict(inputs=images, data_samples=samples, task=task_input.task)

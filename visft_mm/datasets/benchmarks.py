@@ -25,13 +25,14 @@ from typing import List
 from mmengine.logging import MMLogger
 from mmpretrain.datasets import COCORetrieval as MMPretrainCOCORetrieval
 from mmpretrain.datasets import CustomDataset
-from mmpretrain.datasets import Flickr30kRetrieval as MMPretrainFlickr30kRetrieval
+from mmpretrain.datasets import \
+    Flickr30kRetrieval as MMPretrainFlickr30kRetrieval
 from mmpretrain.datasets import ImageNet as MMPretrainImageNet
 from mmpretrain.datasets.custom import find_folders, get_samples
 from mmseg.datasets import ADE20KDataset as MMSegADE20KDataset
 
-from .imagenet_variants import IMAGENET_VARIANTS, imagenet_class_names, imagenet_variant_folders
-
+from .imagenet_variants import (IMAGENET_VARIANTS, imagenet_class_names,
+                                imagenet_variant_folders)
 
 ADE20K_SOURCE = (
     'download ADEChallengeData2016.zip from '
@@ -56,7 +57,8 @@ FLICKR30K_SOURCE = (
     'data/flickr30k/annotations/ (or point data_root at your copy)')
 
 
-def missing_data_error(dataset: str, path: str, source: str) -> FileNotFoundError:
+def missing_data_error(dataset: str, path: str,
+                       source: str) -> FileNotFoundError:
     """The error for data of ``dataset`` missing at ``path``."""
     return FileNotFoundError(f'{dataset}: {path} not found; {source}')
 
@@ -73,7 +75,8 @@ class ADE20KDataset(MMSegADE20KDataset):
         data_list = super().load_data_list()
         if not data_list:
             raise missing_data_error(
-                'ADE20K', osp.join(self.data_prefix['img_path'], f'*{self.img_suffix}'),
+                'ADE20K',
+                osp.join(self.data_prefix['img_path'], f'*{self.img_suffix}'),
                 ADE20K_SOURCE)
         return data_list
 
@@ -84,9 +87,11 @@ class ImageNet(MMPretrainImageNet):
 
     def load_data_list(self) -> List[dict]:
         if self.ann_file and not osp.isfile(self.ann_file):
-            raise missing_data_error('ImageNet', self.ann_file, IMAGENET_SOURCE)
+            raise missing_data_error('ImageNet', self.ann_file,
+                                     IMAGENET_SOURCE)
         if not osp.isdir(self.img_prefix):
-            raise missing_data_error('ImageNet', self.img_prefix, IMAGENET_SOURCE)
+            raise missing_data_error('ImageNet', self.img_prefix,
+                                     IMAGENET_SOURCE)
         return super().load_data_list()
 
 
@@ -104,7 +109,8 @@ class _RetrievalFilesCheck:
             raise missing_data_error(self.NAME, self.img_prefix, self.SOURCE)
         data_list = super().load_data_list()
         if data_list and not osp.isfile(data_list[0]['img_path']):
-            raise missing_data_error(self.NAME, data_list[0]['img_path'], self.SOURCE)
+            raise missing_data_error(self.NAME, data_list[0]['img_path'],
+                                     self.SOURCE)
         return data_list
 
 
@@ -142,11 +148,14 @@ class ImageNetVariant(CustomDataset):
 
     def __init__(self, variant: str, data_root: str, **kwargs):
         if variant not in IMAGENET_VARIANTS:
-            raise KeyError(f'unknown ImageNet variant {variant!r}; choose from '
-                           f'{list(IMAGENET_VARIANTS)}')
+            raise KeyError(
+                f'unknown ImageNet variant {variant!r}; choose from '
+                f'{list(IMAGENET_VARIANTS)}')
         self.variant = variant
-        super().__init__(data_root=data_root, metainfo=dict(classes=imagenet_class_names(variant)),
-                         **kwargs)
+        super().__init__(
+            data_root=data_root,
+            metainfo=dict(classes=imagenet_class_names(variant)),
+            **kwargs)
 
     def _find_samples(self):
         source = IMAGENET_VARIANTS[self.variant].source
@@ -159,19 +168,24 @@ class ImageNetVariant(CustomDataset):
         if missing or unexpected:
             raise ValueError(
                 f'{self.img_prefix} is not {self.variant} in its own layout: '
-                + '; '.join(f'{len(names)} {what} class folders ({", ".join(names[:3])}'
-                            f'{", ..." if len(names) > 3 else ""})'
-                            for what, names in (('missing', missing), ('unexpected', unexpected))
-                            if names)
-                + f'. To get it: {source}')
-        folder_to_label = {folder: label for label, folder in enumerate(expected)}
-        samples, empty = get_samples(self.img_prefix, folder_to_label,
-                                     is_valid_file=self.is_valid_file)
+                + '; '.join(
+                    f'{len(names)} {what} class folders ({", ".join(names[:3])}'
+                    f'{", ..." if len(names) > 3 else ""})'
+                    for what, names in (('missing', missing),
+                                        ('unexpected', unexpected)) if names) +
+                f'. To get it: {source}')
+        folder_to_label = {
+            folder: label
+            for label, folder in enumerate(expected)
+        }
+        samples, empty = get_samples(
+            self.img_prefix, folder_to_label, is_valid_file=self.is_valid_file)
         if empty:
             MMLogger.get_current_instance().warning(
                 f'{self.img_prefix}: {len(empty)} of the {len(expected)} {self.variant} class '
                 'folders hold no images')
         if not samples:
-            raise missing_data_error(self.variant, osp.join(self.img_prefix, '<class>/<image>'),
-                                     source)
+            raise missing_data_error(
+                self.variant, osp.join(self.img_prefix, '<class>/<image>'),
+                source)
         return samples

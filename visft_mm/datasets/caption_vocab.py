@@ -56,16 +56,21 @@ class WordVocabulary:
         self.unk_id = self.word_to_id[UNK]
         self.start_id = self.word_to_id[START]
         self.end_id = self.word_to_id[END]
-        self.special_ids = frozenset(self.word_to_id[token] for token in SPECIAL_TOKENS)
+        self.special_ids = frozenset(self.word_to_id[token]
+                                     for token in SPECIAL_TOKENS)
 
     @classmethod
-    def build(cls, captions: Iterable[str], min_word_freq: int = 5) -> 'WordVocabulary':
+    def build(cls,
+              captions: Iterable[str],
+              min_word_freq: int = 5) -> 'WordVocabulary':
         """Keep the words seen more than ``min_word_freq`` times, numbered
         from 1 in order of first appearance, then add the special tokens."""
         word_freq = Counter()
         for caption in captions:
             word_freq.update(tokenize(caption))
-        words = [word for word, freq in word_freq.items() if freq > min_word_freq]
+        words = [
+            word for word, freq in word_freq.items() if freq > min_word_freq
+        ]
         word_map = {word: idx for idx, word in enumerate(words, start=1)}
         for token in (UNK, START, END):
             word_map[token] = len(word_map) + 1
@@ -90,8 +95,9 @@ class WordVocabulary:
         """``[<start>] + word ids + [<end>]``, keeping the first ``max_len``
         words; words outside the vocabulary become ``<unk>``."""
         words = tokenize(caption)[:max_len]
-        return ([self.start_id] + [self.word_to_id.get(word, self.unk_id) for word in words]
-                + [self.end_id])
+        return ([self.start_id] +
+                [self.word_to_id.get(word, self.unk_id)
+                 for word in words] + [self.end_id])
 
     def decode(self, ids: Sequence[int]) -> str:
         """The words before the first ``<end>``, special tokens left out."""

@@ -21,8 +21,8 @@ KARPATHY_LAYOUT = 'karpathy'
 # Karpathy split name -> the values of ``image['split']`` it takes.
 KARPATHY_SPLITS: Dict[str, Tuple[str, ...]] = {
     'train': ('train', 'restval'),
-    'val': ('val',),
-    'test': ('test',),
+    'val': ('val', ),
+    'test': ('test', ),
 }
 
 
@@ -40,21 +40,29 @@ def read_caption_json(ann_file: str) -> Tuple[str, dict]:
     ``dataset_coco.json`` has ``images`` whose entries hold ``sentences``.
     """
     if not fileio.exists(ann_file):
-        raise FileNotFoundError(f'caption annotation file {ann_file} does not exist')
+        raise FileNotFoundError(
+            f'caption annotation file {ann_file} does not exist')
     try:
         data = json.loads(fileio.get_text(ann_file))
     except ValueError as exc:  # json.JSONDecodeError and UnicodeDecodeError
-        raise ValueError(f'caption annotation file {ann_file} is not valid json: {exc}') from None
+        raise ValueError(
+            f'caption annotation file {ann_file} is not valid json: {exc}'
+        ) from None
     if isinstance(data, dict) and isinstance(data.get('images'), list):
         if 'annotations' in data:
             return COCO_LAYOUT, data
-        if all(isinstance(image, dict) and 'sentences' in image for image in data['images']):
+        if all(
+                isinstance(image, dict) and 'sentences' in image
+                for image in data['images']):
             return KARPATHY_LAYOUT, data
-    raise ValueError(f'caption annotation file {ann_file} is neither a COCO captions json '
-                     '(images + annotations) nor a Karpathy dataset_coco.json')
+    raise ValueError(
+        f'caption annotation file {ann_file} is neither a COCO captions json '
+        '(images + annotations) nor a Karpathy dataset_coco.json')
 
 
-def parse_caption_images(ann_file: str, layout: str, data: dict,
+def parse_caption_images(ann_file: str,
+                         layout: str,
+                         data: dict,
                          split: Optional[str] = None) -> List[CaptionImage]:
     """The images of ``data`` that have captions, in file order.
 
@@ -65,20 +73,33 @@ def parse_caption_images(ann_file: str, layout: str, data: dict,
     try:
         if layout == COCO_LAYOUT:
             if split is not None:
-                raise ValueError(f'split={split!r} applies to the Karpathy layout only; a COCO '
-                                 'captions json holds one split')
-            captions: Dict[int, List[str]] = {image['id']: [] for image in data['images']}
+                raise ValueError(
+                    f'split={split!r} applies to the Karpathy layout only; a COCO '
+                    'captions json holds one split')
+            captions: Dict[int, List[str]] = {
+                image['id']: []
+                for image in data['images']
+            }
             for annotation in data['annotations']:
-                captions[annotation['image_id']].append(annotation['caption'].strip())
-            images = [CaptionImage(image['id'], image['file_name'], captions[image['id']])
-                      for image in data['images']]
+                captions[annotation['image_id']].append(
+                    annotation['caption'].strip())
+            images = [
+                CaptionImage(image['id'], image['file_name'],
+                             captions[image['id']]) for image in data['images']
+            ]
         else:
             if split not in KARPATHY_SPLITS:
-                raise ValueError(f'a Karpathy json needs split in {sorted(KARPATHY_SPLITS)}, '
-                                 f'got {split!r}')
-            images = [CaptionImage(image['cocoid'], osp.join(image['filepath'], image['filename']),
-                                   [sentence['raw'].strip() for sentence in image['sentences']])
-                      for image in data['images'] if image['split'] in KARPATHY_SPLITS[split]]
+                raise ValueError(
+                    f'a Karpathy json needs split in {sorted(KARPATHY_SPLITS)}, '
+                    f'got {split!r}')
+            images = [
+                CaptionImage(image['cocoid'],
+                             osp.join(image['filepath'], image['filename']), [
+                                 sentence['raw'].strip()
+                                 for sentence in image['sentences']
+                             ]) for image in data['images']
+                if image['split'] in KARPATHY_SPLITS[split]
+            ]
     except (KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f'caption annotation file {ann_file} is malformed: '
                          f'{type(exc).__name__} {exc}') from None
@@ -119,10 +140,13 @@ class CocoCaptionDataset(BaseDataset):
         img_prefix = self.data_prefix['img_path']
         data_list = []
         for image in images:
-            item = dict(img_path=fileio.join_path(img_prefix, image.file_path),
-                        image_id=image.image_id)
+            item = dict(
+                img_path=fileio.join_path(img_prefix, image.file_path),
+                image_id=image.image_id)
             if self.test_mode:
                 data_list.append(dict(item, gt_caption=image.captions))
             else:
-                data_list.extend(dict(item, gt_caption=caption) for caption in image.captions)
+                data_list.extend(
+                    dict(item, gt_caption=caption)
+                    for caption in image.captions)
         return data_list

@@ -28,19 +28,35 @@ from visft_mm.datasets.caption_vocab import WordVocabulary
 
 # Shapes are the COCO categories (ids 1..K in this order); colors only appear in captions.
 DEMO_CLASSES = ('circle', 'square', 'triangle', 'cross')
-PLURALS = {'circle': 'circles', 'square': 'squares', 'triangle': 'triangles', 'cross': 'crosses'}
+PLURALS = {
+    'circle': 'circles',
+    'square': 'squares',
+    'triangle': 'triangles',
+    'cross': 'crosses'
+}
 COLORS: Dict[str, Tuple[int, int, int]] = {
     'red': (220, 40, 40),
     'green': (40, 170, 60),
     'blue': (40, 80, 220),
     'yellow': (235, 205, 40),
 }
-NUMBER_WORDS = {2: 'two', 3: 'three', 4: 'four', 5: 'five', 6: 'six', 7: 'seven', 8: 'eight',
-                9: 'nine', 10: 'ten'}
+NUMBER_WORDS = {
+    2: 'two',
+    3: 'three',
+    4: 'four',
+    5: 'five',
+    6: 'six',
+    7: 'seven',
+    8: 'eight',
+    9: 'nine',
+    10: 'ten'
+}
 
 SPLITS = ('train', 'val')
 CIRCLE_VERTICES = 24
-SIZE_RANGE = (0.20, 0.45)  # largest side of an object's box, as a fraction of the image side
+SIZE_RANGE = (
+    0.20, 0.45
+)  # largest side of an object's box, as a fraction of the image side
 MAX_ROTATION_DEG = 20.0  # squares, triangles and crosses are turned by up to this much
 MAX_BOX_IOU = 0.2
 MIN_GAP_PX = 2  # free pixels between two objects, so same-colored neighbours never merge
@@ -70,8 +86,9 @@ class SplitSummary:
     categories: int
 
     def __str__(self) -> str:
-        return (f'{self.split}: {self.images} images, {self.instances} instances, '
-                f'{self.captions} captions, {self.categories} categories')
+        return (
+            f'{self.split}: {self.images} images, {self.instances} instances, '
+            f'{self.captions} captions, {self.categories} categories')
 
 
 def unit_outline(shape: str) -> np.ndarray:
@@ -85,19 +102,23 @@ def unit_outline(shape: str) -> np.ndarray:
     if shape == 'triangle':  # equilateral, apex up
         half_width = 0.5
         height = half_width * math.sqrt(3)
-        return np.array([[0.0, -height / 2], [half_width, height / 2], [-half_width, height / 2]])
+        return np.array([[0.0, -height / 2], [half_width, height / 2],
+                         [-half_width, height / 2]])
     if shape == 'cross':  # a plus sign whose arms are a third of its span wide
         h = 1 / 6  # half the arm width
-        return np.array([[-h, -0.5], [h, -0.5], [h, -h], [0.5, -h], [0.5, h], [h, h], [h, 0.5],
-                         [-h, 0.5], [-h, h], [-0.5, h], [-0.5, -h], [-h, -h]])
-    raise ValueError(f'unknown shape {shape!r}; expected one of {DEMO_CLASSES}')
+        return np.array([[-h, -0.5], [h, -0.5], [h, -h], [0.5, -h], [0.5, h],
+                         [h, h], [h, 0.5], [-h, 0.5], [-h, h], [-0.5, h],
+                         [-0.5, -h], [-h, -h]])
+    raise ValueError(
+        f'unknown shape {shape!r}; expected one of {DEMO_CLASSES}')
 
 
 def sized_outline(shape: str, size: float, rotation_deg: float) -> np.ndarray:
     """Vertices of ``shape`` rotated, then scaled so its box's larger side is
     ``size`` pixels, with the box centred at the origin."""
     theta = math.radians(rotation_deg)
-    rotation = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
+    rotation = np.array([[math.cos(theta), -math.sin(theta)],
+                         [math.sin(theta), math.cos(theta)]])
     points = unit_outline(shape) @ rotation.T
     low, high = points.min(axis=0), points.max(axis=0)
     return (points - (low + high) / 2) * (size / (high - low).max())
@@ -131,26 +152,30 @@ def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
 def render_background(rng: np.random.Generator, img_size: int) -> np.ndarray:
     """(H, W, 3) float image: a random muted color, a linear gradient in a
     random direction, and light Gaussian noise."""
-    base = 255 * np.array(colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.1, 0.3),
-                                              rng.uniform(0.35, 0.7)))
+    base = 255 * np.array(
+        colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.1, 0.3),
+                            rng.uniform(0.35, 0.7)))
     angle = rng.uniform(0, 2 * np.pi)
     coords = (np.arange(img_size) + 0.5) / img_size - 0.5
-    ramp = np.cos(angle) * coords[None, :] + np.sin(angle) * coords[:, None]  # in [-0.71, 0.71]
+    ramp = np.cos(angle) * coords[None, :] + np.sin(
+        angle) * coords[:, None]  # in [-0.71, 0.71]
     gradient = rng.uniform(20, 60) * ramp
     noise = rng.normal(0.0, 4.0, size=(img_size, img_size, 3))
     return base + gradient[..., None] + noise
 
 
-def try_place(rng: np.random.Generator, shape: str, color: str, img_size: int,
-              occupied: np.ndarray, boxes: List[List[float]]
-              ) -> Optional[Tuple[SceneObject, np.ndarray]]:
+def try_place(
+        rng: np.random.Generator, shape: str, color: str, img_size: int,
+        occupied: np.ndarray,
+        boxes: List[List[float]]) -> Optional[Tuple[SceneObject, np.ndarray]]:
     """Sample a size, rotation and position for ``shape`` until the object lies
     inside the image, keeps ``MIN_GAP_PX`` from ``occupied`` and overlaps no
     box in ``boxes`` by more than ``MAX_BOX_IOU``; returns the object and its
     (H, W) bool mask, or None after ``PLACEMENT_ATTEMPTS`` failures."""
     for _ in range(PLACEMENT_ATTEMPTS):
         size = rng.uniform(*SIZE_RANGE) * img_size
-        rotation = 0.0 if shape == 'circle' else rng.uniform(-MAX_ROTATION_DEG, MAX_ROTATION_DEG)
+        rotation = 0.0 if shape == 'circle' else rng.uniform(
+            -MAX_ROTATION_DEG, MAX_ROTATION_DEG)
         outline = sized_outline(shape, size, rotation)
         low, high = outline.min(axis=0), outline.max(axis=0)
         # One pixel of margin keeps the rasterised shape clear of the border.
@@ -163,7 +188,8 @@ def try_place(rng: np.random.Generator, shape: str, color: str, img_size: int,
         rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
         bbox = [float(v) for v in mask_utils.toBbox(rle)]
         if all(box_iou(bbox, other) <= MAX_BOX_IOU for other in boxes):
-            return SceneObject(shape, color, polygon, bbox, float(mask_utils.area(rle))), mask
+            return SceneObject(shape, color, polygon, bbox,
+                               float(mask_utils.area(rle))), mask
     return None
 
 
@@ -180,7 +206,8 @@ def render_scene(rng: np.random.Generator, img_size: int,
     for _ in range(rng.integers(1, max_objects + 1)):
         shape = DEMO_CLASSES[rng.integers(len(DEMO_CLASSES))]
         color = color_names[rng.integers(len(color_names))]
-        placed = try_place(rng, shape, color, img_size, occupied, [o.bbox for o in objects])
+        placed = try_place(rng, shape, color, img_size, occupied,
+                           [o.bbox for o in objects])
         if placed is None:
             continue
         obj, mask = placed
@@ -215,14 +242,18 @@ def make_captions(objects: Sequence[SceneObject]) -> List[str]:
     for obj in objects:
         key = (obj.color, obj.shape)
         counts[key] = counts.get(key, 0) + 1
-        leftmost[key] = min(leftmost.get(key, math.inf), obj.bbox[0] + obj.bbox[2] / 2)
+        leftmost[key] = min(
+            leftmost.get(key, math.inf), obj.bbox[0] + obj.bbox[2] / 2)
     color_names = list(COLORS)
     left_to_right = sorted(counts, key=leftmost.__getitem__)
-    by_category = sorted(counts, key=lambda key: (DEMO_CLASSES.index(key[1]),
-                                                  color_names.index(key[0])))
+    by_category = sorted(
+        counts,
+        key=lambda key:
+        (DEMO_CLASSES.index(key[1]), color_names.index(key[0])))
     spatial = [count_phrase(counts[key], *key) for key in left_to_right]
     listed = [count_phrase(counts[key], *key) for key in by_category]
-    verb = 'is' if counts[by_category[0]] == 1 else 'are'  # agrees with the first noun
+    verb = 'is' if counts[
+        by_category[0]] == 1 else 'are'  # agrees with the first noun
     relation = (f'only {spatial[0]}' if len(spatial) == 1 else
                 f'{spatial[0]} next to {join_phrases(spatial[1:])}')
     return [
@@ -240,8 +271,11 @@ def write_json(data: dict, path: str) -> None:
         f.write('\n')
 
 
-def generate_demo_coco(out_dir: str, num_train: int = 400, num_val: int = 100,
-                       img_size: int = 112, seed: int = 0,
+def generate_demo_coco(out_dir: str,
+                       num_train: int = 400,
+                       num_val: int = 100,
+                       img_size: int = 112,
+                       seed: int = 0,
                        max_objects: int = 3) -> List[SplitSummary]:
     """Write the demo dataset under ``out_dir``::
 
@@ -256,21 +290,31 @@ def generate_demo_coco(out_dir: str, num_train: int = 400, num_val: int = 100,
     images of a split do not depend on how many are asked for.
     """
     if img_size < MIN_IMG_SIZE:
-        raise ValueError(f'img_size must be at least {MIN_IMG_SIZE}, got {img_size}')
+        raise ValueError(
+            f'img_size must be at least {MIN_IMG_SIZE}, got {img_size}')
     if not 1 <= max_objects <= max(NUMBER_WORDS):
-        raise ValueError(f'max_objects must be in 1..{max(NUMBER_WORDS)}, got {max_objects}')
+        raise ValueError(
+            f'max_objects must be in 1..{max(NUMBER_WORDS)}, got {max_objects}'
+        )
     if min(num_train, num_val, seed) < 0:
         raise ValueError('num_train, num_val and seed must be non-negative')
-    categories = [dict(id=i + 1, name=name, supercategory='shape')
-                  for i, name in enumerate(DEMO_CLASSES)]
+    categories = [
+        dict(id=i + 1, name=name, supercategory='shape')
+        for i, name in enumerate(DEMO_CLASSES)
+    ]
     category_ids = {name: i + 1 for i, name in enumerate(DEMO_CLASSES)}
-    info = dict(description='visft_mm demo shapes', img_size=img_size, seed=seed,
-                max_objects=max_objects)
+    info = dict(
+        description='visft_mm demo shapes',
+        img_size=img_size,
+        seed=seed,
+        max_objects=max_objects)
     annotation_dir = os.path.join(out_dir, 'annotations')
     os.makedirs(annotation_dir, exist_ok=True)
-    image_ids, instance_ids, caption_ids = (itertools.count(1) for _ in range(3))
+    image_ids, instance_ids, caption_ids = (
+        itertools.count(1) for _ in range(3))
     summaries = []
-    for split_index, (split, num_images) in enumerate(zip(SPLITS, (num_train, num_val))):
+    for split_index, (split, num_images) in enumerate(
+            zip(SPLITS, (num_train, num_val))):
         image_dir = os.path.join(out_dir, split)
         os.makedirs(image_dir, exist_ok=True)
         images, instances, captions = [], [], []
@@ -279,22 +323,46 @@ def generate_demo_coco(out_dir: str, num_train: int = 400, num_val: int = 100,
             pixels, objects = render_scene(rng, img_size, max_objects)
             image_id = next(image_ids)
             file_name = f'{image_id:012d}.png'
-            Image.fromarray(pixels).save(os.path.join(image_dir, file_name), format='PNG')
-            images.append(dict(id=image_id, file_name=file_name, width=img_size, height=img_size))
+            Image.fromarray(pixels).save(
+                os.path.join(image_dir, file_name), format='PNG')
+            images.append(
+                dict(
+                    id=image_id,
+                    file_name=file_name,
+                    width=img_size,
+                    height=img_size))
             for obj in objects:
-                instances.append(dict(
-                    id=next(instance_ids), image_id=image_id,
-                    category_id=category_ids[obj.shape], segmentation=[obj.polygon],
-                    area=obj.area, bbox=obj.bbox, iscrowd=0, color=obj.color))
+                instances.append(
+                    dict(
+                        id=next(instance_ids),
+                        image_id=image_id,
+                        category_id=category_ids[obj.shape],
+                        segmentation=[obj.polygon],
+                        area=obj.area,
+                        bbox=obj.bbox,
+                        iscrowd=0,
+                        color=obj.color))
             for caption in make_captions(objects):
-                captions.append(dict(id=next(caption_ids), image_id=image_id, caption=caption))
-        write_json(dict(info=info, images=images, annotations=instances, categories=categories),
-                   os.path.join(annotation_dir, f'instances_{split}.json'))
-        write_json(dict(info=info, images=images, annotations=captions),
-                   os.path.join(annotation_dir, f'captions_{split}.json'))
+                captions.append(
+                    dict(
+                        id=next(caption_ids),
+                        image_id=image_id,
+                        caption=caption))
+        write_json(
+            dict(
+                info=info,
+                images=images,
+                annotations=instances,
+                categories=categories),
+            os.path.join(annotation_dir, f'instances_{split}.json'))
+        write_json(
+            dict(info=info, images=images, annotations=captions),
+            os.path.join(annotation_dir, f'captions_{split}.json'))
         if split == 'train':
-            vocab = WordVocabulary.build((c['caption'] for c in captions), min_word_freq=1)
+            vocab = WordVocabulary.build((c['caption'] for c in captions),
+                                         min_word_freq=1)
             vocab.save(os.path.join(annotation_dir, 'vocab.json'))
-        summaries.append(SplitSummary(split, len(images), len(instances), len(captions),
-                                      len(categories)))
+        summaries.append(
+            SplitSummary(split, len(images), len(instances), len(captions),
+                         len(categories)))
     return summaries

@@ -15,10 +15,12 @@ from mmpretrain.datasets.categories import IMAGENET_SIMPLE_CATEGORIES
 def _timm_info_lines(name: str) -> List[str]:
     """A list shipped in timm's ``data/_info`` (ImageNet synsets and the
     ImageNet-A/R class subsets)."""
-    return pkgutil.get_data('timm.data', f'_info/{name}').decode('utf-8').split()
+    return pkgutil.get_data('timm.data',
+                            f'_info/{name}').decode('utf-8').split()
 
 
-IMAGENET_SYNSETS: Tuple[str, ...] = tuple(_timm_info_lines('imagenet_synsets.txt'))
+IMAGENET_SYNSETS: Tuple[str,
+                        ...] = tuple(_timm_info_lines('imagenet_synsets.txt'))
 
 
 @dataclass(frozen=True)
@@ -38,23 +40,27 @@ class VariantSpec:
 
 
 IMAGENET_VARIANTS = {
-    'imagenet-v2': VariantSpec(
+    'imagenet-v2':
+    VariantSpec(
         'index', None,
         'download imagenetv2-matched-frequency.tar.gz from https://huggingface.co/datasets/'
         'vaishaal/ImageNetV2 and extract it so that the class folders 0..999 of '
         'imagenetv2-matched-frequency-format-val are data/imagenet-v2/0..999 (or point '
         'data_root at your copy)'),
-    'imagenet-sketch': VariantSpec(
+    'imagenet-sketch':
+    VariantSpec(
         'wnid', None,
         'download ImageNet-Sketch (https://github.com/HaohanWang/ImageNet-Sketch) and extract '
         'it so that the class folders of sketch/ are data/imagenet-sketch/<wnid>/ (or point '
         'data_root at your copy)'),
-    'imagenet-a': VariantSpec(
+    'imagenet-a':
+    VariantSpec(
         'wnid', 'imagenet_a',
         'download https://people.eecs.berkeley.edu/~hendrycks/imagenet-a.tar and extract it '
         'into data/, giving data/imagenet-a/<wnid>/ for its 200 classes (or point data_root '
         'at your copy)'),
-    'imagenet-r': VariantSpec(
+    'imagenet-r':
+    VariantSpec(
         'wnid', 'imagenet_r',
         'download https://people.eecs.berkeley.edu/~hendrycks/imagenet-r.tar and extract it '
         'into data/, giving data/imagenet-r/<wnid>/ for its 200 classes (or point data_root '
@@ -87,4 +93,6 @@ def imagenet_variant_folders(variant: str) -> List[str]:
 def imagenet_class_names(variant: str) -> List[str]:
     """CLIP's ImageNet class names (mmpretrain's ``IMAGENET_SIMPLE_CATEGORIES``,
     the names EVA-CLIP evaluates with) of the classes of ``variant``."""
-    return [IMAGENET_SIMPLE_CATEGORIES[i] for i in imagenet_class_indices(variant)]
+    return [
+        IMAGENET_SIMPLE_CATEGORIES[i] for i in imagenet_class_indices(variant)
+    ]

@@ -1,14 +1,19 @@
 """Training loops and hooks of ViSFT, and the backbone swap of its evaluations."""
 import mmdet.engine  # noqa: F401  (registers mmdet's loops and hooks for the visft_mm scope)
+
 from visft_mm.utils.checkpoint import allow_mmengine_checkpoints
-from .backbone_checkpoint_hook import BackboneCheckpointHook, load_module_weights
-from .multi_task_loops import (MultiTaskTestLoop, MultiTaskTrainLoop, MultiTaskValLoop,
-                               sample_task, task_counts)
+from .backbone_checkpoint_hook import (BackboneCheckpointHook,
+                                       load_module_weights)
+from .multi_task_loops import (MultiTaskTestLoop, MultiTaskTrainLoop,
+                               MultiTaskValLoop, sample_task, task_counts)
 from .optim_wrapper import MixedPrecisionOptimWrapper
 from .random_state_hook import RandomStateHook
 
-__all__ = ['BackboneCheckpointHook', 'load_module_weights', 'MultiTaskTrainLoop',
-           'MultiTaskValLoop', 'MultiTaskTestLoop', 'MixedPrecisionOptimWrapper', 'RandomStateHook', 'sample_task',
-           'task_counts']
+__all__ = [
+    'BackboneCheckpointHook', 'load_module_weights', 'MultiTaskTrainLoop',
+    'MultiTaskValLoop', 'MultiTaskTestLoop', 'MixedPrecisionOptimWrapper',
+    'RandomStateHook', 'sample_task', 'task_counts'
+]
 
-allow_mmengine_checkpoints()  # mmengine's own resume calls torch.load(weights_only=True)
+allow_mmengine_checkpoints(
+)  # mmengine's own resume calls torch.load(weights_only=True)

@@ -15,10 +15,11 @@ from mmengine.model import is_model_wrapper
 from torch import nn
 
 from visft_mm.registry import HOOKS
-from visft_mm.utils.checkpoint import CheckpointError, describe_keys, load_model_state_dict
+from visft_mm.utils.checkpoint import (CheckpointError, describe_keys,
+                                       load_model_state_dict)
 
 # BEiTViT resizes a position embedding of another grid size while loading.
-RESIZED_ON_LOAD = ('pos_embed',)
+RESIZED_ON_LOAD = ('pos_embed', )
 
 
 def _fits(key: str, given: torch.Size, expected: torch.Size) -> bool:
@@ -34,17 +35,22 @@ def load_module_weights(module: nn.Module, state_dict: Dict[str, torch.Tensor],
     expected = module.state_dict()
     missing = sorted(expected.keys() - state_dict.keys())
     unexpected = sorted(state_dict.keys() - expected.keys())
-    misshapen = [f'{key} {tuple(state_dict[key].shape)} (model: {tuple(expected[key].shape)})'
-                 for key in sorted(state_dict.keys() & expected.keys())
-                 if not _fits(key, state_dict[key].shape, expected[key].shape)]
-    problems = [f'{label}: {describe_keys(keys)}' for label, keys in
-                (('missing keys', missing), ('unexpected keys', unexpected),
-                 ('shape mismatches', misshapen)) if keys]
+    misshapen = [
+        f'{key} {tuple(state_dict[key].shape)} (model: {tuple(expected[key].shape)})'
+        for key in sorted(state_dict.keys() & expected.keys())
+        if not _fits(key, state_dict[key].shape, expected[key].shape)
+    ]
+    problems = [
+        f'{label}: {describe_keys(keys)}'
+        for label, keys in (('missing keys', missing), ('unexpected keys',
+                                                        unexpected),
+                            ('shape mismatches', misshapen)) if keys
+    ]
     if problems:
         raise CheckpointError(
             f'{source} does not fit the {type(module).__name__} it should replace; '
-            + '; '.join(problems)
-            + '. The file must hold that module\'s own state dict (mmpretrain BEiTViT keys such '
+            + '; '.join(problems) +
+            '. The file must hold that module\'s own state dict (mmpretrain BEiTViT keys such '
             'as layers.0.attn.qkv.weight, without a vision_backbone. prefix).')
     module.load_state_dict(state_dict, strict=True)
 
@@ -66,11 +72,14 @@ class BackboneCheckpointHook(Hook):
     def before_test(self, runner) -> None:
         path = runner.cfg.get('backbone_checkpoint')
         if path is None:
-            runner.logger.info(f'backbone_checkpoint is None: testing the {self.module} '
-                               f'weights of {runner.cfg.get("load_from")}')
+            runner.logger.info(
+                f'backbone_checkpoint is None: testing the {self.module} '
+                f'weights of {runner.cfg.get("load_from")}')
             return
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
         target = model.get_submodule(self.module)
         load_module_weights(target, load_model_state_dict(path), str(path))
-        runner.logger.info(f'{self.module}: loaded all {len(target.state_dict())} tensors of '
-                           f'{path} over those of {runner.cfg.get("load_from")}')
+        runner.logger.info(
+            f'{self.module}: loaded all {len(target.state_dict())} tensors of '
+            f'{path} over those of {runner.cfg.get("load_from")}')

@@ -57,7 +57,8 @@ def task_counts(seed: int, num_iters: int, tasks: Sequence[str],
 def preserved_random_state():
     """Run a block without changing the python, numpy and torch RNG states."""
     py_state, np_state = random.getstate(), np.random.get_state()
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    devices = list(range(
+        torch.cuda.device_count())) if torch.cuda.is_initialized() else []
     with torch.random.fork_rng(devices=devices):
         try:
             yield
@@ -68,17 +69,20 @@ def preserved_random_state():
 
 def check_model_has_tasks(runner, tasks: Sequence[str], what: str) -> None:
     """Fail before any work if the loaders name a task the model lacks."""
-    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    model = runner.model.module if is_model_wrapper(
+        runner.model) else runner.model
     known = getattr(model, 'task_names', None)
     unknown = sorted(set(tasks) - set(known)) if known is not None else []
     if unknown:
-        raise KeyError(f'{what} name tasks {unknown} that the model does not have '
-                       f'(model tasks: {known})')
+        raise KeyError(
+            f'{what} name tasks {unknown} that the model does not have '
+            f'(model tasks: {known})')
 
 
 def _check_ratios(task_ratios: Dict[str, float]) -> List[float]:
     if not task_ratios or any(r < 0 for r in task_ratios.values()):
-        raise ValueError(f'task_ratios must be non-negative weights, got {task_ratios}')
+        raise ValueError(
+            f'task_ratios must be non-negative weights, got {task_ratios}')
     total = float(sum(task_ratios.values()))
     if total <= 0:
         raise ValueError(f'task_ratios sum to zero: {task_ratios}')
@@ -116,14 +120,22 @@ class MultiTaskTrainLoop(IterBasedTrainLoop):
     ``accumulative_counts``) does not apply here.
     """
 
-    def __init__(self, runner, dataloader: Dict[str, dict], max_iters: int,
-                 task_ratios: Dict[str, float], val_begin: int = 1,
-                 val_interval: int = 1000, dynamic_intervals=None) -> None:
+    def __init__(self,
+                 runner,
+                 dataloader: Dict[str, dict],
+                 max_iters: int,
+                 task_ratios: Dict[str, float],
+                 val_begin: int = 1,
+                 val_interval: int = 1000,
+                 dynamic_intervals=None) -> None:
         if not isinstance(dataloader, dict) or not dataloader:
-            raise TypeError('MultiTaskTrainLoop needs train_dataloader = dict(task=loader, ...)')
+            raise TypeError(
+                'MultiTaskTrainLoop needs train_dataloader = dict(task=loader, ...)'
+            )
         if set(task_ratios) != set(dataloader):
-            raise KeyError(f'task_ratios names {sorted(task_ratios)} but the train '
-                           f'dataloaders are {sorted(dataloader)}')
+            raise KeyError(
+                f'task_ratios names {sorted(task_ratios)} but the train '
+                f'dataloaders are {sorted(dataloader)}')
         self.tasks = list(task_ratios)
         self.probabilities = _check_ratios(task_ratios)
         self._runner = runner
@@ -133,12 +145,15 @@ class MultiTaskTrainLoop(IterBasedTrainLoop):
             if isinstance(loader, dict):
                 loader = runner.build_dataloader(loader, seed=runner.seed)
             if loader.batch_size is None:
-                raise TypeError(f'the {task!r} train dataloader uses a custom batch_sampler; '
-                                'MultiTaskTrainLoop needs a plain batch_size to resume exactly')
+                raise TypeError(
+                    f'the {task!r} train dataloader uses a custom batch_sampler; '
+                    'MultiTaskTrainLoop needs a plain batch_size to resume exactly'
+                )
             if not isinstance(loader.sampler, InfiniteSampler):
-                raise TypeError(f'the {task!r} train dataloader must use InfiniteSampler '
-                                f'(got {type(loader.sampler).__name__}), so that each task '
-                                'streams on and resumes exactly')
+                raise TypeError(
+                    f'the {task!r} train dataloader must use InfiniteSampler '
+                    f'(got {type(loader.sampler).__name__}), so that each task '
+                    'streams on and resumes exactly')
             self.task_dataloaders[task] = loader
         self.dataloader = self.task_dataloaders[self.tasks[0]]
         self._max_iters = int(max_iters)
@@ -148,7 +163,8 @@ class MultiTaskTrainLoop(IterBasedTrainLoop):
         self.val_begin = val_begin
         self.val_interval = val_interval
         self.stop_training = False
-        self.runner.visualizer.dataset_meta = getattr(self.dataloader.dataset, 'metainfo', None)
+        self.runner.visualizer.dataset_meta = getattr(self.dataloader.dataset,
+                                                      'metainfo', None)
         self.dynamic_milestones, self.dynamic_intervals = calc_dynamic_intervals(
             self.val_interval, dynamic_intervals)
         self._iterators: Dict[str, object] = {}
@@ -160,14 +176,16 @@ class MultiTaskTrainLoop(IterBasedTrainLoop):
         optim_wrapper = self.runner.optim_wrapper
         # read as mmengine's own strategies do: OptimWrapper has no public accessor
         self.micro_steps = getattr(optim_wrapper, '_accumulative_counts', 1)
-        optim_wrapper.initialize_count_status(self.runner.model, self._iter * self.micro_steps,
-                                              self._max_iters * self.micro_steps)
+        optim_wrapper.initialize_count_status(
+            self.runner.model, self._iter * self.micro_steps,
+            self._max_iters * self.micro_steps)
 
     def _start_task_streams(self) -> None:
         """Seed every task's sampler with the run's seed and skip what the
         first ``self._iter`` iterations consumed (after a resume)."""
         seed = self.runner.seed
-        consumed = task_counts(seed, self._iter, self.tasks, self.probabilities)
+        consumed = task_counts(seed, self._iter, self.tasks,
+                               self.probabilities)
         for task, loader in self.task_dataloaders.items():
             sampler = loader.sampler
             sampler.seed = seed
@@ -177,19 +195,25 @@ class MultiTaskTrainLoop(IterBasedTrainLoop):
                 pass
             self._iterators[task] = iter(loader)
         if self._iter:
-            print_log(f'Resumed at iteration {self._iter}: skipped {self.micro_steps} batch(es) '
-                      f'per earlier iteration of each task {consumed}', logger='current')
+            print_log(
+                f'Resumed at iteration {self._iter}: skipped {self.micro_steps} batch(es) '
+                f'per earlier iteration of each task {consumed}',
+                logger='current')
 
     def next_batches(self, iteration: int) -> List[dict]:
         """The micro-batches of one iteration, all of the task it draws."""
-        task = sample_task(self.runner.seed, iteration, self.tasks, self.probabilities)
-        batches = [next(self._iterators[task]) for _ in range(self.micro_steps)]
+        task = sample_task(self.runner.seed, iteration, self.tasks,
+                           self.probabilities)
+        batches = [
+            next(self._iterators[task]) for _ in range(self.micro_steps)
+        ]
         for batch in batches:
             batch['task'] = task
         return batches
 
     def run(self) -> torch.nn.Module:
-        check_model_has_tasks(self.runner, self.tasks, 'train_dataloader/task_ratios')
+        check_model_has_tasks(self.runner, self.tasks,
+                              'train_dataloader/task_ratios')
         self._count_micro_steps()
         self._start_task_streams()
         self.runner.call_hook('before_train')
@@ -198,8 +222,10 @@ class MultiTaskTrainLoop(IterBasedTrainLoop):
             self.runner.model.train()
             self.run_iter(self.next_batches(self._iter))
             self._decide_current_val_interval()
-            if (self.runner.val_loop is not None and self._iter >= self.val_begin
-                    and (self._iter % self.val_interval == 0 or self._iter == self._max_iters)):
+            if (self.runner.val_loop is not None
+                    and self._iter >= self.val_begin
+                    and (self._iter % self.val_interval == 0
+                         or self._iter == self._max_iters)):
                 self.runner.val_loop.run()
         self.runner.call_hook('after_train_epoch')
         self.runner.call_hook('after_train')
@@ -207,14 +233,24 @@ class MultiTaskTrainLoop(IterBasedTrainLoop):
 
     def run_iter(self, micro_batches: List[dict]) -> None:
         """One optimizer step: ``train_step`` on each micro-batch, hooks once."""
-        self.runner.call_hook('before_train_iter', batch_idx=self._iter,
-                              data_batch=micro_batches[0])
-        log_vars = [self.runner.model.train_step(batch, optim_wrapper=self.runner.optim_wrapper)
-                    for batch in micro_batches]
-        outputs = {key: sum(step[key].detach() for step in log_vars) / len(log_vars)
-                   for key in log_vars[0]}
-        self.runner.call_hook('after_train_iter', batch_idx=self._iter,
-                              data_batch=micro_batches[0], outputs=outputs)
+        self.runner.call_hook(
+            'before_train_iter',
+            batch_idx=self._iter,
+            data_batch=micro_batches[0])
+        log_vars = [
+            self.runner.model.train_step(
+                batch, optim_wrapper=self.runner.optim_wrapper)
+            for batch in micro_batches
+        ]
+        outputs = {
+            key: sum(step[key].detach() for step in log_vars) / len(log_vars)
+            for key in log_vars[0]
+        }
+        self.runner.call_hook(
+            'after_train_iter',
+            batch_idx=self._iter,
+            data_batch=micro_batches[0],
+            outputs=outputs)
         self._iter += 1
 
 
@@ -224,23 +260,30 @@ class _MultiTaskEvalLoop(BaseLoop):
 
     stage = 'val'
 
-    def __init__(self, runner, dataloader: Dict[str, dict], evaluator: Dict[str, dict],
+    def __init__(self,
+                 runner,
+                 dataloader: Dict[str, dict],
+                 evaluator: Dict[str, dict],
                  fp16: bool = False) -> None:
         if not isinstance(dataloader, dict) or not isinstance(evaluator, dict) \
                 or set(dataloader) != set(evaluator):
-            raise KeyError(f'{self.stage}_dataloader and {self.stage}_evaluator must be dicts '
-                           'keyed by the same task names')
+            raise KeyError(
+                f'{self.stage}_dataloader and {self.stage}_evaluator must be dicts '
+                'keyed by the same task names')
         self._runner = runner
         self.task_dataloaders: Dict[str, DataLoader] = {}
-        self.evaluator: Dict[str, Evaluator] = {}  # task -> Evaluator (runner.val_evaluator)
+        self.evaluator: Dict[str, Evaluator] = {
+        }  # task -> Evaluator (runner.val_evaluator)
         for task, loader in dataloader.items():
             if isinstance(loader, dict):
                 loader = runner.build_dataloader(loader, seed=runner.seed)
             self.task_dataloaders[task] = loader
             evaluator_cfg = evaluator[task]
-            self.evaluator[task] = (evaluator_cfg if isinstance(evaluator_cfg, Evaluator)
-                                     else runner.build_evaluator(evaluator_cfg))
-            self.evaluator[task].dataset_meta = getattr(loader.dataset, 'metainfo', None)
+            self.evaluator[task] = (
+                evaluator_cfg if isinstance(evaluator_cfg, Evaluator) else
+                runner.build_evaluator(evaluator_cfg))
+            self.evaluator[task].dataset_meta = getattr(
+                loader.dataset, 'metainfo', None)
         self.dataloader = next(iter(self.task_dataloaders.values()))
         self.fp16 = fp16
 
@@ -260,20 +303,29 @@ class _MultiTaskEvalLoop(BaseLoop):
                     data_batch['task'] = task
                     self.run_iter(batch_idx, data_batch, evaluator)
                 task_metrics = evaluator.evaluate(len(loader.dataset))
-                metrics.update({f'{task}/{k}': v for k, v in task_metrics.items()})
+                metrics.update({
+                    f'{task}/{k}': v
+                    for k, v in task_metrics.items()
+                })
         self.runner.call_hook(f'after_{hook}_epoch', metrics=metrics)
         self.runner.call_hook(f'after_{hook}')
         return metrics
 
     @torch.no_grad()
-    def run_iter(self, idx: int, data_batch: dict, evaluator: Evaluator) -> None:
+    def run_iter(self, idx: int, data_batch: dict,
+                 evaluator: Evaluator) -> None:
         hook = self.stage
-        self.runner.call_hook(f'before_{hook}_iter', batch_idx=idx, data_batch=data_batch)
+        self.runner.call_hook(
+            f'before_{hook}_iter', batch_idx=idx, data_batch=data_batch)
         with autocast(enabled=self.fp16):
             outputs = getattr(self.runner.model, f'{hook}_step')(data_batch)
         evaluator.process(data_samples=outputs, data_batch=data_batch)
-        self.runner.call_hook(f'after_{hook}_iter', batch_idx=idx, data_batch=data_batch,
-                              outputs=outputs)
+        self.runner.call_hook(
+            f'after_{hook}_iter',
+            batch_idx=idx,
+            data_batch=data_batch,
+            outputs=outputs)
+
 
 @LOOPS.register_module()
 class MultiTaskValLoop(_MultiTaskEvalLoop):

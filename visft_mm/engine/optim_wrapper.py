@@ -31,14 +31,17 @@ class MixedPrecisionOptimWrapper(AmpOptimWrapper):
             ``accumulative_counts``).
     """
 
-    def __init__(self, dtype: Union[str, torch.dtype] = 'bfloat16',
+    def __init__(self,
+                 dtype: Union[str, torch.dtype] = 'bfloat16',
                  loss_scale: Union[str, float, dict] = 'dynamic',
-                 device_type: str = None, **kwargs):
+                 device_type: str = None,
+                 **kwargs):
         # AmpOptimWrapper.__init__ only adds the device assertion and a CUDA scaler.
         OptimWrapper.__init__(self, **kwargs)
         if isinstance(dtype, str):
             if dtype not in ('bfloat16', 'float16'):
-                raise ValueError(f"dtype must be 'bfloat16' or 'float16', got {dtype!r}")
+                raise ValueError(
+                    f"dtype must be 'bfloat16' or 'float16', got {dtype!r}")
             dtype = getattr(torch, dtype)
         self.cast_dtype = dtype
         self.device_type = device_type or get_device()
@@ -49,12 +52,15 @@ class MixedPrecisionOptimWrapper(AmpOptimWrapper):
                 self.loss_scaler = torch.amp.GradScaler(self.device_type)
             elif isinstance(loss_scale, float):
                 self._scale_update_param = loss_scale
-                self.loss_scaler = torch.amp.GradScaler(self.device_type, init_scale=loss_scale)
+                self.loss_scaler = torch.amp.GradScaler(
+                    self.device_type, init_scale=loss_scale)
             elif isinstance(loss_scale, dict):
-                self.loss_scaler = torch.amp.GradScaler(self.device_type, **loss_scale)
+                self.loss_scaler = torch.amp.GradScaler(
+                    self.device_type, **loss_scale)
             else:
-                raise TypeError(f"loss_scale must be 'dynamic', a float or a dict, got "
-                                f'{loss_scale!r}')
+                raise TypeError(
+                    f"loss_scale must be 'dynamic', a float or a dict, got "
+                    f'{loss_scale!r}')
 
     def backward(self, loss: torch.Tensor, **kwargs) -> None:
         if self.loss_scaler is None:
@@ -76,7 +82,10 @@ class MixedPrecisionOptimWrapper(AmpOptimWrapper):
     def load_state_dict(self, state_dict: dict) -> None:
         if self.loss_scaler is None:
             # a float16 or mmengine AmpOptimWrapper checkpoint resumes in bfloat16
-            state_dict = {k: v for k, v in state_dict.items() if k != 'loss_scaler'}
+            state_dict = {
+                k: v
+                for k, v in state_dict.items() if k != 'loss_scaler'
+            }
         super().load_state_dict(state_dict)
 
     @contextmanager

@@ -26,8 +26,10 @@ class RandomStateHook(Hook):
         self._resumed_state: Optional[dict] = None
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        state = dict(python=random.getstate(), numpy=np.random.get_state(),
-                     torch=torch.get_rng_state())
+        state = dict(
+            python=random.getstate(),
+            numpy=np.random.get_state(),
+            torch=torch.get_rng_state())
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             state['cuda'] = torch.cuda.get_rng_state_all()
         checkpoint['random_state'] = state

@@ -19,7 +19,8 @@ from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
 from visft_mm.registry import METRICS
 
-METRIC_NAMES = ('Bleu_1', 'Bleu_2', 'Bleu_3', 'Bleu_4', 'METEOR', 'ROUGE_L', 'CIDEr')
+METRIC_NAMES = ('Bleu_1', 'Bleu_2', 'Bleu_3', 'Bleu_4', 'METEOR', 'ROUGE_L',
+                'CIDEr')
 IMAGE_ID_KEYS = ('img_id', 'image_id')
 
 
@@ -44,23 +45,31 @@ class CaptionMetric(BaseMetric):
 
     default_prefix = 'caption'
 
-    def __init__(self, ann_file: Optional[str] = None, collect_device: str = 'cpu',
+    def __init__(self,
+                 ann_file: Optional[str] = None,
+                 collect_device: str = 'cpu',
                  prefix: Optional[str] = None):
         super().__init__(collect_device=collect_device, prefix=prefix)
         if shutil.which('java') is None:
-            raise RuntimeError('CaptionMetric needs a Java runtime on PATH: pycocoevalcap runs '
-                               'its PTB tokenizer and METEOR as Java programs. Install one '
-                               '(e.g. `apt-get install default-jre-headless`).')
-        self.references_by_image = self._load_references(ann_file) if ann_file else None
+            raise RuntimeError(
+                'CaptionMetric needs a Java runtime on PATH: pycocoevalcap runs '
+                'its PTB tokenizer and METEOR as Java programs. Install one '
+                '(e.g. `apt-get install default-jre-headless`).')
+        self.references_by_image = self._load_references(
+            ann_file) if ann_file else None
 
-    def process(self, data_batch: Any, data_samples: Sequence[Union[dict, Any]]) -> None:
+    def process(self, data_batch: Any,
+                data_samples: Sequence[Union[dict, Any]]) -> None:
         """Keep each sample's image id, prediction and (without ``ann_file``)
         references. ``data_samples`` are model outputs: dicts or DataSamples."""
         for sample in data_samples:
-            image_id = next((sample.get(key) for key in IMAGE_ID_KEYS
-                             if sample.get(key) is not None), None)
-            result = dict(image_id=None if image_id is None else str(image_id),
-                          prediction=sample.get('pred_caption'))
+            image_id = next(
+                (sample.get(key)
+                 for key in IMAGE_ID_KEYS if sample.get(key) is not None),
+                None)
+            result = dict(
+                image_id=None if image_id is None else str(image_id),
+                prediction=sample.get('pred_caption'))
             if self.references_by_image is None:
                 references = sample.get('gt_caption')
                 result['references'] = [references] if isinstance(references, str) \
@@ -71,16 +80,22 @@ class CaptionMetric(BaseMetric):
         """Tokenise predictions and references, then run each scorer."""
         predictions, references = {}, {}
         for position, result in enumerate(results):
-            key = f'#{position}' if result['image_id'] is None else result['image_id']
+            key = f'#{position}' if result['image_id'] is None else result[
+                'image_id']
             if key in predictions:
                 continue
             predictions[key] = [dict(caption=result['prediction'])]
             if self.references_by_image is None:
-                references[key] = [dict(caption=ref) for ref in result['references']]
+                references[key] = [
+                    dict(caption=ref) for ref in result['references']
+                ]
             elif key in self.references_by_image:
-                references[key] = [dict(caption=ref) for ref in self.references_by_image[key]]
+                references[key] = [
+                    dict(caption=ref) for ref in self.references_by_image[key]
+                ]
             else:
-                raise KeyError(f'image {key} has no captions in the annotation file')
+                raise KeyError(
+                    f'image {key} has no captions in the annotation file')
         if not predictions:
             raise ValueError('CaptionMetric got no predictions to score')
 
@@ -101,5 +116,6 @@ class CaptionMetric(BaseMetric):
             annotations = json.load(f)['annotations']
         references = defaultdict(list)
         for annotation in annotations:
-            references[str(annotation['image_id'])].append(annotation['caption'])
+            references[str(annotation['image_id'])].append(
+                annotation['caption'])
         return dict(references)

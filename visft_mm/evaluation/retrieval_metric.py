@@ -9,8 +9,10 @@ from typing import Sequence, Union
 
 import numpy as np
 import torch
-from mmpretrain.evaluation.metrics import RetrievalRecall as MMPretrainRetrievalRecall
-from mmpretrain.evaluation.metrics.retrieval import _format_pred, _format_target
+from mmpretrain.evaluation.metrics import \
+    RetrievalRecall as MMPretrainRetrievalRecall
+from mmpretrain.evaluation.metrics.retrieval import (_format_pred,
+                                                     _format_target)
 from mmpretrain.evaluation.metrics.single_label import to_tensor
 from mmpretrain.structures import label_to_onehot
 
@@ -28,9 +30,13 @@ class RetrievalRecall(MMPretrainRetrievalRecall):
             if 'gt_score' in data_sample:
                 target = data_sample['gt_score'].clone()
             else:
-                target = label_to_onehot(data_sample['gt_label'], pred_score.size(-1))
+                target = label_to_onehot(data_sample['gt_label'],
+                                         pred_score.size(-1))
             self.results.append(
-                self.calculate(pred_score.unsqueeze(0), target.unsqueeze(0), topk=self.topk))
+                self.calculate(
+                    pred_score.unsqueeze(0),
+                    target.unsqueeze(0),
+                    topk=self.topk))
 
     @staticmethod
     def calculate(pred: Union[np.ndarray, torch.Tensor, Sequence],
@@ -42,16 +48,22 @@ class RetrievalRecall(MMPretrainRetrievalRecall):
         k best predictions hold at least one target (see mmpretrain's)."""
         topk = (topk, ) if isinstance(topk, int) else tuple(topk)
         if any(k <= 0 for k in topk):
-            raise ValueError(f'topk must hold integers larger than 0, got {topk}')
+            raise ValueError(
+                f'topk must hold integers larger than 0, got {topk}')
         pred = _format_pred(pred, max(topk), pred_indices)
         target = _format_target(target, target_indices)
         if len(pred) != len(target):
-            raise ValueError(f'{len(pred)} predictions but {len(target)} targets')
+            raise ValueError(
+                f'{len(pred)} predictions but {len(target)} targets')
         results = []
         for k in topk:
-            hits = torch.tensor([bool(np.isin(to_tensor(sample_pred[:k]).cpu().numpy(),
-                                              to_tensor(sample_target).cpu().numpy()).any())
-                                 for sample_pred, sample_target in zip(pred, target)],
+            hits = torch.tensor([
+                bool(
+                    np.isin(
+                        to_tensor(sample_pred[:k]).cpu().numpy(),
+                        to_tensor(sample_target).cpu().numpy()).any())
+                for sample_pred, sample_target in zip(pred, target)
+            ],
                                 dtype=torch.float32)
             results.append(hits.mean() * 100)
         return results

@@ -9,14 +9,15 @@ from .captioner import ImageCaptioner
 from .detectors import AnyDeviceDINO
 from .eva_clip import EVACLIP
 from .heads import ShowAttendTellHead
-from .layers import AnyDeviceMSDeformAttnPixelDecoder, AnyDeviceMultiScaleDeformableAttention
+from .layers import (AnyDeviceMSDeformAttnPixelDecoder,
+                     AnyDeviceMultiScaleDeformableAttention)
 from .losses import AnyDeviceFocalLoss
 from .peft import LoRALinear, LoRAModel
 from .visft import MultiTaskDataPreprocessor, ViSFT
 
 __all__ = [
     'AnyDeviceDINO', 'AnyDeviceFocalLoss', 'AnyDeviceMSDeformAttnPixelDecoder',
-    'AnyDeviceMultiScaleDeformableAttention', 'EVACLIP', 'EVAViT', 'FeaturesAsInput',
-    'FrozenBackbone', 'ImageCaptioner', 'LoRALinear', 'LoRAModel', 'MultiTaskDataPreprocessor',
-    'ShowAttendTellHead', 'ViSFT'
+    'AnyDeviceMultiScaleDeformableAttention', 'EVACLIP', 'EVAViT',
+    'FeaturesAsInput', 'FrozenBackbone', 'ImageCaptioner', 'LoRALinear',
+    'LoRAModel', 'MultiTaskDataPreprocessor', 'ShowAttendTellHead', 'ViSFT'
 ]

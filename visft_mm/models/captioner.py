@@ -30,15 +30,21 @@ class ImageCaptioner(BaseModel):
         init_cfg: mmengine initialisation config.
     """
 
-    def __init__(self, head: dict, backbone: Optional[dict] = None,
-                 data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None):
-        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+    def __init__(self,
+                 head: dict,
+                 backbone: Optional[dict] = None,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None):
+        super().__init__(
+            data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         # Scoped, so the default also resolves when another scope is the default one.
-        self.backbone = MODELS.build(backbone or dict(type='visft_mm.FeaturesAsInput'))
+        self.backbone = MODELS.build(
+            backbone or dict(type='visft_mm.FeaturesAsInput'))
         self.head = MODELS.build(head)
 
-    def extract_feat(self, inputs: Union[torch.Tensor, Sequence[torch.Tensor]]
-                     ) -> Tuple[torch.Tensor, ...]:
+    def extract_feat(
+        self, inputs: Union[torch.Tensor, Sequence[torch.Tensor]]
+    ) -> Tuple[torch.Tensor, ...]:
         """The feature maps the head reads: ``self.backbone(inputs)``."""
         return self.backbone(inputs)
 
@@ -52,10 +58,13 @@ class ImageCaptioner(BaseModel):
         """The samples with ``pred_caption`` set by the head's beam search."""
         return self.head.predict(self.extract_feat(inputs), data_samples)
 
-    def forward(self, inputs: Union[torch.Tensor, Sequence[torch.Tensor]],
-                data_samples: Optional[List[DataSample]] = None,
-                mode: str = 'tensor') -> Union[Dict[str, torch.Tensor], List[DataSample],
-                                               Tuple[torch.Tensor, torch.Tensor]]:
+    def forward(
+        self,
+        inputs: Union[torch.Tensor, Sequence[torch.Tensor]],
+        data_samples: Optional[List[DataSample]] = None,
+        mode: str = 'tensor'
+    ) -> Union[Dict[str, torch.Tensor], List[DataSample], Tuple[torch.Tensor,
+                                                                torch.Tensor]]:
         """mmengine's entry point: ``'loss'`` → dict of losses, ``'predict'``
         → samples with ``pred_caption``, ``'tensor'`` → the head's raw output
         on the ground-truth captions (teacher forcing): next-word logits
@@ -69,6 +78,8 @@ class ImageCaptioner(BaseModel):
             return self.predict(inputs, data_samples)
         if mode == 'tensor':
             feats = self.extract_feat(inputs)
-            captions, _ = self.head.encode_captions(data_samples, feats[-1].device)
+            captions, _ = self.head.encode_captions(data_samples,
+                                                    feats[-1].device)
             return self.head(feats, captions)
-        raise RuntimeError(f'invalid mode {mode!r}; expected loss, predict or tensor')
+        raise RuntimeError(
+            f'invalid mode {mode!r}; expected loss, predict or tensor')

@@ -32,9 +32,10 @@ class ExcludeFromCheckpoint:
 
     def register_checkpoint_exclusion(self) -> None:
         self._register_state_dict_hook(ExcludeFromCheckpoint._drop_excluded)
-        self._register_load_state_dict_pre_hook(ExcludeFromCheckpoint._note_load,
-                                                with_module=True)
-        self.register_load_state_dict_post_hook(ExcludeFromCheckpoint._accept_absent)
+        self._register_load_state_dict_pre_hook(
+            ExcludeFromCheckpoint._note_load, with_module=True)
+        self.register_load_state_dict_post_hook(
+            ExcludeFromCheckpoint._accept_absent)
 
     @staticmethod
     def _drop_excluded(module, state_dict, prefix, local_metadata):
@@ -42,10 +43,11 @@ class ExcludeFromCheckpoint:
             state_dict.pop(prefix + key, None)
 
     @staticmethod
-    def _note_load(module, state_dict, prefix, local_metadata, strict, missing_keys,
-                   unexpected_keys, error_msgs):
+    def _note_load(module, state_dict, prefix, local_metadata, strict,
+                   missing_keys, unexpected_keys, error_msgs):
         excluded = module.excluded_state_keys()
-        holds_none = excluded and not any(prefix + k in state_dict for k in excluded)
+        holds_none = excluded and not any(prefix + k in state_dict
+                                          for k in excluded)
         module._load_prefix = prefix if holds_none else None
         if holds_none:
             module.init_excluded_weights()
@@ -57,4 +59,5 @@ class ExcludeFromCheckpoint:
             return
         absent = {prefix + key for key in module.excluded_state_keys()}
         incompatible_keys.missing_keys[:] = [
-            k for k in incompatible_keys.missing_keys if k not in absent]
+            k for k in incompatible_keys.missing_keys if k not in absent
+        ]

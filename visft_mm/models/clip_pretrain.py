@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from visft_mm.datasets.caption_vocab import WordVocabulary, tokenize
-from visft_mm.datasets.coco_caption import COCO_LAYOUT, parse_caption_images, read_caption_json
+from visft_mm.datasets.coco_caption import (COCO_LAYOUT, parse_caption_images,
+                                            read_caption_json)
 from visft_mm.models.backbones import EVAViT
 
 # EVA-CLIP's (OpenAI CLIP's) normalisation of 0..1 RGB images.
@@ -98,21 +99,32 @@ def load_captioned_split(data_root: str, split: str, img_size: int,
     entries = parse_caption_images(ann_file, layout, data)
     if not entries:
         raise ValueError(f'{ann_file} has no captioned images')
-    images = torch.stack([load_image(os.path.join(data_root, split, entry.file_path), img_size)
-                          for entry in entries])
+    images = torch.stack([
+        load_image(os.path.join(data_root, split, entry.file_path), img_size)
+        for entry in entries
+    ])
     # Captions are compared as the words the caption encoder sees.
-    captions = [[' '.join(tokenize(caption)) for caption in entry.captions] for entry in entries]
-    caption_texts = sorted({caption for image_captions in captions
-                            for caption in image_captions})
+    captions = [[' '.join(tokenize(caption)) for caption in entry.captions]
+                for entry in entries]
+    caption_texts = sorted(
+        {caption
+         for image_captions in captions
+         for caption in image_captions})
     index = {caption: i for i, caption in enumerate(caption_texts)}
-    image_captions = torch.zeros(len(entries), len(caption_texts), dtype=torch.bool)
+    image_captions = torch.zeros(
+        len(entries), len(caption_texts), dtype=torch.bool)
     for row, image_caption_list in enumerate(captions):
-        image_captions[row, [index[caption] for caption in image_caption_list]] = True
-    encoded = [vocab.encode(caption, MAX_CAPTION_WORDS) for caption in caption_texts]
-    caption_tokens = torch.full((len(encoded), max(map(len, encoded))), vocab.pad_id)
+        image_captions[row, [index[caption]
+                             for caption in image_caption_list]] = True
+    encoded = [
+        vocab.encode(caption, MAX_CAPTION_WORDS) for caption in caption_texts
+    ]
+    caption_tokens = torch.full((len(encoded), max(map(len, encoded))),
+                                vocab.pad_id)
     for row, ids in enumerate(encoded):
         caption_tokens[row, :len(ids)] = torch.tensor(ids)
-    return CaptionedImages(images, captions, caption_texts, caption_tokens, image_captions)
+    return CaptionedImages(images, captions, caption_texts, caption_tokens,
+                           image_captions)
 
 
 class CaptionEncoder(nn.Module):
@@ -122,11 +134,19 @@ class CaptionEncoder(nn.Module):
     def __init__(self, vocab_size: int, embed_dims: int, pad_id: int):
         super().__init__()
         self.pad_id = pad_id
-        self.word_embed = nn.Embedding(vocab_size, TEXT_WIDTH, padding_idx=pad_id)
-        self.pos_embed = nn.Parameter(torch.randn(MAX_CAPTION_WORDS + 2, TEXT_WIDTH) * 0.01)
-        layer = nn.TransformerEncoderLayer(TEXT_WIDTH, TEXT_HEADS, 2 * TEXT_WIDTH, dropout=0.0,
-                                           batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, TEXT_LAYERS, enable_nested_tensor=False)
+        self.word_embed = nn.Embedding(
+            vocab_size, TEXT_WIDTH, padding_idx=pad_id)
+        self.pos_embed = nn.Parameter(
+            torch.randn(MAX_CAPTION_WORDS + 2, TEXT_WIDTH) * 0.01)
+        layer = nn.TransformerEncoderLayer(
+            TEXT_WIDTH,
+            TEXT_HEADS,
+            2 * TEXT_WIDTH,
+            dropout=0.0,
+            batch_first=True,
+            norm_first=True)
+        self.encoder = nn.TransformerEncoder(
+            layer, TEXT_LAYERS, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(TEXT_WIDTH)
         self.proj = nn.Linear(TEXT_WIDTH, embed_dims, bias=False)
 
@@ -143,12 +163,18 @@ class ImageCaptionCLIP(nn.Module):
     """EVAViT image tower (mean of its final feature map, projected) and a
     caption tower, compared by cosine similarity times a learned scale."""
 
-    def __init__(self, backbone: EVAViT, vocab: WordVocabulary, embed_dims: int = EMBED_DIMS):
+    def __init__(self,
+                 backbone: EVAViT,
+                 vocab: WordVocabulary,
+                 embed_dims: int = EMBED_DIMS):
         super().__init__()
         self.backbone = backbone
-        self.image_proj = nn.Linear(backbone.embed_dims, embed_dims, bias=False)
-        self.caption_encoder = CaptionEncoder(len(vocab), embed_dims, vocab.pad_id)
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / INIT_TEMPERATURE)))
+        self.image_proj = nn.Linear(
+            backbone.embed_dims, embed_dims, bias=False)
+        self.caption_encoder = CaptionEncoder(
+            len(vocab), embed_dims, vocab.pad_id)
+        self.logit_scale = nn.Parameter(
+            torch.tensor(math.log(1 / INIT_TEMPERATURE)))
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         features = self.backbone(images)[-1]  # (B, C, h, w)
@@ -162,16 +188,17 @@ class ImageCaptionCLIP(nn.Module):
 
 
 def contrastive_loss(image_embeds: torch.Tensor, caption_embeds: torch.Tensor,
-                     positives: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+                     positives: torch.Tensor,
+                     scale: torch.Tensor) -> torch.Tensor:
     """Symmetric InfoNCE with several positives: each row's target is uniform
     over its positives. ``positives`` (B_img, B_cap) must have a True in every
     row and column."""
     logits = scale * image_embeds @ caption_embeds.t()
     targets = positives.to(logits.dtype)
-    image_to_caption = -(targets / targets.sum(1, keepdim=True)
-                         * logits.log_softmax(1)).sum(1).mean()
-    caption_to_image = -(targets / targets.sum(0, keepdim=True)
-                         * logits.log_softmax(0)).sum(0).mean()
+    image_to_caption = -(targets / targets.sum(1, keepdim=True) *
+                         logits.log_softmax(1)).sum(1).mean()
+    caption_to_image = -(targets / targets.sum(0, keepdim=True) *
+                         logits.log_softmax(0)).sum(0).mean()
     return (image_to_caption + caption_to_image) / 2
 
 
@@ -179,10 +206,12 @@ class CaptionedBatches:
     """Batches of distinct images (every image once per epoch, in a seeded
     order), each with one of its captions drawn at random."""
 
-    def __init__(self, data: CaptionedImages, batch_size: int, generator: torch.Generator):
+    def __init__(self, data: CaptionedImages, batch_size: int,
+                 generator: torch.Generator):
         if not 2 <= batch_size <= len(data.captions):
-            raise ValueError(f'batch_size must be in 2..{len(data.captions)} (the number of '
-                             f'training images), got {batch_size}')
+            raise ValueError(
+                f'batch_size must be in 2..{len(data.captions)} (the number of '
+                f'training images), got {batch_size}')
         self.data = data
         self.batch_size = batch_size
         self.generator = generator
@@ -191,25 +220,32 @@ class CaptionedBatches:
     def sample(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, 3, S, S) images, (B, L) caption ids, (B, B) positives."""
         if len(self._order) < self.batch_size:
-            self._order = torch.randperm(len(self.data.captions), generator=self.generator)
-        image_ids, self._order = self._order[:self.batch_size], self._order[self.batch_size:]
+            self._order = torch.randperm(
+                len(self.data.captions), generator=self.generator)
+        image_ids, self._order = self._order[:self.batch_size], self._order[
+            self.batch_size:]
         described = self.data.image_captions[image_ids]  # (B, M)
         caption_ids = torch.stack([
-            row.nonzero()[torch.randint(int(row.sum()), (1,), generator=self.generator)][0, 0]
-            for row in described])
-        return (self.data.images[image_ids], self.data.caption_tokens[caption_ids],
-                described[:, caption_ids])
+            row.nonzero()[torch.randint(
+                int(row.sum()), (1, ), generator=self.generator)][0, 0]
+            for row in described
+        ])
+        return (self.data.images[image_ids],
+                self.data.caption_tokens[caption_ids], described[:,
+                                                                 caption_ids])
 
 
 @torch.no_grad()
-def retrieval_accuracy(model: ImageCaptionCLIP, data: CaptionedImages,
+def retrieval_accuracy(model: ImageCaptionCLIP,
+                       data: CaptionedImages,
                        batch_size: int = 64) -> float:
     """Fraction of images whose most similar distinct caption describes them."""
     model.eval()
     caption_embeds = model.encode_captions(data.caption_tokens)
     hits = 0
     for start in range(0, len(data.images), batch_size):
-        image_embeds = model.encode_images(data.images[start:start + batch_size])
+        image_embeds = model.encode_images(data.images[start:start +
+                                                       batch_size])
         nearest = (image_embeds @ caption_embeds.t()).argmax(1)
         rows = torch.arange(start, start + len(nearest))
         hits += int(data.image_captions[rows, nearest].sum())
@@ -229,7 +265,9 @@ def warmup_cosine(iters: int) -> Callable[[int], float]:
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, iters - warmup)))
+        return 0.5 * (1 + math.cos(math.pi *
+                                   (step - warmup) / max(1, iters - warmup)))
+
     return factor
 
 
@@ -238,26 +276,40 @@ def decay_groups(model: nn.Module) -> List[Dict]:
     embeddings, position tables), none on biases, LayerNorms and the logit scale."""
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
-    return [dict(params=decay, weight_decay=WEIGHT_DECAY),
-            dict(params=no_decay, weight_decay=0.0)]
+    return [
+        dict(params=decay, weight_decay=WEIGHT_DECAY),
+        dict(params=no_decay, weight_decay=0.0)
+    ]
 
 
 def check_data_root(data_root: str, splits: Tuple[str, ...]) -> None:
     """Raise FileNotFoundError naming what ``data_root`` lacks of a demo COCO root."""
     required = [os.path.join('annotations', 'vocab.json')]
     for split in splits:
-        required += [os.path.join('annotations', f'captions_{split}.json'), split]
-    missing = [path for path in required if not os.path.exists(os.path.join(data_root, path))]
+        required += [
+            os.path.join('annotations', f'captions_{split}.json'), split
+        ]
+    missing = [
+        path for path in required
+        if not os.path.exists(os.path.join(data_root, path))
+    ]
     if missing:
-        raise FileNotFoundError(f'{data_root} is not a demo COCO root: it lacks '
-                                f'{", ".join(missing)}')
+        raise FileNotFoundError(
+            f'{data_root} is not a demo COCO root: it lacks '
+            f'{", ".join(missing)}')
 
 
-def pretrain_clip(data_root: str, arch: Dict[str, int], img_size: int = 112,
-                  iters: int = 600, batch_size: int = 32, lr: float = 1e-3, seed: int = 0,
-                  eval_split: str = 'val',
-                  log: Optional[Callable[[str], None]] = None
-                  ) -> Tuple[EVAViT, PretrainReport]:
+def pretrain_clip(
+    data_root: str,
+    arch: Dict[str, int],
+    img_size: int = 112,
+    iters: int = 600,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    seed: int = 0,
+    eval_split: str = 'val',
+    log: Optional[Callable[[str],
+                           None]] = None) -> Tuple[EVAViT, PretrainReport]:
     """Train an ``EVAViT(arch, pretrain_img_size=img_size)`` and a caption
     encoder contrastively on the ``train`` split of ``data_root`` (a demo COCO
     root: ``train/``, ``annotations/captions_train.json``,
@@ -271,23 +323,27 @@ def pretrain_clip(data_root: str, arch: Dict[str, int], img_size: int = 112,
     log = log or (lambda message: None)
     start_time = time.time()
     check_data_root(data_root, ('train', eval_split))
-    vocab = WordVocabulary.load(os.path.join(data_root, 'annotations', 'vocab.json'))
+    vocab = WordVocabulary.load(
+        os.path.join(data_root, 'annotations', 'vocab.json'))
     train = load_captioned_split(data_root, 'train', img_size, vocab)
     evaluation = load_captioned_split(data_root, eval_split, img_size, vocab)
 
     torch.manual_seed(seed)
-    backbone = EVAViT(arch=dict(arch), pretrain_img_size=img_size, with_cls_token=False)
+    backbone = EVAViT(
+        arch=dict(arch), pretrain_img_size=img_size, with_cls_token=False)
     backbone.init_weights()
     model = ImageCaptionCLIP(backbone, vocab)
-    batches = CaptionedBatches(train, batch_size, torch.Generator().manual_seed(seed))
+    batches = CaptionedBatches(train, batch_size,
+                               torch.Generator().manual_seed(seed))
     fixed_batch = batches.sample()
 
     def fixed_batch_loss() -> float:
         model.eval()
         with torch.no_grad():
             images, tokens, positives = fixed_batch
-            return contrastive_loss(model.encode_images(images), model.encode_captions(tokens),
-                                    positives, model.scale()).item()
+            return contrastive_loss(
+                model.encode_images(images), model.encode_captions(tokens),
+                positives, model.scale()).item()
 
     fixed_batch_loss_before = fixed_batch_loss()
     retrieval_before = retrieval_accuracy(model, evaluation)
@@ -295,15 +351,19 @@ def pretrain_clip(data_root: str, arch: Dict[str, int], img_size: int = 112,
         f'{eval_split} retrieval before training {retrieval_before:.3f} '
         f'(chance {chance_retrieval_accuracy(evaluation):.3f})')
 
-    optimizer = torch.optim.AdamW(decay_groups(model), lr=lr, betas=(0.9, 0.98))
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(iters))
+    optimizer = torch.optim.AdamW(
+        decay_groups(model), lr=lr, betas=(0.9, 0.98))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer,
+                                                 warmup_cosine(iters))
     losses = []
     for step in range(iters):
         model.train()
         # The first step trains on the fixed batch, so losses[0] is its loss before training.
-        images, tokens, positives = fixed_batch if step == 0 else batches.sample()
-        loss = contrastive_loss(model.encode_images(images), model.encode_captions(tokens),
-                                positives, model.scale())
+        images, tokens, positives = fixed_batch if step == 0 else batches.sample(
+        )
+        loss = contrastive_loss(
+            model.encode_images(images), model.encode_captions(tokens),
+            positives, model.scale())
         optimizer.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP_NORM)
@@ -312,7 +372,8 @@ def pretrain_clip(data_root: str, arch: Dict[str, int], img_size: int = 112,
         losses.append(loss.item())
         if step % LOG_INTERVAL == 0 or step == iters - 1:
             log(f'iter {step + 1:4d}/{iters}  loss {loss.item():.4f}  '
-                f'logit scale {model.scale().item():5.1f}  {time.time() - start_time:5.0f}s')
+                f'logit scale {model.scale().item():5.1f}  {time.time() - start_time:5.0f}s'
+                )
 
     report = PretrainReport(
         losses=losses,

@@ -31,11 +31,14 @@ from open_clip.tokenizer import SimpleTokenizer
 from visft_mm.datasets.imagenet_variants import imagenet_class_names
 from visft_mm.models.backbones import EVAViT
 from visft_mm.models.backbones.eva_exports import export_eva_clip
-from visft_mm.models.backbones.eva_layouts import (DDP_PREFIX, convert_eva_state_dict,
-                                                   load_checkpoint_file, load_eva_checkpoint,
+from visft_mm.models.backbones.eva_layouts import (DDP_PREFIX,
+                                                   convert_eva_state_dict,
+                                                   load_checkpoint_file,
+                                                   load_eva_checkpoint,
                                                    refuse_unmerged_lora)
 from visft_mm.registry import MODELS
-from visft_mm.utils.checkpoint import CheckpointError, describe_keys, state_dict_misfit
+from visft_mm.utils.checkpoint import (CheckpointError, describe_keys,
+                                       state_dict_misfit)
 
 # Original EVA-CLIP checkpoints of the open_clip configs, for error messages.
 EVA_CLIP_FILES = {
@@ -43,8 +46,9 @@ EVA_CLIP_FILES = {
     'EVA02-E-14-plus': 'EVA02_CLIP_E_psz14_plus_s9B.pt',
 }
 EVA_CLIP_URL = 'https://huggingface.co/QuanSun/EVA-CLIP'
-BACKBONE_HOW_TO_GET = ('write a base backbone with tools/model_converters/eva2visft.py or a '
-                       'ViSFT one with tools/model_converters/merge_lora.py')
+BACKBONE_HOW_TO_GET = (
+    'write a base backbone with tools/model_converters/eva2visft.py or a '
+    'ViSFT one with tools/model_converters/merge_lora.py')
 HEAD_PREFIX = 'visual.head.'
 TEXT_PREFIX = 'text.'
 # EVA-CLIP's (OpenAI CLIP's) normalisation, of 0..255 RGB pixels.
@@ -56,21 +60,25 @@ TEXT_BATCH_SIZE = 1024
 Template = Callable[[str], str]
 
 
-def check_checkpoint_files(clip_checkpoint: str, backbone_checkpoint: Optional[str],
+def check_checkpoint_files(clip_checkpoint: str,
+                           backbone_checkpoint: Optional[str],
                            clip_file: str = 'the EVA-CLIP checkpoint') -> None:
     """Raise :class:`CheckpointError` naming a missing file and how to get it."""
     if not os.path.isfile(clip_checkpoint):
-        raise CheckpointError(f'EVA-CLIP checkpoint {clip_checkpoint} not found; download '
-                              f'{clip_file} from {EVA_CLIP_URL} and put it there (or set '
-                              'model.clip_checkpoint)')
+        raise CheckpointError(
+            f'EVA-CLIP checkpoint {clip_checkpoint} not found; download '
+            f'{clip_file} from {EVA_CLIP_URL} and put it there (or set '
+            'model.clip_checkpoint)')
     if backbone_checkpoint and not os.path.isfile(backbone_checkpoint):
-        raise CheckpointError(f'backbone checkpoint {backbone_checkpoint} not found; '
-                              f'{BACKBONE_HOW_TO_GET}')
+        raise CheckpointError(
+            f'backbone checkpoint {backbone_checkpoint} not found; '
+            f'{BACKBONE_HOW_TO_GET}')
 
 
 def captions_of(sample: DataSample) -> List[str]:
     """The captions of a retrieval sample (``text``: one string or a list)."""
-    return list(sample.text) if isinstance(sample.text, (list, tuple)) else [sample.text]
+    return list(sample.text) if isinstance(sample.text,
+                                           (list, tuple)) else [sample.text]
 
 
 def resolve_templates(templates: Union[str, Sequence[str]]) -> List[Template]:
@@ -79,8 +87,9 @@ def resolve_templates(templates: Union[str, Sequence[str]]) -> List[Template]:
     or format strings with ``{}`` for the class name."""
     if isinstance(templates, str):
         if templates not in PROMPT_MAP:
-            raise KeyError(f'unknown prompt templates {templates!r}; choose from '
-                           f'{sorted(PROMPT_MAP)} or give format strings')
+            raise KeyError(
+                f'unknown prompt templates {templates!r}; choose from '
+                f'{sorted(PROMPT_MAP)} or give format strings')
         return list(PROMPT_MAP[templates])
     return [template.format for template in templates]
 
@@ -130,31 +139,42 @@ class EVACLIP(BaseModel):
                  embed_dim: Optional[int] = None,
                  text_cfg: Optional[dict] = None,
                  class_names: Union[str, Sequence[str]] = 'imagenet',
-                 prompt_templates: Union[str, Sequence[str]] = 'openai_imagenet',
+                 prompt_templates: Union[str,
+                                         Sequence[str]] = 'openai_imagenet',
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
         if data_preprocessor is None:
-            data_preprocessor = dict(type='mmpretrain.MultiModalDataPreprocessor',
-                                     mean=CLIP_MEAN, std=CLIP_STD, to_rgb=True)
-        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+            data_preprocessor = dict(
+                type='mmpretrain.MultiModalDataPreprocessor',
+                mean=CLIP_MEAN,
+                std=CLIP_STD,
+                to_rgb=True)
+        super().__init__(
+            data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         config = get_model_config(open_clip_model)
         if config is None:
-            raise KeyError(f'open_clip has no model config {open_clip_model!r}')
+            raise KeyError(
+                f'open_clip has no model config {open_clip_model!r}')
         # Before building the towers, which takes long at full size.
-        check_checkpoint_files(clip_checkpoint, backbone_checkpoint,
-                               EVA_CLIP_FILES.get(open_clip_model, 'the EVA-CLIP checkpoint'))
+        check_checkpoint_files(
+            clip_checkpoint, backbone_checkpoint,
+            EVA_CLIP_FILES.get(open_clip_model, 'the EVA-CLIP checkpoint'))
         embed_dim = embed_dim or config['embed_dim']
         text_cfg = {**config['text_cfg'], **(text_cfg or {})}
 
-        self.visual = EVAViT(arch=vision_arch, with_cls_token=True, out_type='cls_token')
-        self.visual_proj = nn.Linear(self.visual.embed_dims, embed_dim)  # EVA-CLIP's visual.head
+        self.visual = EVAViT(
+            arch=vision_arch, with_cls_token=True, out_type='cls_token')
+        self.visual_proj = nn.Linear(self.visual.embed_dims,
+                                     embed_dim)  # EVA-CLIP's visual.head
         self.text = _build_text_tower(embed_dim, text_cfg)
         self.logit_scale = nn.Parameter(torch.zeros([]))
-        self.tokenizer = SimpleTokenizer(context_length=text_cfg['context_length'])
+        self.tokenizer = SimpleTokenizer(
+            context_length=text_cfg['context_length'])
 
         self.class_names = resolve_class_names(class_names)
         self.prompt_templates = resolve_templates(prompt_templates)
-        self.class_embeddings: Optional[torch.Tensor] = None  # built by the first predict
+        self.class_embeddings: Optional[
+            torch.Tensor] = None  # built by the first predict
 
         self._load_weights(clip_checkpoint, backbone_checkpoint)
 
@@ -163,7 +183,8 @@ class EVACLIP(BaseModel):
         model was built (re-initialising would overwrite them)."""
 
     # ---------------------------------------------------------------- weights
-    def _load_weights(self, clip_checkpoint: str, backbone_checkpoint: Optional[str]) -> None:
+    def _load_weights(self, clip_checkpoint: str,
+                      backbone_checkpoint: Optional[str]) -> None:
         """Load ``clip_checkpoint``, its vision trunk replaced by that of
         ``backbone_checkpoint`` if given (both existing files) exactly as
         ``tools/model_converters/visft2evaclip.py`` exports it; every key must
@@ -175,31 +196,39 @@ class EVACLIP(BaseModel):
         if backbone_checkpoint:
             backbone = load_eva_checkpoint(backbone_checkpoint)
             refuse_unmerged_lora(backbone, backbone_checkpoint)
-            export = export_eva_clip(backbone.state_dict, clip_sd, source=clip_checkpoint)
+            export = export_eva_clip(
+                backbone.state_dict, clip_sd, source=clip_checkpoint)
             clip_sd = export.state_dict
             source = f'{clip_checkpoint} with the trunk of {backbone_checkpoint}'
             for note in export.notes:
-                print_log(f'{backbone_checkpoint} ({backbone.layout} layout): {note}',
-                          logger='current', level=logging.INFO)
+                print_log(
+                    f'{backbone_checkpoint} ({backbone.layout} layout): {note}',
+                    logger='current',
+                    level=logging.INFO)
         weights = self.clip_state_dict(clip_sd, source)
 
         problems = state_dict_misfit(self.state_dict(), weights)
         if problems:
-            raise CheckpointError(f'{source}: the weights do not fit this '
-                                  f'{type(self).__name__}: {"; ".join(problems)}')
+            raise CheckpointError(
+                f'{source}: the weights do not fit this '
+                f'{type(self).__name__}: {"; ".join(problems)}')
         self.load_state_dict(weights, strict=True)
-        print_log(f'{source}: loaded {len(weights)} EVA-CLIP tensors',
-                  logger='current', level=logging.INFO)
+        print_log(
+            f'{source}: loaded {len(weights)} EVA-CLIP tensors',
+            logger='current',
+            level=logging.INFO)
 
     @staticmethod
-    def clip_state_dict(clip_sd: Dict[str, torch.Tensor], source: str) -> Dict[str, torch.Tensor]:
+    def clip_state_dict(clip_sd: Dict[str, torch.Tensor],
+                        source: str) -> Dict[str, torch.Tensor]:
         """The tensors of an original EVA-CLIP checkpoint under this model's
         names (``visual.head.*`` becomes ``visual_proj.*``)."""
         converted = convert_eva_state_dict(clip_sd, source=source)
         if converted.layout != 'eva_clip':
-            raise CheckpointError(f'{source}: a {converted.layout} vision-tower checkpoint, not a '
-                                  'full EVA-CLIP one (visual.*, text.*, logit_scale); pass it '
-                                  'as backbone_checkpoint')
+            raise CheckpointError(
+                f'{source}: a {converted.layout} vision-tower checkpoint, not a '
+                'full EVA-CLIP one (visual.*, text.*, logit_scale); pass it '
+                'as backbone_checkpoint')
         weights = {f'visual.{k}': v for k, v in converted.state_dict.items()}
         unknown = []
         for key, value in clip_sd.items():
@@ -210,18 +239,22 @@ class EVACLIP(BaseModel):
             elif not key.startswith('visual.'):
                 unknown.append(key)
         if unknown:
-            raise CheckpointError(f'{source}: {len(unknown)} keys are neither visual.*, text.* '
-                                  f'nor logit_scale: {describe_keys(unknown)}')
+            raise CheckpointError(
+                f'{source}: {len(unknown)} keys are neither visual.*, text.* '
+                f'nor logit_scale: {describe_keys(unknown)}')
         return weights
 
     # ---------------------------------------------------------------- forward
-    def forward(self, images: torch.Tensor, data_samples: Optional[List[DataSample]] = None,
+    def forward(self,
+                images: torch.Tensor,
+                data_samples: Optional[List[DataSample]] = None,
                 mode: str = 'predict'):
         if mode == 'predict':
             return self.predict(images, data_samples)
         if mode == 'tensor':
             return self.extract_feat(images, data_samples)
-        raise RuntimeError(f'{type(self).__name__} evaluates only; invalid mode {mode!r}')
+        raise RuntimeError(
+            f'{type(self).__name__} evaluates only; invalid mode {mode!r}')
 
     def extract_image_feat(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) → unnormalised CLIP image embeddings (B, D)."""
@@ -232,49 +265,78 @@ class EVACLIP(BaseModel):
         tokens = self.tokenizer(list(texts)).to(self.logit_scale.device)
         return self.text(tokens)
 
-    def extract_feat(self, images: torch.Tensor,
-                     data_samples: Optional[List[DataSample]] = None) -> Dict[str, torch.Tensor]:
+    def extract_feat(
+        self,
+        images: torch.Tensor,
+        data_samples: Optional[List[DataSample]] = None
+    ) -> Dict[str, torch.Tensor]:
         """Normalised ``image_feat`` and, for samples with ``text`` (one
         caption or a list), ``text_feat`` in sample-then-caption order."""
-        feats = {'image_feat': F.normalize(self.extract_image_feat(images), dim=-1)}
-        texts = [text for sample in data_samples or [] if 'text' in sample
-                 for text in captions_of(sample)]
+        feats = {
+            'image_feat': F.normalize(self.extract_image_feat(images), dim=-1)
+        }
+        texts = [
+            text for sample in data_samples or [] if 'text' in sample
+            for text in captions_of(sample)
+        ]
         if texts:
-            feats['text_feat'] = F.normalize(self.extract_text_feat(texts), dim=-1)
+            feats['text_feat'] = F.normalize(
+                self.extract_text_feat(texts), dim=-1)
         return feats
 
     # ---------------------------------------------------- zero-shot classification
-    def build_class_embeddings(self, class_names: Sequence[str]) -> torch.Tensor:
+    def build_class_embeddings(self,
+                               class_names: Sequence[str]) -> torch.Tensor:
         """(num_classes, D) zero-shot classifier: per class, the normalised
         mean of its normalised prompt embeddings (CLIP's prompt ensembling)."""
-        prompts = [template(name) for name in class_names for template in self.prompt_templates]
-        print_log(f'zero-shot classifier: {len(class_names)} classes x '
-                  f'{len(self.prompt_templates)} prompts', logger='current', level=logging.INFO)
-        feats = torch.cat([F.normalize(self.extract_text_feat(prompts[i:i + TEXT_BATCH_SIZE]),
-                                       dim=-1)
-                           for i in range(0, len(prompts), TEXT_BATCH_SIZE)])
-        per_class = feats.view(len(class_names), len(self.prompt_templates), -1).mean(dim=1)
+        prompts = [
+            template(name) for name in class_names
+            for template in self.prompt_templates
+        ]
+        print_log(
+            f'zero-shot classifier: {len(class_names)} classes x '
+            f'{len(self.prompt_templates)} prompts',
+            logger='current',
+            level=logging.INFO)
+        feats = torch.cat([
+            F.normalize(
+                self.extract_text_feat(prompts[i:i + TEXT_BATCH_SIZE]), dim=-1)
+            for i in range(0, len(prompts), TEXT_BATCH_SIZE)
+        ])
+        per_class = feats.view(
+            len(class_names), len(self.prompt_templates), -1).mean(dim=1)
         return F.normalize(per_class, dim=-1)
 
-    def predict(self, images: torch.Tensor,
-                data_samples: Optional[List[DataSample]] = None) -> List[DataSample]:
+    def predict(
+            self,
+            images: torch.Tensor,
+            data_samples: Optional[List[DataSample]] = None
+    ) -> List[DataSample]:
         """Zero-shot classification: ``pred_score`` (softmax of the scaled
         cosine similarities to the classes) and ``pred_label`` per image."""
         if self.class_embeddings is None:
-            self.class_embeddings = self.build_class_embeddings(self.class_names)
+            self.class_embeddings = self.build_class_embeddings(
+                self.class_names)
         image_feat = F.normalize(self.extract_image_feat(images), dim=-1)
-        logits = self.logit_scale.exp() * image_feat @ self.class_embeddings.to(image_feat).t()
+        logits = self.logit_scale.exp(
+        ) * image_feat @ self.class_embeddings.to(image_feat).t()
         scores = logits.softmax(dim=-1)
         labels = scores.argmax(dim=-1, keepdim=True)
-        data_samples = data_samples or [DataSample() for _ in range(len(images))]
+        data_samples = data_samples or [
+            DataSample() for _ in range(len(images))
+        ]
         for sample, score, label in zip(data_samples, scores, labels):
             sample.set_pred_score(score).set_pred_label(label)
         return data_samples
 
     # ------------------------------------------------------------ retrieval
-    def predict_all(self, feats: Dict[str, torch.Tensor], data_samples: List[DataSample],
-                    num_images: Optional[int] = None,
-                    num_texts: Optional[int] = None) -> Tuple[List[DataSample], List[DataSample]]:
+    def predict_all(
+        self,
+        feats: Dict[str, torch.Tensor],
+        data_samples: List[DataSample],
+        num_images: Optional[int] = None,
+        num_texts: Optional[int] = None
+    ) -> Tuple[List[DataSample], List[DataSample]]:
         """Image→text and text→image retrieval for mmpretrain's ``RetrievalTestLoop``.
 
         ``feats`` and ``data_samples`` are this process's (one sample per image,
@@ -295,10 +357,16 @@ class EVACLIP(BaseModel):
         for sample, score in zip(data_samples, image_feat @ all_texts.t()):
             sample.gt_label = sample.gt_text_id
             i2t_samples.append(sample.set_pred_score(score))
-        captions = [(text, image_id) for sample in data_samples
-                    for text, image_id in zip(captions_of(sample), sample.gt_image_id)]
+        captions = [
+            (text, image_id) for sample in data_samples
+            for text, image_id in zip(captions_of(sample), sample.gt_image_id)
+        ]
         if len(captions) != len(text_feat):
-            raise ValueError(f'{len(text_feat)} text features for {len(captions)} captions')
-        t2i_samples = [DataSample(text=text, gt_label=image_id).set_pred_score(score)
-                       for (text, image_id), score in zip(captions, text_feat @ all_images.t())]
+            raise ValueError(
+                f'{len(text_feat)} text features for {len(captions)} captions')
+        t2i_samples = [
+            DataSample(text=text, gt_label=image_id).set_pred_score(score)
+            for (text,
+                 image_id), score in zip(captions, text_feat @ all_images.t())
+        ]
         return i2t_samples, t2i_samples

@@ -26,8 +26,8 @@ from mmengine.logging import print_log
 from mmengine.model import BaseDataPreprocessor, BaseModel, ModuleDict
 
 from visft_mm.registry import MODELS
-from .checkpoint_exclusion import ExcludeFromCheckpoint
 from visft_mm.utils.checkpoint import load_model_state_dict
+from .checkpoint_exclusion import ExcludeFromCheckpoint
 
 SHARED_BACKBONE = dict(type='visft_mm.FeaturesAsInput')
 
@@ -36,7 +36,8 @@ def _resolve_task(task: Optional[str], tasks: List[str]) -> str:
     if task is None:
         if len(tasks) == 1:
             return tasks[0]
-        raise KeyError(f'the batch names no task, and this model has several: {tasks}')
+        raise KeyError(
+            f'the batch names no task, and this model has several: {tasks}')
     if task not in tasks:
         raise KeyError(f'unknown task {task!r}; this model has {tasks}')
     return task
@@ -49,8 +50,10 @@ class MultiTaskDataPreprocessor(BaseDataPreprocessor):
 
     def __init__(self, preprocessors: Dict[str, dict]):
         super().__init__()
-        self.preprocessors = nn.ModuleDict(
-            {task: MODELS.build(cfg) for task, cfg in preprocessors.items()})
+        self.preprocessors = nn.ModuleDict({
+            task: MODELS.build(cfg)
+            for task, cfg in preprocessors.items()
+        })
 
     def forward(self, data: dict, training: bool = False) -> dict:
         task = _resolve_task(data.get('task'), list(self.preprocessors))
@@ -86,12 +89,15 @@ class ViSFT(ExcludeFromCheckpoint, BaseModel):
             raise ValueError('ViSFT needs at least one task')
         task_cfgs, preprocessors = {}, {}
         for name, cfg in tasks.items():
-            cfg = ConfigDict(copy.deepcopy(cfg))  # mmdet models expect ConfigDicts
+            cfg = ConfigDict(
+                copy.deepcopy(cfg))  # mmdet models expect ConfigDicts
             own_backbone = cfg.get('backbone')
             if own_backbone is not None and own_backbone.get('type') not in (
                     'FeaturesAsInput', 'visft_mm.FeaturesAsInput'):
-                raise ValueError(f'task {name!r} configures its own backbone '
-                                 f'({own_backbone.get("type")}); ViSFT tasks share `backbone`')
+                raise ValueError(
+                    f'task {name!r} configures its own backbone '
+                    f'({own_backbone.get("type")}); ViSFT tasks share `backbone`'
+                )
             cfg['backbone'] = SHARED_BACKBONE
             if 'data_preprocessor' not in cfg:
                 raise ValueError(f'task {name!r} has no data_preprocessor')
@@ -99,14 +105,20 @@ class ViSFT(ExcludeFromCheckpoint, BaseModel):
             task_cfgs[name] = cfg
         unknown = set(task_checkpoints or {}) - set(tasks)
         if unknown:
-            raise KeyError(f'task_checkpoints names unknown tasks {sorted(unknown)}; '
-                           f'this model has {sorted(tasks)}')
-        super().__init__(data_preprocessor=dict(type='visft_mm.MultiTaskDataPreprocessor',
-                                                preprocessors=preprocessors),
-                         init_cfg=init_cfg)
+            raise KeyError(
+                f'task_checkpoints names unknown tasks {sorted(unknown)}; '
+                f'this model has {sorted(tasks)}')
+        super().__init__(
+            data_preprocessor=dict(
+                type='visft_mm.MultiTaskDataPreprocessor',
+                preprocessors=preprocessors),
+            init_cfg=init_cfg)
         self.backbone = MODELS.build(backbone)
         # mmengine's ModuleDict, so init_weights() reaches every task model
-        self.tasks = ModuleDict({name: MODELS.build(cfg) for name, cfg in task_cfgs.items()})
+        self.tasks = ModuleDict({
+            name: MODELS.build(cfg)
+            for name, cfg in task_cfgs.items()
+        })
         if freeze_tasks:
             self.tasks.requires_grad_(False)
         self.task_checkpoints = dict(task_checkpoints or {})
@@ -116,7 +128,10 @@ class ViSFT(ExcludeFromCheckpoint, BaseModel):
     def task_names(self) -> List[str]:
         return list(self.tasks)
 
-    def forward(self, inputs: torch.Tensor, data_samples=None, mode: str = 'tensor',
+    def forward(self,
+                inputs: torch.Tensor,
+                data_samples=None,
+                mode: str = 'tensor',
                 task: Optional[str] = None):
         task = _resolve_task(task, self.task_names)
         feats = self.backbone(inputs)
@@ -133,18 +148,26 @@ class ViSFT(ExcludeFromCheckpoint, BaseModel):
     def _load_task(self, task: str, path: str) -> None:
         prefix = f'tasks.{task}.'
         state = load_model_state_dict(path)
-        weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        weights = {
+            k[len(prefix):]: v
+            for k, v in state.items() if k.startswith(prefix)
+        }
         if not weights:
-            found = sorted({k.split('.')[1] for k in state if k.startswith('tasks.')})
+            found = sorted(
+                {k.split('.')[1]
+                 for k in state if k.startswith('tasks.')})
             raise KeyError(f'{path} holds no weights of task {task!r} '
                            f'(it has tasks {found or "none"})')
         result = self.tasks[task].load_state_dict(weights, strict=False)
         if result.missing_keys or result.unexpected_keys:
-            raise KeyError(f'{path} does not fit task {task!r}: missing '
-                           f'{result.missing_keys[:5]} ({len(result.missing_keys)}), unexpected '
-                           f'{result.unexpected_keys[:5]} ({len(result.unexpected_keys)})')
-        print_log(f'task {task!r}: loaded {len(weights)} tensors from {path}',
-                  logger='current')
+            raise KeyError(
+                f'{path} does not fit task {task!r}: missing '
+                f'{result.missing_keys[:5]} ({len(result.missing_keys)}), unexpected '
+                f'{result.unexpected_keys[:5]} ({len(result.unexpected_keys)})'
+            )
+        print_log(
+            f'task {task!r}: loaded {len(weights)} tensors from {path}',
+            logger='current')
 
     def init_excluded_weights(self) -> None:
         if not getattr(self.backbone, '_is_init', False):
@@ -152,6 +175,11 @@ class ViSFT(ExcludeFromCheckpoint, BaseModel):
 
     def excluded_state_keys(self) -> List[str]:
         """Frozen backbone tensors: they come from the backbone's init_cfg."""
-        trainable = {name for name, p in self.backbone.named_parameters() if p.requires_grad}
-        return [f'backbone.{name}' for name in self.backbone.state_dict()
-                if name not in trainable]
+        trainable = {
+            name
+            for name, p in self.backbone.named_parameters() if p.requires_grad
+        }
+        return [
+            f'backbone.{name}' for name in self.backbone.state_dict()
+            if name not in trainable
+        ]

@@ -3,9 +3,9 @@ tools/train.py and tools/test.py (launcher, overrides, work dir, backbone),
 and how the model converters report bad input."""
 import argparse
 import os
+import os.path as osp
 import sys
 from contextlib import contextmanager
-import os.path as osp
 from typing import Optional
 
 from mmengine.config import Config, DictAction
@@ -13,23 +13,30 @@ from mmengine.config import Config, DictAction
 from .checkpoint import CheckpointError, allow_mmengine_checkpoints
 from .dist import init_cpu_process_group
 
-
 # The benchmark configs take their backbone from this environment variable,
 # through mmengine's substitution: backbone_checkpoint = '{{$BACKBONE_CHECKPOINT:...}}'.
 BACKBONE_ENV = 'BACKBONE_CHECKPOINT'
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--work-dir', help='the dir to save logs, checkpoints and results')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, e.g. train_cfg.max_iters=100')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
+    parser.add_argument(
+        '--work-dir', help='the dir to save logs, checkpoints and results')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, e.g. train_cfg.max_iters=100')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     parser.add_argument(
-        '--backbone', help='backbone checkpoint, for configs that read it from '
-        f'${BACKBONE_ENV} (the benchmarks in configs/visft/eval/): base or ViSFT-merged')
-
+        '--backbone',
+        help='backbone checkpoint, for configs that read it from '
+        f'${BACKBONE_ENV} (the benchmarks in configs/visft/eval/): base or ViSFT-merged'
+    )
 
 
 def read_config(path: str, backbone: Optional[str] = None) -> Config:
@@ -54,10 +61,12 @@ def load_tool_config(args: argparse.Namespace) -> Config:
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     allow_mmengine_checkpoints()
     cfg = read_config(args.config, args.backbone)
-    if args.backbone is not None and cfg.get('backbone_checkpoint') != args.backbone:
-        raise SystemExit(f'error: --backbone given, but {args.config} does not take its backbone '
-                         f"from ${BACKBONE_ENV} (backbone_checkpoint = "
-                         f"'{{{{${BACKBONE_ENV}:default}}}}')")
+    if args.backbone is not None and cfg.get(
+            'backbone_checkpoint') != args.backbone:
+        raise SystemExit(
+            f'error: --backbone given, but {args.config} does not take its backbone '
+            f"from ${BACKBONE_ENV} (backbone_checkpoint = "
+            f"'{{{{${BACKBONE_ENV}:default}}}}')")
     cfg.launcher = args.launcher
     init_cpu_process_group(args.launcher)
     if args.cfg_options is not None:
@@ -65,7 +74,8 @@ def load_tool_config(args: argparse.Namespace) -> Config:
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
     return cfg
 
 
@@ -77,6 +87,7 @@ def exit_on_bad_input():
         yield
     except (CheckpointError, KeyError, ValueError, OSError) as e:
         # str(KeyError) adds quotes around the message.
-        message = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+        message = str(
+            e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
         print(f'error: {message}', file=sys.stderr)
         sys.exit(1)

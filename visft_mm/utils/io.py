@@ -12,7 +12,8 @@ def save_atomic(obj, path) -> None:
     the temporary file is removed and ``path`` is left untouched."""
     path = os.path.abspath(os.fspath(path))
     directory, name = os.path.split(path)
-    fd, tmp_path = tempfile.mkstemp(prefix=f'.{name}.', suffix='.tmp', dir=directory)
+    fd, tmp_path = tempfile.mkstemp(
+        prefix=f'.{name}.', suffix='.tmp', dir=directory)
     try:
         with os.fdopen(fd, 'wb') as f:
             torch.save(obj, f)

@@ -36,7 +36,8 @@ def _lookup(cfg: Config, dotted_key: str) -> Any:
     for part in dotted_key.split('.'):
         value = value.get(part, _ABSENT) if hasattr(value, 'get') else _ABSENT
         if value is _ABSENT:
-            raise KeyError(f'required_paths names {dotted_key!r}, which the config lacks')
+            raise KeyError(
+                f'required_paths names {dotted_key!r}, which the config lacks')
     return value
 
 
@@ -44,7 +45,10 @@ def missing_required_paths(cfg: Config) -> List[str]:
     """One line per missing path listed in ``cfg.required_paths`` (a path that
     several keys name is reported once)."""
     problems, reported = [], set()
-    entries = [entry for group in cfg.get('required_paths', {}).values() for entry in group]
+    entries = [
+        entry for group in cfg.get('required_paths', {}).values()
+        for entry in group
+    ]
     for entry in entries:
         path = _lookup(cfg, entry['key'])
         if path is None:
@@ -64,5 +68,6 @@ def check_required_paths(cfg: Config) -> None:
     """Raise :class:`MissingPathsError` listing every missing required path."""
     problems = missing_required_paths(cfg)
     if problems:
-        raise MissingPathsError('missing input files; nothing is downloaded automatically:\n  '
-                                + '\n  '.join(problems))
+        raise MissingPathsError(
+            'missing input files; nothing is downloaded automatically:\n  ' +
+            '\n  '.join(problems))

@@ -16,14 +16,31 @@ detection_train_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='RandomFlip', prob=0.5),
-    dict(type='RandomChoice', transforms=[
-        [dict(type='RandomChoiceResize', scales=detection_scales, keep_ratio=True)],
-        [dict(type='RandomChoiceResize', scales=[(400, 4200), (500, 4200), (600, 4200)],
-              keep_ratio=True),
-         dict(type='RandomCrop', crop_type='absolute_range', crop_size=(384, 600),
-              allow_negative_crop=True),
-         dict(type='RandomChoiceResize', scales=detection_scales, keep_ratio=True)],
-    ]),
+    dict(
+        type='RandomChoice',
+        transforms=[
+            [
+                dict(
+                    type='RandomChoiceResize',
+                    scales=detection_scales,
+                    keep_ratio=True)
+            ],
+            [
+                dict(
+                    type='RandomChoiceResize',
+                    scales=[(400, 4200), (500, 4200), (600, 4200)],
+                    keep_ratio=True),
+                dict(
+                    type='RandomCrop',
+                    crop_type='absolute_range',
+                    crop_size=(384, 600),
+                    allow_negative_crop=True),
+                dict(
+                    type='RandomChoiceResize',
+                    scales=detection_scales,
+                    keep_ratio=True)
+            ],
+        ]),
     dict(type='PackDetInputs'),
 ]
 detection_test_pipeline = [
@@ -31,8 +48,10 @@ detection_test_pipeline = [
     # the official RandomResize([800], max_size=672) is a long side of 672 (§10.13)
     dict(type='Resize', scale=(672, 672), keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                   'scale_factor')),
 ]
 
 # Instance segmentation (large-scale jitter to a 1024 crop, Mask2Former recipe).
@@ -40,9 +59,17 @@ segmentation_train_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='RandomFlip', prob=0.5),
-    dict(type='RandomResize', scale=(1024, 1024), ratio_range=(0.1, 2.0), keep_ratio=True),
-    dict(type='RandomCrop', crop_size=(1024, 1024), crop_type='absolute', recompute_bbox=True,
-         allow_negative_crop=True),
+    dict(
+        type='RandomResize',
+        scale=(1024, 1024),
+        ratio_range=(0.1, 2.0),
+        keep_ratio=True),
+    dict(
+        type='RandomCrop',
+        crop_size=(1024, 1024),
+        crop_type='absolute',
+        recompute_bbox=True,
+        allow_negative_crop=True),
     dict(type='FilterAnnotations', min_gt_bbox_wh=(1e-5, 1e-5), by_mask=True),
     dict(type='PackDetInputs'),
 ]
@@ -50,54 +77,99 @@ segmentation_test_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
     dict(type='Resize', scale=(1333, 800), keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                   'scale_factor')),
 ]
 
 # Captioning (Karpathy split, images resized to 256x256, no augmentation).
 caption_train_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
     dict(type='Resize', scale=(256, 256), keep_ratio=False),
-    dict(type='mmpretrain.PackInputs', algorithm_keys=['gt_caption'],
-         meta_keys=['image_id', 'img_path', 'ori_shape', 'img_shape']),
+    dict(
+        type='mmpretrain.PackInputs',
+        algorithm_keys=['gt_caption'],
+        meta_keys=['image_id', 'img_path', 'ori_shape', 'img_shape']),
 ]
 caption_test_pipeline = caption_train_pipeline
 
-coco_train = dict(type='CocoDataset', data_root=data_root,
-                  ann_file='annotations/instances_train2017.json',
-                  data_prefix=dict(img='train2017/'),
-                  filter_cfg=dict(filter_empty_gt=True, min_size=32), backend_args=backend_args)
-coco_val = dict(type='CocoDataset', data_root=data_root,
-                ann_file='annotations/instances_val2017.json',
-                data_prefix=dict(img='val2017/'), test_mode=True, backend_args=backend_args)
-karpathy = dict(type='CocoCaptionDataset', data_root=data_root,
-                ann_file='annotations/dataset_coco.json', data_prefix=dict(img_path=''))
+coco_train = dict(
+    type='CocoDataset',
+    data_root=data_root,
+    ann_file='annotations/instances_train2017.json',
+    data_prefix=dict(img='train2017/'),
+    filter_cfg=dict(filter_empty_gt=True, min_size=32),
+    backend_args=backend_args)
+coco_val = dict(
+    type='CocoDataset',
+    data_root=data_root,
+    ann_file='annotations/instances_val2017.json',
+    data_prefix=dict(img='val2017/'),
+    test_mode=True,
+    backend_args=backend_args)
+karpathy = dict(
+    type='CocoCaptionDataset',
+    data_root=data_root,
+    ann_file='annotations/dataset_coco.json',
+    data_prefix=dict(img_path=''))
 
 infinite = dict(type='InfiniteSampler', shuffle=True)
 in_order = dict(type='DefaultSampler', shuffle=False)
 
 detection_train_dataloader = dict(
-    batch_size=1, num_workers=2, persistent_workers=True, sampler=infinite,
+    batch_size=1,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=infinite,
     dataset=dict(**coco_train, pipeline=detection_train_pipeline))
 detection_val_dataloader = dict(
-    batch_size=1, num_workers=2, persistent_workers=True, drop_last=False, sampler=in_order,
+    batch_size=1,
+    num_workers=2,
+    persistent_workers=True,
+    drop_last=False,
+    sampler=in_order,
     dataset=dict(**coco_val, pipeline=detection_test_pipeline))
-detection_val_evaluator = dict(type='CocoMetric', metric='bbox', format_only=False,
-                               ann_file=data_root + 'annotations/instances_val2017.json')
+detection_val_evaluator = dict(
+    type='CocoMetric',
+    metric='bbox',
+    format_only=False,
+    ann_file=data_root + 'annotations/instances_val2017.json')
 
 segmentation_train_dataloader = dict(
-    batch_size=1, num_workers=2, persistent_workers=True, sampler=infinite,
+    batch_size=1,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=infinite,
     dataset=dict(**coco_train, pipeline=segmentation_train_pipeline))
 segmentation_val_dataloader = dict(
-    batch_size=1, num_workers=2, persistent_workers=True, drop_last=False, sampler=in_order,
+    batch_size=1,
+    num_workers=2,
+    persistent_workers=True,
+    drop_last=False,
+    sampler=in_order,
     dataset=dict(**coco_val, pipeline=segmentation_test_pipeline))
-segmentation_val_evaluator = dict(type='CocoMetric', metric='segm', format_only=False,
-                                  ann_file=data_root + 'annotations/instances_val2017.json')
+segmentation_val_evaluator = dict(
+    type='CocoMetric',
+    metric='segm',
+    format_only=False,
+    ann_file=data_root + 'annotations/instances_val2017.json')
 
 caption_train_dataloader = dict(
-    batch_size=8, num_workers=4, persistent_workers=True, sampler=infinite,
+    batch_size=8,
+    num_workers=4,
+    persistent_workers=True,
+    sampler=infinite,
     dataset=dict(**karpathy, split='train', pipeline=caption_train_pipeline))
 caption_val_dataloader = dict(
-    batch_size=32, num_workers=4, persistent_workers=True, drop_last=False, sampler=in_order,
-    dataset=dict(**karpathy, split='val', test_mode=True, pipeline=caption_test_pipeline))
+    batch_size=32,
+    num_workers=4,
+    persistent_workers=True,
+    drop_last=False,
+    sampler=in_order,
+    dataset=dict(
+        **karpathy,
+        split='val',
+        test_mode=True,
+        pipeline=caption_test_pipeline))
 caption_val_evaluator = dict(type='CaptionMetric')

@@ -3,8 +3,11 @@
 # CLIP-style on the demo captions (tools/misc/pretrain_demo_backbone.py) and
 # loads that checkpoint, so stage 1 starts from a model that already sees.
 eva_backbone = dict(
-    type='EVAViT', arch=dict(embed_dims=192, num_layers=4, num_heads=4,
-                             feedforward_channels=384),
-    pretrain_img_size=112, with_cls_token=False,
-    init_cfg=dict(type='Pretrained',
-                  checkpoint='work_dirs/visft_demo/backbone_pretrained.pth'))
+    type='EVAViT',
+    arch=dict(
+        embed_dims=192, num_layers=4, num_heads=4, feedforward_channels=384),
+    pretrain_img_size=112,
+    with_cls_token=False,
+    init_cfg=dict(
+        type='Pretrained',
+        checkpoint='work_dirs/visft_demo/backbone_pretrained.pth'))

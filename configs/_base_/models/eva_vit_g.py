@@ -2,5 +2,7 @@
 # trains it: no cls token in the blocks. `checkpoint` may be LAVIS's
 # eva_vit_g.pth or any layout tools/model_converters/eva2visft.py accepts.
 eva_backbone = dict(
-    type='EVAViT', arch='eva-g', with_cls_token=False,
+    type='EVAViT',
+    arch='eva-g',
+    with_cls_token=False,
     init_cfg=dict(type='Pretrained', checkpoint='checkpoints/eva_vit_g.pth'))

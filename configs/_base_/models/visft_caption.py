@@ -9,11 +9,21 @@ caption_model = dict(
     type='ImageCaptioner',
     data_preprocessor=dict(
         type='ImgDataPreprocessor',
-        mean=[v * 255 for v in (0.48145466, 0.4578275, 0.40821073)],  # CLIP (§10.5)
+        mean=[v * 255
+              for v in (0.48145466, 0.4578275, 0.40821073)],  # CLIP (§10.5)
         std=[v * 255 for v in (0.26862954, 0.26130258, 0.27577711)],
         bgr_to_rgb=True),
     head=dict(
-        type='ShowAttendTellHead', in_channels=1408,
-        vocab_file='data/coco/annotations/WORDMAP_coco_5_cap_per_img_5_min_word_freq.json',
-        attention_dim=384, embed_dim=384, decoder_dim=384, dropout=0.5, encoded_size=14,
-        max_len=50, alpha_c=1.0, beam_size=3, max_decode_len=20))
+        type='ShowAttendTellHead',
+        in_channels=1408,
+        vocab_file=
+        'data/coco/annotations/WORDMAP_coco_5_cap_per_img_5_min_word_freq.json',
+        attention_dim=384,
+        embed_dim=384,
+        decoder_dim=384,
+        dropout=0.5,
+        encoded_size=14,
+        max_len=50,
+        alpha_c=1.0,
+        beam_size=3,
+        max_decode_len=20))

@@ -40,18 +40,22 @@ det_model = dict(
     encoder=dict(  # DetrTransformerEncoder
         num_layers=6,
         layer_cfg=dict(
-            self_attn_cfg=dict(embed_dims=256, num_heads=8, dropout=0.1, batch_first=True),
+            self_attn_cfg=dict(
+                embed_dims=256, num_heads=8, dropout=0.1, batch_first=True),
             ffn_cfg=dict(
                 embed_dims=256,
                 feedforward_channels=1024,
                 num_fcs=2,
                 ffn_drop=0.1,
                 act_cfg=dict(type='ReLU', inplace=True)))),
-    decoder=dict(  # DetrTransformerDecoder; intermediate outputs feed the aux losses
+    decoder=
+    dict(  # DetrTransformerDecoder; intermediate outputs feed the aux losses
         num_layers=6,
         layer_cfg=dict(
-            self_attn_cfg=dict(embed_dims=256, num_heads=8, dropout=0.1, batch_first=True),
-            cross_attn_cfg=dict(embed_dims=256, num_heads=8, dropout=0.1, batch_first=True),
+            self_attn_cfg=dict(
+                embed_dims=256, num_heads=8, dropout=0.1, batch_first=True),
+            cross_attn_cfg=dict(
+                embed_dims=256, num_heads=8, dropout=0.1, batch_first=True),
             ffn_cfg=dict(
                 embed_dims=256,
                 feedforward_channels=1024,

@@ -50,16 +50,19 @@ det_model = dict(
         num_layers=3,
         layer_cfg=dict(
             self_attn_cfg=dict(embed_dims=256, num_levels=1, dropout=0.0),
-            ffn_cfg=dict(embed_dims=256, feedforward_channels=1024, ffn_drop=0.0))),
+            ffn_cfg=dict(
+                embed_dims=256, feedforward_channels=1024, ffn_drop=0.0))),
     decoder=dict(
         num_layers=3,
         return_intermediate=True,
         layer_cfg=dict(
             self_attn_cfg=dict(embed_dims=256, num_heads=8, dropout=0.0),
             cross_attn_cfg=dict(embed_dims=256, num_levels=1, dropout=0.0),
-            ffn_cfg=dict(embed_dims=256, feedforward_channels=1024, ffn_drop=0.0)),
+            ffn_cfg=dict(
+                embed_dims=256, feedforward_channels=1024, ffn_drop=0.0)),
         post_norm_cfg=None),
-    positional_encoding=dict(num_feats=128, normalize=True, offset=0.0, temperature=20),
+    positional_encoding=dict(
+        num_feats=128, normalize=True, offset=0.0, temperature=20),
     bbox_head=dict(
         type='DINOHead',
         num_classes=4,

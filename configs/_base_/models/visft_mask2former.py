@@ -44,7 +44,8 @@ seg_model = dict(
     panoptic_head=dict(
         type='Mask2FormerHead',
         in_channels=[1408],  # passed to the pixel decoder
-        strides=[14],  # recorded for readers; Mask2FormerHead itself ignores it
+        strides=[14
+                 ],  # recorded for readers; Mask2FormerHead itself ignores it
         feat_channels=256,
         out_channels=256,
         num_things_classes=80,
@@ -83,8 +84,12 @@ seg_model = dict(
             return_intermediate=True,
             num_layers=9,
             layer_cfg=dict(
-                self_attn_cfg=dict(embed_dims=256, num_heads=8, dropout=0.0, batch_first=True),
-                cross_attn_cfg=dict(embed_dims=256, num_heads=8, dropout=0.0, batch_first=True),
+                self_attn_cfg=dict(
+                    embed_dims=256, num_heads=8, dropout=0.0,
+                    batch_first=True),
+                cross_attn_cfg=dict(
+                    embed_dims=256, num_heads=8, dropout=0.0,
+                    batch_first=True),
                 ffn_cfg=dict(
                     embed_dims=256,
                     feedforward_channels=1024,
@@ -99,7 +104,10 @@ seg_model = dict(
             reduction='mean',
             class_weight=[1.0] * 80 + [0.1]),  # last entry: no-object
         loss_mask=dict(
-            type='CrossEntropyLoss', use_sigmoid=True, reduction='mean', loss_weight=5.0),
+            type='CrossEntropyLoss',
+            use_sigmoid=True,
+            reduction='mean',
+            loss_weight=5.0),
         loss_dice=dict(
             type='DiceLoss',
             use_sigmoid=True,
@@ -122,7 +130,8 @@ seg_model = dict(
             type='HungarianAssigner',
             match_costs=[
                 dict(type='ClassificationCost', weight=2.0),
-                dict(type='CrossEntropyLossCost', weight=5.0, use_sigmoid=True),
+                dict(
+                    type='CrossEntropyLossCost', weight=5.0, use_sigmoid=True),
                 dict(type='DiceCost', weight=5.0, pred_act=True, eps=1.0)
             ]),
         sampler=dict(type='MaskPseudoSampler')),

@@ -2,16 +2,24 @@
 # DETR, the paper's head, converges too slowly for a CPU demo; the eva_1b and
 # eva_4b configs keep DETR.
 _base_ = [
-    '../../_base_/models/eva_vit_demo.py', '../../_base_/models/visft_dino_demo.py',
+    '../../_base_/models/eva_vit_demo.py',
+    '../../_base_/models/visft_dino_demo.py',
     '../../_base_/datasets/visft_demo_coco.py', './demo_stage1_schedule.py'
 ]
 max_iters = 600
-model = dict(type='ViSFT', backbone=dict(**_base_.eva_backbone, frozen=True),
-             tasks=dict(detection=_base_.det_model))
+model = dict(
+    type='ViSFT',
+    backbone=dict(**_base_.eva_backbone, frozen=True),
+    tasks=dict(detection=_base_.det_model))
 optim_wrapper = dict(optimizer=dict(lr=5e-4))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=50),
-    dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=False, begin=50, end=max_iters),
+    dict(
+        type='CosineAnnealingLR',
+        eta_min=0.0,
+        by_epoch=False,
+        begin=50,
+        end=max_iters),
 ]
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 default_hooks = dict(checkpoint=dict(interval=max_iters))

@@ -1,15 +1,23 @@
 # Demo stage 1, instance segmentation: the frozen demo ViT under Mask2Former.
 _base_ = [
-    '../../_base_/models/eva_vit_demo.py', '../../_base_/models/visft_mask2former_demo.py',
+    '../../_base_/models/eva_vit_demo.py',
+    '../../_base_/models/visft_mask2former_demo.py',
     '../../_base_/datasets/visft_demo_coco.py', './demo_stage1_schedule.py'
 ]
 max_iters = 400
-model = dict(type='ViSFT', backbone=dict(**_base_.eva_backbone, frozen=True),
-             tasks=dict(segmentation=_base_.seg_model))
+model = dict(
+    type='ViSFT',
+    backbone=dict(**_base_.eva_backbone, frozen=True),
+    tasks=dict(segmentation=_base_.seg_model))
 optim_wrapper = dict(optimizer=dict(lr=5e-4))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=50),
-    dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=False, begin=50, end=max_iters),
+    dict(
+        type='CosineAnnealingLR',
+        eta_min=0.0,
+        by_epoch=False,
+        begin=50,
+        end=max_iters),
 ]
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 default_hooks = dict(checkpoint=dict(interval=max_iters))

@@ -1,29 +1,48 @@
 # Demo stage 2: LoRA (rank 64, alpha 1, q and v) on the demo ViT, the three
 # frozen stage-1 heads, one task per iteration at the paper's ratios.
 _base_ = [
-    '../../_base_/models/eva_vit_demo.py', '../../_base_/models/visft_dino_demo.py',
-    '../../_base_/models/visft_mask2former_demo.py', '../../_base_/models/visft_caption.py',
+    '../../_base_/models/eva_vit_demo.py',
+    '../../_base_/models/visft_dino_demo.py',
+    '../../_base_/models/visft_mask2former_demo.py',
+    '../../_base_/models/visft_caption.py',
     '../../_base_/datasets/visft_demo_coco.py', './demo_stage2_schedule.py'
 ]
 max_iters = 300
 stage1 = 'work_dirs/visft_demo/'
-demo_caption_head = dict(in_channels=192, vocab_file='data/demo_coco/annotations/vocab.json',
-                         encoded_size=8, max_decode_len=16)
+demo_caption_head = dict(
+    in_channels=192,
+    vocab_file='data/demo_coco/annotations/vocab.json',
+    encoded_size=8,
+    max_decode_len=16)
 model = dict(
     type='ViSFT',
-    backbone=dict(type='LoRAModel', module=_base_.eva_backbone,
-                  targets=[dict(type='qkv', slices='qv')], rank=64, alpha=1, drop_rate=0.),
-    tasks=dict(caption=dict(_base_.caption_model,
-                            head=dict(_base_.caption_model.head, **demo_caption_head)),
-               segmentation=_base_.seg_model, detection=_base_.det_model),
+    backbone=dict(
+        type='LoRAModel',
+        module=_base_.eva_backbone,
+        targets=[dict(type='qkv', slices='qv')],
+        rank=64,
+        alpha=1,
+        drop_rate=0.),
+    tasks=dict(
+        caption=dict(
+            _base_.caption_model,
+            head=dict(_base_.caption_model.head, **demo_caption_head)),
+        segmentation=_base_.seg_model,
+        detection=_base_.det_model),
     freeze_tasks=True,
-    task_checkpoints=dict(caption=stage1 + 'stage1_caption/iter_300.pth',
-                          segmentation=stage1 + 'stage1_segmentation/iter_400.pth',
-                          detection=stage1 + 'stage1_detection/iter_600.pth'))
+    task_checkpoints=dict(
+        caption=stage1 + 'stage1_caption/iter_300.pth',
+        segmentation=stage1 + 'stage1_segmentation/iter_400.pth',
+        detection=stage1 + 'stage1_detection/iter_600.pth'))
 optim_wrapper = dict(optimizer=dict(lr=1e-3))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=30),
-    dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=False, begin=30, end=max_iters),
+    dict(
+        type='CosineAnnealingLR',
+        eta_min=0.0,
+        by_epoch=False,
+        begin=30,
+        end=max_iters),
 ]
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 default_hooks = dict(checkpoint=dict(interval=max_iters))

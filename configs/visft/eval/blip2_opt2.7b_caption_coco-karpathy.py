@@ -23,8 +23,8 @@ qformer_config_dir = 'checkpoints/bert-base-uncased'
 data_root = 'data/coco'
 # The vision backbone: a ViSFT EVA-G in BEiTViT layout from $BACKBONE_CHECKPOINT
 # (tools/test.py --backbone PATH sets it), or None, BLIP-2's own, when it is unset.
-backbone_checkpoint = (None if '{{$BACKBONE_CHECKPOINT:own}}' == 'own'
-                       else '{{$BACKBONE_CHECKPOINT:own}}')
+backbone_checkpoint = (None if '{{$BACKBONE_CHECKPOINT:own}}' == 'own' else
+                       '{{$BACKBONE_CHECKPOINT:own}}')
 
 default_scope = 'mmpretrain'
 load_from = blip2_checkpoint
@@ -36,15 +36,23 @@ model = dict(
 
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(364, 364), interpolation='bicubic', backend='pillow'),
-    dict(type='PackInputs', algorithm_keys=['gt_caption'], meta_keys=['image_id']),
+    dict(
+        type='Resize',
+        scale=(364, 364),
+        interpolation='bicubic',
+        backend='pillow'),
+    dict(
+        type='PackInputs',
+        algorithm_keys=['gt_caption'],
+        meta_keys=['image_id']),
 ]
 test_dataloader = dict(
     batch_size=16,
     num_workers=5,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='default_collate'),  # mmpretrain's tools/test.py adds it; ours does not
+    collate_fn=dict(type='default_collate'
+                    ),  # mmpretrain's tools/test.py adds it; ours does not
     dataset=dict(
         _delete_=True,
         type='COCOCaption',
@@ -59,11 +67,18 @@ train_dataloader = train_cfg = optim_wrapper = param_scheduler = None
 val_dataloader = val_cfg = val_evaluator = None
 
 required_paths = dict(data=[
-    dict(key='test_dataloader.dataset.ann_file', root='test_dataloader.dataset.data_root',
-         what='COCO Karpathy test annotations',
-         how='download https://storage.googleapis.com/sfr-vision-language-research/datasets/'
-             'coco_karpathy_test.json into data/coco/annotations/'),
-    dict(key='test_dataloader.dataset.data_root', subpath='val2014', what='COCO val2014 images',
-         how='download http://images.cocodataset.org/zips/val2014.zip and unzip it into '
-             'data/coco/'),
+    dict(
+        key='test_dataloader.dataset.ann_file',
+        root='test_dataloader.dataset.data_root',
+        what='COCO Karpathy test annotations',
+        how=
+        'download https://storage.googleapis.com/sfr-vision-language-research/datasets/'
+        'coco_karpathy_test.json into data/coco/annotations/'),
+    dict(
+        key='test_dataloader.dataset.data_root',
+        subpath='val2014',
+        what='COCO val2014 images',
+        how=
+        'download http://images.cocodataset.org/zips/val2014.zip and unzip it into '
+        'data/coco/'),
 ])

@@ -28,8 +28,8 @@ data_root = 'data/nocaps'
 ann_file = 'annotations/nocaps_val_4500_captions.json'
 # The vision backbone: a ViSFT EVA-G in BEiTViT layout from $BACKBONE_CHECKPOINT
 # (tools/test.py --backbone PATH sets it), or None, BLIP-2's own, when it is unset.
-backbone_checkpoint = (None if '{{$BACKBONE_CHECKPOINT:own}}' == 'own'
-                       else '{{$BACKBONE_CHECKPOINT:own}}')
+backbone_checkpoint = (None if '{{$BACKBONE_CHECKPOINT:own}}' == 'own' else
+                       '{{$BACKBONE_CHECKPOINT:own}}')
 
 default_scope = 'mmpretrain'
 load_from = blip2_checkpoint
@@ -42,7 +42,11 @@ model = dict(
 
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(364, 364), interpolation='bicubic', backend='pillow'),
+    dict(
+        type='Resize',
+        scale=(364, 364),
+        interpolation='bicubic',
+        backend='pillow'),
     dict(type='PackInputs', meta_keys=['image_id']),
 ]
 test_dataloader = dict(
@@ -50,7 +54,8 @@ test_dataloader = dict(
     num_workers=5,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='default_collate'),  # mmpretrain's tools/test.py adds it; ours does not
+    collate_fn=dict(type='default_collate'
+                    ),  # mmpretrain's tools/test.py adds it; ours does not
     dataset=dict(
         _delete_=True,
         type='visft_mm.NoCapsImages',
@@ -59,21 +64,33 @@ test_dataloader = dict(
         ann_file=ann_file,
         pipeline=test_pipeline))
 test_evaluator = dict(
-    _delete_=True, type='visft_mm.CaptionMetric', ann_file=f'{data_root}/{ann_file}')
+    _delete_=True,
+    type='visft_mm.CaptionMetric',
+    ann_file=f'{data_root}/{ann_file}')
 test_cfg = dict()
 
 # evaluation only
 train_dataloader = train_cfg = optim_wrapper = param_scheduler = None
 val_dataloader = val_cfg = val_evaluator = None
 
-nocaps_how = ('download nocaps_val_4500_captions.json (https://nocaps.org/download) into '
-              'data/nocaps/annotations/')
+nocaps_how = (
+    'download nocaps_val_4500_captions.json (https://nocaps.org/download) into '
+    'data/nocaps/annotations/')
 required_paths = dict(data=[
-    dict(key='test_dataloader.dataset.ann_file', root='test_dataloader.dataset.data_root',
-         what='NoCaps val annotations', how=nocaps_how),
-    dict(key='test_evaluator.ann_file', what='NoCaps val references', how=nocaps_how),
-    dict(key='test_dataloader.dataset.data_prefix.img_path',
-         root='test_dataloader.dataset.data_root', what='NoCaps val images',
-         how="download each image of the annotation file's images[].coco_url into "
-             'data/nocaps/images/ under its file_name'),
+    dict(
+        key='test_dataloader.dataset.ann_file',
+        root='test_dataloader.dataset.data_root',
+        what='NoCaps val annotations',
+        how=nocaps_how),
+    dict(
+        key='test_evaluator.ann_file',
+        what='NoCaps val references',
+        how=nocaps_how),
+    dict(
+        key='test_dataloader.dataset.data_prefix.img_path',
+        root='test_dataloader.dataset.data_root',
+        what='NoCaps val images',
+        how=
+        "download each image of the annotation file's images[].coco_url into "
+        'data/nocaps/images/ under its file_name'),
 ])

@@ -28,8 +28,8 @@ qformer_config_dir = 'checkpoints/bert-base-uncased'
 data_root = 'data/coco'
 # The vision backbone: a ViSFT EVA-G in BEiTViT layout from $BACKBONE_CHECKPOINT
 # (tools/test.py --backbone PATH sets it), or None, BLIP-2's own, when it is unset.
-backbone_checkpoint = (None if '{{$BACKBONE_CHECKPOINT:own}}' == 'own'
-                       else '{{$BACKBONE_CHECKPOINT:own}}')
+backbone_checkpoint = (None if '{{$BACKBONE_CHECKPOINT:own}}' == 'own' else
+                       '{{$BACKBONE_CHECKPOINT:own}}')
 
 default_scope = 'mmpretrain'
 load_from = blip2_checkpoint
@@ -42,17 +42,24 @@ model = dict(
 
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(224, 224), interpolation='bicubic', backend='pillow'),
+    dict(
+        type='Resize',
+        scale=(224, 224),
+        interpolation='bicubic',
+        backend='pillow'),
     dict(type='CleanCaption', keys=['question']),
-    dict(type='PackInputs', algorithm_keys=['question', 'gt_answer', 'gt_answer_weight'],
-         meta_keys=['question_id', 'image_id']),
+    dict(
+        type='PackInputs',
+        algorithm_keys=['question', 'gt_answer', 'gt_answer_weight'],
+        meta_keys=['question_id', 'image_id']),
 ]
 test_dataloader = dict(
     batch_size=16,
     num_workers=8,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='default_collate'),  # mmpretrain's tools/test.py adds it; ours does not
+    collate_fn=dict(type='default_collate'
+                    ),  # mmpretrain's tools/test.py adds it; ours does not
     dataset=dict(
         _delete_=True,
         type='COCOVQA',
@@ -69,17 +76,25 @@ train_dataloader = train_cfg = optim_wrapper = param_scheduler = None
 val_dataloader = val_cfg = val_evaluator = None
 
 required_paths = dict(data=[
-    dict(key='test_dataloader.dataset.question_file', root='test_dataloader.dataset.data_root',
-         what='VQAv2 val questions',
-         how='download https://s3.amazonaws.com/cvmlp/vqa/mscoco/vqa/'
-             'v2_Questions_Val_mscoco.zip (visualqa.org) and unzip it into data/coco/annotations/'),
-    dict(key='test_dataloader.dataset.ann_file', root='test_dataloader.dataset.data_root',
-         what='VQAv2 val answers',
-         how='download https://s3.amazonaws.com/cvmlp/vqa/mscoco/vqa/'
-             'v2_Annotations_Val_mscoco.zip (visualqa.org) and unzip it into '
-             'data/coco/annotations/'),
-    dict(key='test_dataloader.dataset.data_prefix', root='test_dataloader.dataset.data_root',
-         what='COCO val2014 images',
-         how='download http://images.cocodataset.org/zips/val2014.zip and unzip it into '
-             'data/coco/'),
+    dict(
+        key='test_dataloader.dataset.question_file',
+        root='test_dataloader.dataset.data_root',
+        what='VQAv2 val questions',
+        how='download https://s3.amazonaws.com/cvmlp/vqa/mscoco/vqa/'
+        'v2_Questions_Val_mscoco.zip (visualqa.org) and unzip it into data/coco/annotations/'
+    ),
+    dict(
+        key='test_dataloader.dataset.ann_file',
+        root='test_dataloader.dataset.data_root',
+        what='VQAv2 val answers',
+        how='download https://s3.amazonaws.com/cvmlp/vqa/mscoco/vqa/'
+        'v2_Annotations_Val_mscoco.zip (visualqa.org) and unzip it into '
+        'data/coco/annotations/'),
+    dict(
+        key='test_dataloader.dataset.data_prefix',
+        root='test_dataloader.dataset.data_root',
+        what='COCO val2014 images',
+        how=
+        'download http://images.cocodataset.org/zips/val2014.zip and unzip it into '
+        'data/coco/'),
 ])

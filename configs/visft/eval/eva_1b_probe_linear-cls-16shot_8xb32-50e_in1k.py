@@ -10,12 +10,23 @@ shots = 16
 fewshot_seed = 0
 
 train_dataloader = dict(
-    batch_size=32, dataset=dict(ann_file=f'meta/train_{shots}shot_seed{fewshot_seed}.txt'))
+    batch_size=32,
+    dataset=dict(ann_file=f'meta/train_{shots}shot_seed{fewshot_seed}.txt'))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=5,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=True, begin=5, end=50,
-         convert_to_iter_based=True)
+    dict(
+        type='LinearLR',
+        start_factor=1e-3,
+        by_epoch=True,
+        begin=0,
+        end=5,
+        convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        eta_min=0.0,
+        by_epoch=True,
+        begin=5,
+        end=50,
+        convert_to_iter_based=True)
 ]
 train_cfg = dict(max_epochs=50, val_interval=10)
 auto_scale_lr = dict(base_batch_size=256)

@@ -31,7 +31,10 @@ model = dict(
     backbone=dict(
         type='visft_mm.FrozenBackbone',
         module=dict(
-            type='visft_mm.EVAViT', arch='eva-g', with_cls_token=False, out_type='featmap',
+            type='visft_mm.EVAViT',
+            arch='eva-g',
+            with_cls_token=False,
+            out_type='featmap',
             init_cfg=dict(type='Pretrained', checkpoint=backbone_checkpoint))),
     neck=dict(type='GlobalAveragePooling'),
     head=dict(
@@ -48,13 +51,24 @@ test_dataloader = val_dataloader
 
 optim_wrapper = dict(optimizer=dict(type='AdamW', lr=1e-3, weight_decay=1e-4))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=1,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=True, begin=1, end=10,
-         convert_to_iter_based=True)
+    dict(
+        type='LinearLR',
+        start_factor=1e-3,
+        by_epoch=True,
+        begin=0,
+        end=1,
+        convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        eta_min=0.0,
+        by_epoch=True,
+        begin=1,
+        end=10,
+        convert_to_iter_based=True)
 ]
 train_cfg = dict(by_epoch=True, max_epochs=10, val_interval=1)
 val_cfg = dict()
 test_cfg = dict()
 auto_scale_lr = dict(base_batch_size=1024)
-default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2))
+default_hooks = dict(
+    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2))

@@ -36,7 +36,10 @@ model = dict(
     backbone=dict(
         type='visft_mm.FrozenBackbone',
         module=dict(
-            type='visft_mm.EVAViT', arch='eva-g', with_cls_token=False, out_type='featmap',
+            type='visft_mm.EVAViT',
+            arch='eva-g',
+            with_cls_token=False,
+            out_type='featmap',
             init_cfg=dict(type='Pretrained', checkpoint=backbone_checkpoint))),
     decode_head=dict(
         type='FCNHead',
@@ -47,7 +50,8 @@ model = dict(
         dropout_ratio=0.0,
         num_classes=150,
         align_corners=False,
-        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
+        loss_decode=dict(
+            type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
     train_cfg=dict(),
     test_cfg=dict(mode='whole'))
 
@@ -61,6 +65,13 @@ optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-3, weight_decay=1e-4))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=1500),
-    dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=1500, end=40000)
+    dict(
+        type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=1500),
+    dict(
+        type='PolyLR',
+        power=1.0,
+        eta_min=0.0,
+        by_epoch=False,
+        begin=1500,
+        end=40000)
 ]

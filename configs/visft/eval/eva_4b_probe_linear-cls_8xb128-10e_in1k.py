@@ -7,6 +7,8 @@ _base_ = ['./eva_1b_probe_linear-cls_8xb128-10e_in1k.py']
 backbone_checkpoint = '{{$BACKBONE_CHECKPOINT:checkpoints/EVA02_CLIP_E_psz14_plus_s9B.pt}}'
 
 model = dict(
-    backbone=dict(module=dict(
-        arch='eva-e', init_cfg=dict(type='Pretrained', checkpoint=backbone_checkpoint))),
+    backbone=dict(
+        module=dict(
+            arch='eva-e',
+            init_cfg=dict(type='Pretrained', checkpoint=backbone_checkpoint))),
     head=dict(in_channels=1792))

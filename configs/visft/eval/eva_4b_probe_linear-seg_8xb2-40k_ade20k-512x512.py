@@ -7,6 +7,8 @@ _base_ = ['./eva_1b_probe_linear-seg_8xb2-40k_ade20k-512x512.py']
 backbone_checkpoint = '{{$BACKBONE_CHECKPOINT:checkpoints/EVA02_CLIP_E_psz14_plus_s9B.pt}}'
 
 model = dict(
-    backbone=dict(module=dict(
-        arch='eva-e', init_cfg=dict(type='Pretrained', checkpoint=backbone_checkpoint))),
+    backbone=dict(
+        module=dict(
+            arch='eva-e',
+            init_cfg=dict(type='Pretrained', checkpoint=backbone_checkpoint))),
     decode_head=dict(in_channels=1792, channels=1792))

@@ -14,7 +14,10 @@ test_dataloader = dict(
         pipeline={{_base_.test_pipeline}}))
 
 required_paths = dict(data=[
-    dict(key='test_dataloader.dataset.data_root', what='ImageNet-A images',
-         how='download https://people.eecs.berkeley.edu/~hendrycks/imagenet-a.tar and '
-             'extract it into data/'),
+    dict(
+        key='test_dataloader.dataset.data_root',
+        what='ImageNet-A images',
+        how=
+        'download https://people.eecs.berkeley.edu/~hendrycks/imagenet-a.tar and '
+        'extract it into data/'),
 ])

@@ -12,7 +12,10 @@ test_dataloader = dict(
         pipeline={{_base_.test_pipeline}}))
 
 required_paths = dict(data=[
-    dict(key='test_dataloader.dataset.data_root', what='ImageNet-Sketch images',
-         how='download ImageNet-Sketch (https://github.com/HaohanWang/ImageNet-Sketch) and '
-             'move the class folders of its sketch/ to data/imagenet-sketch/'),
+    dict(
+        key='test_dataloader.dataset.data_root',
+        what='ImageNet-Sketch images',
+        how=
+        'download ImageNet-Sketch (https://github.com/HaohanWang/ImageNet-Sketch) and '
+        'move the class folders of its sketch/ to data/imagenet-sketch/'),
 ])

@@ -31,10 +31,12 @@ from typing import Dict, List, Optional
 
 import torch
 
-from visft_mm.models.peft.lora_files import LoRAWeights, load_lora, merge_lora_state_dict
+from visft_mm.models.peft.lora_files import (LoRAWeights, load_lora,
+                                             merge_lora_state_dict)
 from visft_mm.utils.checkpoint import CheckpointError, describe_keys
-from .eva_layouts import (BLOCK_KEY, CLIP_HEAD_PREFIX, EMBED_KEYS, NORM_KEYS, PATCH_EMBED_WEIGHT,
-                          load_eva_checkpoint, refuse_unmerged_lora)
+from .eva_layouts import (BLOCK_KEY, CLIP_HEAD_PREFIX, EMBED_KEYS, NORM_KEYS,
+                          PATCH_EMBED_WEIGHT, load_eva_checkpoint,
+                          refuse_unmerged_lora)
 from .eva_vit import EVAViT, resize_pos_table
 
 StateDict = Dict[str, torch.Tensor]
@@ -77,7 +79,9 @@ class Export:
     notes: List[str] = field(default_factory=list)
 
 
-def load_backbone(path, lora_path=None, alpha: Optional[float] = None) -> Backbone:
+def load_backbone(path,
+                  lora_path=None,
+                  alpha: Optional[float] = None) -> Backbone:
     """Read an EVA backbone in any layout ``eva_layouts`` accepts and merge
     the LoRA file at ``lora_path`` (ours or the official layout) into it.
 
@@ -90,8 +94,9 @@ def load_backbone(path, lora_path=None, alpha: Optional[float] = None) -> Backbo
     refuse_unmerged_lora(converted, os.fspath(path))
     incomplete = [k for k in converted.missing if k not in NORM_KEYS]
     if incomplete:
-        raise CheckpointError(f'{os.fspath(path)}: incomplete {converted.layout} checkpoint, '
-                              f'missing {describe_keys(incomplete)}')
+        raise CheckpointError(
+            f'{os.fspath(path)}: incomplete {converted.layout} checkpoint, '
+            f'missing {describe_keys(incomplete)}')
     state_dict, lora = converted.state_dict, None
     if lora_path is not None:
         lora = load_lora(lora_path, alpha=alpha)
@@ -101,8 +106,11 @@ def load_backbone(path, lora_path=None, alpha: Optional[float] = None) -> Backbo
             message = e.args[0] if e.args else str(e)
             raise CheckpointError(f'{os.fspath(lora_path)} does not fit '
                                   f'{os.fspath(path)}: {message}') from e
-    return Backbone(state_dict=state_dict, layout=converted.layout,
-                    num_layers=converted.arch['num_layers'], lora=lora)
+    return Backbone(
+        state_dict=state_dict,
+        layout=converted.layout,
+        num_layers=converted.arch['num_layers'],
+        lora=lora)
 
 
 def load_cls_token(path) -> torch.Tensor:
@@ -120,11 +128,15 @@ def _num_blocks(state_dict: StateDict) -> int:
 
 
 def _check_shapes(ours: StateDict, reference: StateDict, name: str) -> None:
-    mismatched = [f'{k} {tuple(v.shape)} vs {tuple(reference[k].shape)}'
-                  for k, v in ours.items() if k in reference and v.shape != reference[k].shape]
+    mismatched = [
+        f'{k} {tuple(v.shape)} vs {tuple(reference[k].shape)}'
+        for k, v in ours.items()
+        if k in reference and v.shape != reference[k].shape
+    ]
     if mismatched:
-        raise CheckpointError(f'the backbone does not fit {name}: shape mismatches '
-                              f'(backbone vs {name}) {describe_keys(mismatched, 3)}')
+        raise CheckpointError(
+            f'the backbone does not fit {name}: shape mismatches '
+            f'(backbone vs {name}) {describe_keys(mismatched, 3)}')
 
 
 # ------------------------------------------------------------------ EVA-CLIP
@@ -134,16 +146,21 @@ def _clip_visual(clip_sd: StateDict, source: str) -> StateDict:
         found = ('it has the open_clip/timm layout visual.trunk.*'
                  if f'{EVA_CLIP_PREFIX}trunk.{PATCH_EMBED_WEIGHT}' in clip_sd
                  else f'no {EVA_CLIP_PREFIX}{PATCH_EMBED_WEIGHT}')
-        raise CheckpointError(f'{source}: not an original EVA-CLIP checkpoint ({found})')
-    visual = {k[len(EVA_CLIP_PREFIX):]: v for k, v in clip_sd.items()
-              if k.startswith(EVA_CLIP_PREFIX)}
+        raise CheckpointError(
+            f'{source}: not an original EVA-CLIP checkpoint ({found})')
+    visual = {
+        k[len(EVA_CLIP_PREFIX):]: v
+        for k, v in clip_sd.items() if k.startswith(EVA_CLIP_PREFIX)
+    }
     lacking = [EVA_CLIP_PREFIX + k for k in CLIP_KEPT if k not in visual]
     if lacking:
-        raise CheckpointError(f'{source}: the EVA-CLIP checkpoint has no {" or ".join(lacking)}')
+        raise CheckpointError(
+            f'{source}: the EVA-CLIP checkpoint has no {" or ".join(lacking)}')
     return visual
 
 
-def export_eva_clip(backbone: StateDict, clip_sd: StateDict,
+def export_eva_clip(backbone: StateDict,
+                    clip_sd: StateDict,
                     source: str = 'the CLIP checkpoint') -> Export:
     """The EVA-CLIP checkpoint ``clip_sd`` with its vision trunk replaced by
     ``backbone``; every other tensor (cls token, position table, projection
@@ -155,13 +172,21 @@ def export_eva_clip(backbone: StateDict, clip_sd: StateDict,
     """
     visual = _clip_visual(clip_sd, source)
     trunk = {k: v for k, v in backbone.items() if k not in CLIP_KEPT}
-    clip_trunk = [k for k in visual if k not in CLIP_KEPT and not k.startswith(CLIP_HEAD_PREFIX)]
-    notes = [f'replaced {len(trunk)} visual trunk tensors ({_num_blocks(trunk)} blocks); '
-             'cls_token, pos_embed, visual.head.*, text.* and the rest are the CLIP '
-             "checkpoint's"]
-    if not any(k in trunk for k in NORM_KEYS) and all(k in visual for k in NORM_KEYS):
+    clip_trunk = [
+        k for k in visual
+        if k not in CLIP_KEPT and not k.startswith(CLIP_HEAD_PREFIX)
+    ]
+    notes = [
+        f'replaced {len(trunk)} visual trunk tensors ({_num_blocks(trunk)} blocks); '
+        'cls_token, pos_embed, visual.head.*, text.* and the rest are the CLIP '
+        "checkpoint's"
+    ]
+    if not any(k in trunk for k in NORM_KEYS) and all(k in visual
+                                                      for k in NORM_KEYS):
         clip_trunk = [k for k in clip_trunk if k not in NORM_KEYS]
-        notes.append("norm.*: the backbone has no final LayerNorm; kept the CLIP checkpoint's")
+        notes.append(
+            "norm.*: the backbone has no final LayerNorm; kept the CLIP checkpoint's"
+        )
     missing = [k for k in clip_trunk if k not in trunk]
     extra = [k for k in trunk if k not in visual]
     if missing or extra:
@@ -172,15 +197,19 @@ def export_eva_clip(backbone: StateDict, clip_sd: StateDict,
             f'extra {describe_keys(extra, 3) or "nothing"}')
     _check_shapes(trunk, visual, source)
     for key in CLIP_KEPT:
-        if key in backbone and not torch.equal(backbone[key].to(visual[key]), visual[key]):
-            notes.append(f"{key}: the backbone's differs from the CLIP checkpoint's; "
-                         "kept the CLIP checkpoint's")
+        if key in backbone and not torch.equal(backbone[key].to(visual[key]),
+                                               visual[key]):
+            notes.append(
+                f"{key}: the backbone's differs from the CLIP checkpoint's; "
+                "kept the CLIP checkpoint's")
 
     ours_dtypes = {v.dtype for v in trunk.values()}
     clip_dtypes = {visual[k].dtype for k in trunk}
     if ours_dtypes != clip_dtypes:
-        notes.append(f'the trunk stays {"/".join(map(str, ours_dtypes))} (the CLIP checkpoint '
-                     f'holds {"/".join(map(str, clip_dtypes))}); models cast it on loading')
+        notes.append(
+            f'the trunk stays {"/".join(map(str, ours_dtypes))} (the CLIP checkpoint '
+            f'holds {"/".join(map(str, clip_dtypes))}); models cast it on loading'
+        )
 
     exported = dict(clip_sd)
     for key, value in trunk.items():
@@ -192,33 +221,40 @@ def export_eva_clip(backbone: StateDict, clip_sd: StateDict,
 def _check_pre_norm(backbone: StateDict, target: str) -> None:
     width = backbone[PATCH_EMBED_WEIGHT].shape[0]
     if width == EVAViT.arch_zoo['eva-e']['embed_dims']:
-        raise CheckpointError(f'a {width}-wide backbone is EVA-ViT-E, whose blocks are post-norm; '
-                              f'{target} blocks are pre-norm and would compute other features')
+        raise CheckpointError(
+            f'a {width}-wide backbone is EVA-ViT-E, whose blocks are post-norm; '
+            f'{target} blocks are pre-norm and would compute other features')
 
 
-def _truncated_with_cls(backbone: StateDict, num_blocks: int, cls_token: Optional[torch.Tensor],
+def _truncated_with_cls(backbone: StateDict, num_blocks: int,
+                        cls_token: Optional[torch.Tensor],
                         target: str) -> Export:
     """Blocks ``0..num_blocks-1`` with the embeddings and a cls token, no
     final norm: the vision tower BLIP-2 runs, in EVAViT's key names."""
     _check_pre_norm(backbone, target)
     depth = _num_blocks(backbone)
     if not 0 < num_blocks <= depth:
-        raise CheckpointError(f'cannot export {num_blocks} blocks for {target}: the backbone '
-                              f'has {depth}')
+        raise CheckpointError(
+            f'cannot export {num_blocks} blocks for {target}: the backbone '
+            f'has {depth}')
     notes = []
     if cls_token is None:
         cls_token = backbone.get('cls_token')
         if cls_token is None:
-            raise CheckpointError(f'{target} needs a cls token and the backbone has none '
-                                  '(ViSFT trains without it): give the base checkpoint it came '
-                                  'from (eva_vit_g.pth, EVA-CLIP or BLIP-2) as --cls-token-from')
-    elif 'cls_token' in backbone and not torch.equal(backbone['cls_token'].to(cls_token),
-                                                     cls_token):
-        notes.append("cls_token: the backbone's differs from --cls-token-from; used the latter")
+            raise CheckpointError(
+                f'{target} needs a cls token and the backbone has none '
+                '(ViSFT trains without it): give the base checkpoint it came '
+                'from (eva_vit_g.pth, EVA-CLIP or BLIP-2) as --cls-token-from')
+    elif 'cls_token' in backbone and not torch.equal(
+            backbone['cls_token'].to(cls_token), cls_token):
+        notes.append(
+            "cls_token: the backbone's differs from --cls-token-from; used the latter"
+        )
     width = backbone[PATCH_EMBED_WEIGHT].shape[0]
     if tuple(cls_token.shape) != (1, 1, width):
-        raise CheckpointError(f'the cls token has shape {tuple(cls_token.shape)}; the backbone '
-                              f'needs (1, 1, {width})')
+        raise CheckpointError(
+            f'the cls token has shape {tuple(cls_token.shape)}; the backbone '
+            f'needs (1, 1, {width})')
 
     exported = {'cls_token': cls_token, **{k: backbone[k] for k in EMBED_KEYS}}
     for key, value in backbone.items():
@@ -226,16 +262,19 @@ def _truncated_with_cls(backbone: StateDict, num_blocks: int, cls_token: Optiona
         if match and int(match.group(1)) < num_blocks:
             exported[key] = value
     if num_blocks < depth:
-        dropped = (f'blocks {num_blocks}..{depth - 1}' if depth - num_blocks > 1
-                   else f'block {num_blocks}')
-        notes.append(f'{dropped} and norm.* left out: {target} runs blocks 0..{num_blocks - 1} '
-                     f'and no final norm, so LoRA merged into {dropped} has no effect there')
+        dropped = (f'blocks {num_blocks}..{depth - 1}' if depth -
+                   num_blocks > 1 else f'block {num_blocks}')
+        notes.append(
+            f'{dropped} and norm.* left out: {target} runs blocks 0..{num_blocks - 1} '
+            f'and no final norm, so LoRA merged into {dropped} has no effect there'
+        )
     else:
         notes.append('norm.* left out: there is no final norm in this layout')
     return Export(exported, notes)
 
 
-def export_lavis(backbone: StateDict, num_blocks: int = BLIP2_NUM_BLOCKS,
+def export_lavis(backbone: StateDict,
+                 num_blocks: int = BLIP2_NUM_BLOCKS,
                  cls_token: Optional[torch.Tensor] = None,
                  img_size: Optional[int] = None) -> Export:
     """``visual_encoder.*`` keys of a LAVIS BLIP-2 model: blocks
@@ -250,7 +289,8 @@ def export_lavis(backbone: StateDict, num_blocks: int = BLIP2_NUM_BLOCKS,
     Raises:
         CheckpointError: no cls token, too few blocks, or EVA-ViT-E.
     """
-    export = _truncated_with_cls(backbone, num_blocks, cls_token, 'LAVIS BLIP-2')
+    export = _truncated_with_cls(backbone, num_blocks, cls_token,
+                                 'LAVIS BLIP-2')
     state_dict, notes = export.state_dict, export.notes
     if img_size is not None:
         patch_size = state_dict[PATCH_EMBED_WEIGHT].shape[-1]
@@ -258,9 +298,12 @@ def export_lavis(backbone: StateDict, num_blocks: int = BLIP2_NUM_BLOCKS,
         old_grid = math.isqrt(table.shape[1] - 1)
         if grid != old_grid:
             state_dict['pos_embed'] = torch.cat(
-                [table[:, :1], resize_pos_table(table[:, 1:], grid, grid)], dim=1)
-            notes.append(f'pos_embed resized from {old_grid}x{old_grid} to {grid}x{grid} '
-                         f'patches for {img_size}-pixel inputs')
+                [table[:, :1],
+                 resize_pos_table(table[:, 1:], grid, grid)],
+                dim=1)
+            notes.append(
+                f'pos_embed resized from {old_grid}x{old_grid} to {grid}x{grid} '
+                f'patches for {img_size}-pixel inputs')
     return Export({LAVIS_PREFIX + k: v for k, v in state_dict.items()}, notes)
 
 
@@ -274,7 +317,8 @@ def to_beit_key(key: str) -> str:
     return key
 
 
-def export_mmpretrain_beit(backbone: StateDict, num_layers: int = BLIP2_NUM_BLOCKS,
+def export_mmpretrain_beit(backbone: StateDict,
+                           num_layers: int = BLIP2_NUM_BLOCKS,
                            cls_token: Optional[torch.Tensor] = None) -> Export:
     """``BEiTViT`` keys for ``num_layers`` layers, as the ``mmpretrain::blip2``
     configs build it (``final_norm=False``, ``with_cls_token=True``,
@@ -283,7 +327,13 @@ def export_mmpretrain_beit(backbone: StateDict, num_layers: int = BLIP2_NUM_BLOC
     Raises:
         CheckpointError: no cls token, too few blocks, or EVA-ViT-E.
     """
-    export = _truncated_with_cls(backbone, num_layers, cls_token, 'mmpretrain BLIP-2 BEiTViT')
-    export.notes.append(f'the blip2-opt configs set out_indices=-2 and read the output of layer '
-                        f'{num_layers - 2}, so layer {num_layers - 1} has no effect there either')
-    return Export({to_beit_key(k): v for k, v in export.state_dict.items()}, export.notes)
+    export = _truncated_with_cls(backbone, num_layers, cls_token,
+                                 'mmpretrain BLIP-2 BEiTViT')
+    export.notes.append(
+        f'the blip2-opt configs set out_indices=-2 and read the output of layer '
+        f'{num_layers - 2}, so layer {num_layers - 1} has no effect there either'
+    )
+    return Export({
+        to_beit_key(k): v
+        for k, v in export.state_dict.items()
+    }, export.notes)

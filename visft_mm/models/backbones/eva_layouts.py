@@ -30,8 +30,9 @@ import torch.nn as nn
 from mmengine.logging import print_log
 
 from visft_mm.models.peft.lora import is_lora_key
-from visft_mm.utils.checkpoint import (CheckpointError, describe_keys, read_torch_file,
-                                      state_dict_misfit, unwrap_state_dict)
+from visft_mm.utils.checkpoint import (CheckpointError, describe_keys,
+                                       read_torch_file, state_dict_misfit,
+                                       unwrap_state_dict)
 
 DDP_PREFIX = 'module.'
 
@@ -47,10 +48,19 @@ PATCH_EMBED_WEIGHT = 'patch_embed.proj.weight'
 NORM_KEYS = ('norm.weight', 'norm.bias')
 EMBED_KEYS = ('pos_embed', PATCH_EMBED_WEIGHT, 'patch_embed.proj.bias')
 BLOCK_PARAMS = (
-    'norm1.weight', 'norm1.bias',
-    'attn.q_bias', 'attn.v_bias', 'attn.qkv.weight', 'attn.proj.weight', 'attn.proj.bias',
-    'norm2.weight', 'norm2.bias',
-    'mlp.fc1.weight', 'mlp.fc1.bias', 'mlp.fc2.weight', 'mlp.fc2.bias',
+    'norm1.weight',
+    'norm1.bias',
+    'attn.q_bias',
+    'attn.v_bias',
+    'attn.qkv.weight',
+    'attn.proj.weight',
+    'attn.proj.bias',
+    'norm2.weight',
+    'norm2.bias',
+    'mlp.fc1.weight',
+    'mlp.fc1.bias',
+    'mlp.fc2.weight',
+    'mlp.fc2.bias',
 )
 BLOCK_KEY = re.compile(r'blocks\.(\d+)\.(.+)')
 CLIP_HEAD_PREFIX = 'head.'
@@ -60,14 +70,16 @@ CLIP_HEAD_PREFIX = 'head.'
 UNSUPPORTED_FEATURES = (
     (re.compile(r'(^|\.)rope\.'), 'rotary position embedding (rope.*)'),
     (re.compile(r'\.(mlp|ffn)\.w\d+\.'), 'SwiGLU MLP (mlp.w12 / mlp.w3)'),
-    (re.compile(r'(^|\.)(ffn_ln|inner_attn_ln|subln)\.'), 'sub-LayerNorm (subln, ffn_ln)'),
+    (re.compile(r'(^|\.)(ffn_ln|inner_attn_ln|subln)\.'),
+     'sub-LayerNorm (subln, ffn_ln)'),
     (re.compile(r'rel_pos_bias|relative_position'), 'relative position bias'),
     (re.compile(r'\.gamma_[12]$'), 'layer scale (gamma_1, gamma_2)'),
     (re.compile(r'\.attn\.[qkv]_proj\.'), 'separate q/k/v projections'),
 )
 
-NORM_DEFAULT_INIT_NOTE = ('the model will use the default LayerNorm init: weight 1, bias 0 '
-                          '(as the official ViSFT code does)')
+NORM_DEFAULT_INIT_NOTE = (
+    'the model will use the default LayerNorm init: weight 1, bias 0 '
+    '(as the official ViSFT code does)')
 
 
 @dataclass
@@ -102,19 +114,23 @@ class ConvertedCheckpoint:
             prefix = self.prefix if key.startswith(self.prefix) else ''
             head, dot, _ = key[len(prefix):].partition('.')
             groups[prefix + head + ('.*' if dot else '')] += 1
-        return [name if count == 1 and not name.endswith('.*')
-                else f'{name} ({count} tensor{"s" if count > 1 else ""})'
-                for name, count in groups.items()]
+        return [
+            name if count == 1 and not name.endswith('.*') else
+            f'{name} ({count} tensor{"s" if count > 1 else ""})'
+            for name, count in groups.items()
+        ]
 
 
-def refuse_unmerged_lora(converted: 'ConvertedCheckpoint', source: str) -> None:
+def refuse_unmerged_lora(converted: 'ConvertedCheckpoint',
+                         source: str) -> None:
     """Raise if the file held LoRA tensors: using its base weights alone would
     silently test or export the model without its LoRA."""
     lora = [k for k in converted.dropped if is_lora_key(k)]
     if lora:
-        raise CheckpointError(f'{source}: holds {len(lora)} LoRA tensors, which would be '
-                              'ignored; merge them into the backbone first with '
-                              'tools/model_converters/merge_lora.py')
+        raise CheckpointError(
+            f'{source}: holds {len(lora)} LoRA tensors, which would be '
+            'ignored; merge them into the backbone first with '
+            'tools/model_converters/merge_lora.py')
 
 
 def load_checkpoint_file(path) -> Dict[str, torch.Tensor]:
@@ -130,16 +146,18 @@ def _find_tower(sd: Dict[str, torch.Tensor], source: str):
         if prefix + PATCH_EMBED_WEIGHT in sd:
             return prefix, layout
     known = ', '.join(repr(p) for p in ('', *TOWER_PREFIXES))
-    raise CheckpointError(f'{source}: not an EVA vision-tower checkpoint (no '
-                          f'{PATCH_EMBED_WEIGHT} under any known prefix: {known})')
+    raise CheckpointError(
+        f'{source}: not an EVA vision-tower checkpoint (no '
+        f'{PATCH_EMBED_WEIGHT} under any known prefix: {known})')
 
 
 def _check_supported(names: Sequence[str], source: str) -> None:
     for pattern, feature in UNSUPPORTED_FEATURES:
         hits = [n for n in names if pattern.search(n)]
         if hits:
-            raise CheckpointError(f'{source}: unsupported EVA variant with {feature} '
-                                  f'(e.g. {hits[0]}), which EVAViT cannot represent')
+            raise CheckpointError(
+                f'{source}: unsupported EVA variant with {feature} '
+                f'(e.g. {hits[0]}), which EVAViT cannot represent')
 
 
 def _is_eva_vit_key(name: str) -> bool:
@@ -164,12 +182,14 @@ def convert_eva_state_dict(sd: Dict[str, torch.Tensor],
     if sd and all(k.startswith(DDP_PREFIX) for k in sd):
         sd = {k[len(DDP_PREFIX):]: v for k, v in sd.items()}
     prefix, layout = _find_tower(sd, source)
-    _check_supported([k[len(prefix):] for k in sd if k.startswith(prefix)], source)
+    _check_supported([k[len(prefix):] for k in sd if k.startswith(prefix)],
+                     source)
 
     state_dict, kept, dropped, unknown = {}, [], [], []
     for key in sd:
         name = key[len(prefix):]
-        if not key.startswith(prefix) or is_lora_key(name) or name.startswith(CLIP_HEAD_PREFIX):
+        if not key.startswith(prefix) or is_lora_key(name) or name.startswith(
+                CLIP_HEAD_PREFIX):
             dropped.append(key)
         elif _is_eva_vit_key(name):
             state_dict[name] = sd[key]
@@ -177,27 +197,41 @@ def convert_eva_state_dict(sd: Dict[str, torch.Tensor],
         else:
             unknown.append(key)
     if unknown:
-        raise CheckpointError(f'{source}: {len(unknown)} keys of the {layout} vision tower '
-                              f'have no place in EVAViT: {describe_keys(unknown)}')
+        raise CheckpointError(
+            f'{source}: {len(unknown)} keys of the {layout} vision tower '
+            f'have no place in EVAViT: {describe_keys(unknown)}')
 
-    block_ids = {int(match.group(1)) for match in map(BLOCK_KEY.fullmatch, state_dict) if match}
+    block_ids = {
+        int(match.group(1))
+        for match in map(BLOCK_KEY.fullmatch, state_dict) if match
+    }
     if not block_ids:
-        raise CheckpointError(f'{source}: the {layout} checkpoint has no transformer blocks')
+        raise CheckpointError(
+            f'{source}: the {layout} checkpoint has no transformer blocks')
     num_layers = max(block_ids) + 1
-    expected = [*EMBED_KEYS,
-                *(f'blocks.{i}.{p}' for i in range(num_layers) for p in BLOCK_PARAMS),
-                *NORM_KEYS]
+    expected = [
+        *EMBED_KEYS, *(f'blocks.{i}.{p}' for i in range(num_layers)
+                       for p in BLOCK_PARAMS), *NORM_KEYS
+    ]
     fc1 = state_dict.get('blocks.0.mlp.fc1.weight')
-    arch = dict(embed_dims=state_dict[PATCH_EMBED_WEIGHT].shape[0], num_layers=num_layers,
-                feedforward_channels=fc1.shape[0] if fc1 is not None else None)
-    return ConvertedCheckpoint(state_dict=state_dict, layout=layout, kept=kept, dropped=dropped,
-                               missing=[k for k in expected if k not in state_dict],
-                               arch=arch, prefix=prefix)
+    arch = dict(
+        embed_dims=state_dict[PATCH_EMBED_WEIGHT].shape[0],
+        num_layers=num_layers,
+        feedforward_channels=fc1.shape[0] if fc1 is not None else None)
+    return ConvertedCheckpoint(
+        state_dict=state_dict,
+        layout=layout,
+        kept=kept,
+        dropped=dropped,
+        missing=[k for k in expected if k not in state_dict],
+        arch=arch,
+        prefix=prefix)
 
 
 def load_eva_checkpoint(path) -> ConvertedCheckpoint:
     """Read ``path`` and convert it (:func:`convert_eva_state_dict`)."""
-    return convert_eva_state_dict(load_checkpoint_file(path), source=os.fspath(path))
+    return convert_eva_state_dict(
+        load_checkpoint_file(path), source=os.fspath(path))
 
 
 def load_eva_weights(model: nn.Module, path) -> ConvertedCheckpoint:
@@ -218,23 +252,34 @@ def load_eva_weights(model: nn.Module, path) -> ConvertedCheckpoint:
 
     if 'cls_token' in weights and 'cls_token' not in own:
         del weights['cls_token']
-        print_log(f'{path}: cls_token is unused with with_cls_token=False',
-                  logger='current', level=logging.INFO)
-    if any(k in weights for k in NORM_KEYS) and not any(k in own for k in NORM_KEYS):
+        print_log(
+            f'{path}: cls_token is unused with with_cls_token=False',
+            logger='current',
+            level=logging.INFO)
+    if any(k in weights for k in NORM_KEYS) and not any(k in own
+                                                        for k in NORM_KEYS):
         for key in NORM_KEYS:
             weights.pop(key, None)
-        print_log(f'{path}: norm.* is unused with final_norm=False',
-                  logger='current', level=logging.INFO)
+        print_log(
+            f'{path}: norm.* is unused with final_norm=False',
+            logger='current',
+            level=logging.INFO)
 
     problems = state_dict_misfit(own, weights, may_miss=NORM_KEYS)
     if problems:
-        raise CheckpointError(f'{path}: the {converted.layout} checkpoint does not fit '
-                              f'{type(model).__name__}: {"; ".join(problems)}')
+        raise CheckpointError(
+            f'{path}: the {converted.layout} checkpoint does not fit '
+            f'{type(model).__name__}: {"; ".join(problems)}')
     missing_norm = [k for k in NORM_KEYS if k in own and k not in weights]
     if missing_norm:
-        print_log(f'{path}: the checkpoint has no final LayerNorm ({", ".join(missing_norm)}); '
-                  f'{NORM_DEFAULT_INIT_NOTE}', logger='current', level=logging.WARNING)
+        print_log(
+            f'{path}: the checkpoint has no final LayerNorm ({", ".join(missing_norm)}); '
+            f'{NORM_DEFAULT_INIT_NOTE}',
+            logger='current',
+            level=logging.WARNING)
     model.load_state_dict(weights, strict=False)
-    print_log(f'{path}: loaded {len(weights)} tensors of the {converted.layout} layout',
-              logger='current', level=logging.INFO)
+    print_log(
+        f'{path}: loaded {len(weights)} tensors of the {converted.layout} layout',
+        logger='current',
+        level=logging.INFO)
     return converted

@@ -32,14 +32,15 @@ EVA_CHECKPOINT_SOURCE = (
     'LoRA file into them with tools/model_converters/merge_lora.py')
 
 
-
 def resize_pos_table(table: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """A square (1, g*g, C) table of patch positions resized to (1, h*w, C):
     bicubic, ``align_corners=False``, no antialias, as LAVIS and EVA-CLIP do."""
     grid_size = math.isqrt(table.shape[1])
     grid = table.reshape(1, grid_size, grid_size, -1).permute(0, 3, 1, 2)
-    grid = F.interpolate(grid.float(), size=(h, w), mode='bicubic', align_corners=False)
+    grid = F.interpolate(
+        grid.float(), size=(h, w), mode='bicubic', align_corners=False)
     return grid.to(table.dtype).flatten(2).transpose(1, 2)
+
 
 class EVAAttention(nn.Module):
     """Multi-head self-attention with a fused bias-free ``qkv`` projection plus
@@ -49,7 +50,9 @@ class EVAAttention(nn.Module):
     def __init__(self, embed_dims: int, num_heads: int):
         super().__init__()
         if embed_dims % num_heads:
-            raise ValueError(f'embed_dims {embed_dims} is not divisible by num_heads {num_heads}')
+            raise ValueError(
+                f'embed_dims {embed_dims} is not divisible by num_heads {num_heads}'
+            )
         self.num_heads = num_heads
         self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=False)
         self.q_bias = nn.Parameter(torch.zeros(embed_dims))
@@ -58,11 +61,16 @@ class EVAAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, N, C = x.shape
-        qkv_bias = torch.cat([self.q_bias, torch.zeros_like(self.v_bias), self.v_bias])
-        qkv = self.qkv(x)  # (B, N, 3C); a LoRA layer may stand in for the Linear
+        qkv_bias = torch.cat(
+            [self.q_bias,
+             torch.zeros_like(self.v_bias), self.v_bias])
+        qkv = self.qkv(
+            x)  # (B, N, 3C); a LoRA layer may stand in for the Linear
         qkv += qkv_bias
-        q, k, v = qkv.view(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
-        x = F.scaled_dot_product_attention(q, k, v)  # (B, heads, N, C // heads)
+        q, k, v = qkv.view(B, N, 3, self.num_heads,
+                           C // self.num_heads).permute(2, 0, 3, 1, 4)
+        x = F.scaled_dot_product_attention(q, k,
+                                           v)  # (B, heads, N, C // heads)
         return self.proj(x.transpose(1, 2).reshape(B, N, C))
 
 
@@ -83,8 +91,12 @@ class EVABlock(nn.Module):
     """Transformer block; ``post_norm`` selects EVA-02-E's
     ``x + norm(attn(x))`` over the usual pre-norm ``x + attn(norm(x))``."""
 
-    def __init__(self, embed_dims: int, num_heads: int, feedforward_channels: int,
-                 post_norm: bool, norm_eps: float = 1e-6):
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int,
+                 feedforward_channels: int,
+                 post_norm: bool,
+                 norm_eps: float = 1e-6):
         super().__init__()
         self.post_norm = post_norm
         self.norm1 = nn.LayerNorm(embed_dims, eps=norm_eps)
@@ -130,10 +142,20 @@ class EVAViT(BaseModule):
     """
 
     arch_zoo: Dict[str, ArchSpec] = {
-        'eva-g': dict(embed_dims=1408, num_layers=40, num_heads=16,
-                      feedforward_channels=6144, post_norm=False),
-        'eva-e': dict(embed_dims=1792, num_layers=64, num_heads=16,
-                      feedforward_channels=15360, post_norm=True),
+        'eva-g':
+        dict(
+            embed_dims=1408,
+            num_layers=40,
+            num_heads=16,
+            feedforward_channels=6144,
+            post_norm=False),
+        'eva-e':
+        dict(
+            embed_dims=1792,
+            num_layers=64,
+            num_heads=16,
+            feedforward_channels=15360,
+            post_norm=True),
     }
     OUT_TYPES = ('featmap', 'raw', 'cls_token')
 
@@ -159,7 +181,8 @@ class EVAViT(BaseModule):
         self.pos_grid = pretrain_img_size // patch_size
         self.with_cls_token = with_cls_token
         if out_type not in self.OUT_TYPES:
-            raise ValueError(f'out_type must be one of {self.OUT_TYPES}, got {out_type!r}')
+            raise ValueError(
+                f'out_type must be one of {self.OUT_TYPES}, got {out_type!r}')
         if out_type == 'cls_token' and not with_cls_token:
             raise ValueError("out_type='cls_token' needs with_cls_token=True")
         self.out_type = out_type
@@ -168,10 +191,11 @@ class EVAViT(BaseModule):
         self.with_cp = with_cp
 
         self.patch_embed = nn.Module()
-        self.patch_embed.proj = nn.Conv2d(in_channels, C, patch_size, stride=patch_size)
+        self.patch_embed.proj = nn.Conv2d(
+            in_channels, C, patch_size, stride=patch_size)
         if with_cls_token:
             self.cls_token = nn.Parameter(torch.zeros(1, 1, C))
-        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.pos_grid ** 2, C))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.pos_grid**2, C))
         self.blocks = nn.ModuleList(
             EVABlock(C, self.arch_settings['num_heads'],
                      self.arch_settings['feedforward_channels'],
@@ -190,13 +214,16 @@ class EVAViT(BaseModule):
                 raise KeyError(f'Unknown EVAViT arch {arch!r}; choose from '
                                f'{sorted(cls.arch_zoo)} or pass a dict')
             return dict(cls.arch_zoo[arch])
-        required = {'embed_dims', 'num_layers', 'num_heads', 'feedforward_channels'}
+        required = {
+            'embed_dims', 'num_layers', 'num_heads', 'feedforward_channels'
+        }
         missing = required - set(arch)
         if missing:
             raise KeyError(f'Custom EVAViT arch lacks {sorted(missing)}')
         unknown = set(arch) - required - {'post_norm'}
         if unknown:
-            raise KeyError(f'Custom EVAViT arch has unknown keys {sorted(unknown)}')
+            raise KeyError(
+                f'Custom EVAViT arch has unknown keys {sorted(unknown)}')
         return dict(arch)
 
     @staticmethod
@@ -207,7 +234,9 @@ class EVAViT(BaseModule):
         for index in out_indices:
             real = index % num_layers if -num_layers <= index < num_layers else None
             if real is None:
-                raise IndexError(f'out_indices {index} is out of range for {num_layers} blocks')
+                raise IndexError(
+                    f'out_indices {index} is out of range for {num_layers} blocks'
+                )
             parsed.append(real)
         return tuple(sorted(set(parsed)))
 
@@ -218,8 +247,9 @@ class EVAViT(BaseModule):
             from .eva_layouts import load_eva_weights
             checkpoint = self.init_cfg['checkpoint']
             if not os.path.isfile(checkpoint):
-                raise CheckpointError(f'{checkpoint}: EVA checkpoint file not found; '
-                                      f'{EVA_CHECKPOINT_SOURCE}')
+                raise CheckpointError(
+                    f'{checkpoint}: EVA checkpoint file not found; '
+                    f'{EVA_CHECKPOINT_SOURCE}')
             load_eva_weights(self, checkpoint)
             self._is_init = True
             return
@@ -248,8 +278,10 @@ class EVAViT(BaseModule):
         table = self.pos_embed[:, 1:]
         if (h, w) == (self.pos_grid, self.pos_grid):
             return table
-        cacheable = not (torch.is_grad_enabled() and self.pos_embed.requires_grad)
-        key = (h, w, self.pos_embed._version, self.pos_embed.device, self.pos_embed.dtype)
+        cacheable = not (torch.is_grad_enabled()
+                         and self.pos_embed.requires_grad)
+        key = (h, w, self.pos_embed._version, self.pos_embed.device,
+               self.pos_embed.dtype)
         if cacheable and key in self._pos_cache:
             return self._pos_cache[key]
         resized = resize_pos_table(table, h, w)
@@ -260,7 +292,8 @@ class EVAViT(BaseModule):
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         x = self.patch_embed.proj(x)  # (B, C, h, w)
         B, C, h, w = x.shape
-        x = x.flatten(2).transpose(1, 2) + self.resized_pos_embed(h, w)  # (B, h*w, C)
+        x = x.flatten(2).transpose(1, 2) + self.resized_pos_embed(
+            h, w)  # (B, h*w, C)
         num_prefix = 0
         if self.with_cls_token:
             cls = (self.cls_token + self.pos_embed[:, :1]).expand(B, -1, -1)
@@ -284,14 +317,14 @@ class EVAViT(BaseModule):
         """Whether this forward records a graph for backward: checkpointing
         depends on that, not on train mode, because a frozen backbone stays
         in eval mode while LoRA layers inside it train."""
-        return torch.is_grad_enabled() and (
-            x.requires_grad or any(p.requires_grad for p in self.blocks.parameters()))
+        return torch.is_grad_enabled() and (x.requires_grad or any(
+            p.requires_grad for p in self.blocks.parameters()))
 
-    def _format_output(self, x: torch.Tensor, num_prefix: int, h: int, w: int) -> torch.Tensor:
+    def _format_output(self, x: torch.Tensor, num_prefix: int, h: int,
+                       w: int) -> torch.Tensor:
         if self.out_type == 'raw':
             return x
         if self.out_type == 'cls_token':
             return x[:, 0]
         B, _, C = x.shape
         return x[:, num_prefix:].transpose(1, 2).reshape(B, C, h, w)
-

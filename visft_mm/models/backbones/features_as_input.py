@@ -18,10 +18,12 @@ from visft_mm.registry import MODELS
 class FeaturesAsInput(nn.Module):
     """Returns the (already computed) feature maps it is given."""
 
-    def forward(self, feats: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, ...]:
+    def forward(self,
+                feats: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, ...]:
         if isinstance(feats, torch.Tensor):
-            raise TypeError('FeaturesAsInput expects the shared backbone features (a tuple of '
-                            'maps), got one tensor: was the task model called on images?')
+            raise TypeError(
+                'FeaturesAsInput expects the shared backbone features (a tuple of '
+                'maps), got one tensor: was the task model called on images?')
         return tuple(feats)
 
     def init_weights(self) -> None:

@@ -11,7 +11,6 @@ from typing import List, Optional
 from mmengine.model import BaseModule
 
 from visft_mm.registry import MODELS
-
 from ..checkpoint_exclusion import ExcludeFromCheckpoint
 
 
@@ -29,10 +28,12 @@ class FrozenBackbone(ExcludeFromCheckpoint, BaseModule):
     def __init__(self, module: dict, init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         module_init = module.get('init_cfg') or {}
-        if module_init.get('type') != 'Pretrained' or not module_init.get('checkpoint'):
-            raise ValueError('FrozenBackbone needs a module with init_cfg=dict(type='
-                             f"'Pretrained', checkpoint=...), got init_cfg={module_init or None}: "
-                             'its weights are never saved, so they must be reloadable')
+        if module_init.get(
+                'type') != 'Pretrained' or not module_init.get('checkpoint'):
+            raise ValueError(
+                'FrozenBackbone needs a module with init_cfg=dict(type='
+                f"'Pretrained', checkpoint=...), got init_cfg={module_init or None}: "
+                'its weights are never saved, so they must be reloadable')
         self.module = MODELS.build(module)
         self.module.requires_grad_(False)
         self.register_checkpoint_exclusion()

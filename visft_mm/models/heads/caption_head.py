@@ -41,7 +41,8 @@ class AdditiveAttention(nn.Module):
         per caption rather than at every step. Returns the attention-weighted
         pixel (B, C) and the weights (B, P).
         """
-        energy = self.full_att(F.relu(projected_pixels + self.decoder_att(hidden).unsqueeze(1)))
+        energy = self.full_att(
+            F.relu(projected_pixels + self.decoder_att(hidden).unsqueeze(1)))
         alpha = energy.squeeze(2).softmax(dim=1)
         context = (pixels * alpha.unsqueeze(2)).sum(dim=1)
         return context, alpha
@@ -89,10 +90,12 @@ class ShowAttendTellHead(BaseModule):
         super().__init__(init_cfg)
         if (vocab_file is None) == (vocab is None):
             raise ValueError('give exactly one of vocab_file and vocab')
-        self.vocab = vocab if vocab is not None else WordVocabulary.load(vocab_file)
+        self.vocab = vocab if vocab is not None else WordVocabulary.load(
+            vocab_file)
         if vocab_size is not None and vocab_size != len(self.vocab):
-            raise ValueError(f'vocab_size is {vocab_size} but the vocabulary has '
-                             f'{len(self.vocab)} entries')
+            raise ValueError(
+                f'vocab_size is {vocab_size} but the vocabulary has '
+                f'{len(self.vocab)} entries')
         if beam_size < 1 or max_decode_len < 1:
             raise ValueError('beam_size and max_decode_len must be positive')
         self.max_len = max_len
@@ -101,7 +104,8 @@ class ShowAttendTellHead(BaseModule):
         self.max_decode_len = max_decode_len
 
         self.adaptive_pool = nn.AdaptiveAvgPool2d(encoded_size)
-        self.attention = AdditiveAttention(in_channels, decoder_dim, attention_dim)
+        self.attention = AdditiveAttention(in_channels, decoder_dim,
+                                           attention_dim)
         self.embedding = nn.Embedding(len(self.vocab), embed_dim)
         self.dropout = nn.Dropout(dropout)
         self.decode_step = nn.LSTMCell(embed_dim + in_channels, decoder_dim)
@@ -117,20 +121,23 @@ class ShowAttendTellHead(BaseModule):
         """The last map (B, C, h, w) of ``feats`` as pooled pixels (B, P, C)."""
         return self.adaptive_pool(feats[-1]).flatten(2).transpose(1, 2)
 
-    def init_state(self, pixels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def init_state(self,
+                   pixels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Initial LSTM hidden and cell states (B, D) from the mean pixel."""
         mean_pixel = pixels.mean(dim=1)
         return self.init_h(mean_pixel), self.init_c(mean_pixel)
 
-    def step(self, pixels: torch.Tensor, projected_pixels: torch.Tensor, words: torch.Tensor,
-             h: torch.Tensor, c: torch.Tensor
-             ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def step(
+        self, pixels: torch.Tensor, projected_pixels: torch.Tensor,
+        words: torch.Tensor, h: torch.Tensor, c: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """One decoding step: read the previous ``words`` (B,) and return the
         next-word logits (B, V), the new ``h`` and ``c``, and the attention
         weights (B, P)."""
         context, alpha = self.attention(pixels, projected_pixels, h)
         context = torch.sigmoid(self.f_beta(h)) * context
-        h, c = self.decode_step(torch.cat([self.embedding(words), context], dim=1), (h, c))
+        h, c = self.decode_step(
+            torch.cat([self.embedding(words), context], dim=1), (h, c))
         return self.fc(self.dropout(h)), h, c, alpha
 
     def forward(self, feats: Sequence[torch.Tensor],
@@ -143,7 +150,8 @@ class ShowAttendTellHead(BaseModule):
         h, c = self.init_state(pixels)
         logits, alphas = [], []
         for t in range(captions.size(1) - 1):
-            step_logits, h, c, alpha = self.step(pixels, projected_pixels, captions[:, t], h, c)
+            step_logits, h, c, alpha = self.step(pixels, projected_pixels,
+                                                 captions[:, t], h, c)
             logits.append(step_logits)
             alphas.append(alpha)
         return torch.stack(logits, dim=1), torch.stack(alphas, dim=1)
@@ -162,26 +170,37 @@ class ShowAttendTellHead(BaseModule):
         captions, decode_lengths = self.encode_captions(data_samples, device)
         logits, alphas = self(feats, captions)
         targets = captions[:, 1:]
-        valid = torch.arange(targets.size(1), device=device) < decode_lengths.unsqueeze(1)
+        valid = torch.arange(
+            targets.size(1), device=device) < decode_lengths.unsqueeze(1)
         valid_logits, valid_targets = logits[valid], targets[valid]
         loss_caption = F.cross_entropy(valid_logits, valid_targets)
         attention_mass = (alphas * valid.unsqueeze(2)).sum(dim=1)  # (B, P)
-        loss_caption_attn = self.alpha_c * ((1. - attention_mass) ** 2).mean()
+        loss_caption_attn = self.alpha_c * ((1. - attention_mass)**2).mean()
 
         with torch.no_grad():
-            top5 = valid_logits.topk(min(5, valid_logits.size(1)), dim=1).indices
-            top5_acc = top5.eq(valid_targets.unsqueeze(1)).any(dim=1).float().mean() * 100
-        return dict(loss_caption=loss_caption, loss_caption_attn=loss_caption_attn,
-                    caption_top5_acc=top5_acc)
+            top5 = valid_logits.topk(
+                min(5, valid_logits.size(1)), dim=1).indices
+            top5_acc = top5.eq(
+                valid_targets.unsqueeze(1)).any(dim=1).float().mean() * 100
+        return dict(
+            loss_caption=loss_caption,
+            loss_caption_attn=loss_caption_attn,
+            caption_top5_acc=top5_acc)
 
-    def encode_captions(self, data_samples: List[DataSample],
-                        device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
+    def encode_captions(
+            self, data_samples: List[DataSample],
+            device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
         """The samples' training captions as ``<start>``/``<end>``-framed ids
         padded with ``<pad>`` (B, T), and their decode lengths (B,): the
         number of predicted steps, words + 1."""
-        encoded = [torch.tensor(self.vocab.encode(self._training_caption(sample), self.max_len))
-                   for sample in data_samples]
-        captions = pad_sequence(encoded, batch_first=True, padding_value=self.vocab.pad_id)
+        encoded = [
+            torch.tensor(
+                self.vocab.encode(
+                    self._training_caption(sample), self.max_len))
+            for sample in data_samples
+        ]
+        captions = pad_sequence(
+            encoded, batch_first=True, padding_value=self.vocab.pad_id)
         decode_lengths = torch.tensor([len(ids) - 1 for ids in encoded])
         return captions.to(device), decode_lengths.to(device)
 
@@ -193,12 +212,15 @@ class ShowAttendTellHead(BaseModule):
         return data_samples
 
     @torch.no_grad()
-    def generate(self, feats: Sequence[torch.Tensor],
+    def generate(self,
+                 feats: Sequence[torch.Tensor],
                  beam_size: Optional[int] = None) -> List[List[int]]:
         """Beam-search word ids per image, without ``<start>`` and ``<end>``."""
         pixels = self.encode_image(feats)
-        return [self._beam_search(pixels[i:i + 1], beam_size or self.beam_size)
-                for i in range(pixels.size(0))]
+        return [
+            self._beam_search(pixels[i:i + 1], beam_size or self.beam_size)
+            for i in range(pixels.size(0))
+        ]
 
     def _beam_search(self, pixels: torch.Tensor, beam_size: int) -> List[int]:
         """The highest summed log-probability caption of one image (1, P, C).
@@ -215,31 +237,40 @@ class ShowAttendTellHead(BaseModule):
         end_id = self.vocab.end_id
         projected_pixels = self.attention.encoder_att(pixels)
         h, c = self.init_state(pixels)
-        words = torch.full((1,), self.vocab.start_id, dtype=torch.long, device=pixels.device)
+        words = torch.full((1, ),
+                           self.vocab.start_id,
+                           dtype=torch.long,
+                           device=pixels.device)
         live_captions: List[List[int]] = [[]]
         live_scores = pixels.new_zeros(1, dtype=torch.float)
         finished: List[Tuple[float, List[int]]] = []
         for _ in range(self.max_decode_len):
             num_live = len(live_captions)
-            logits, h, c, _ = self.step(pixels.expand(num_live, -1, -1),
-                                        projected_pixels.expand(num_live, -1, -1), words, h, c)
-            scores = live_scores.unsqueeze(1) + logits.float().log_softmax(dim=1)
+            logits, h, c, _ = self.step(
+                pixels.expand(num_live, -1, -1),
+                projected_pixels.expand(num_live, -1, -1), words, h, c)
+            scores = live_scores.unsqueeze(1) + logits.float().log_softmax(
+                dim=1)
             vocab_size = scores.size(1)
             width = min(beam_size, scores.numel())
 
             top_scores, top_indices = scores.flatten().topk(width)
             for score, index in zip(top_scores.tolist(), top_indices.tolist()):
                 if index % vocab_size == end_id:
-                    finished.append((score, live_captions[index // vocab_size]))
+                    finished.append(
+                        (score, live_captions[index // vocab_size]))
 
             scores[:, end_id] = float('-inf')
             live_scores, live_indices = scores.flatten().topk(width)
             beams = live_indices // vocab_size
             words = live_indices % vocab_size
-            live_captions = [live_captions[beam] + [word]
-                             for beam, word in zip(beams.tolist(), words.tolist())]
+            live_captions = [
+                live_captions[beam] + [word]
+                for beam, word in zip(beams.tolist(), words.tolist())
+            ]
             h, c = h[beams], c[beams]
-            if finished and max(score for score, _ in finished) >= live_scores[0].item():
+            if finished and max(
+                    score for score, _ in finished) >= live_scores[0].item():
                 break
         candidates = finished + list(zip(live_scores.tolist(), live_captions))
         return max(candidates, key=lambda scored: scored[0])[1]
@@ -250,5 +281,7 @@ class ShowAttendTellHead(BaseModule):
         if isinstance(caption, (list, tuple)):
             caption = caption[0]
         if not isinstance(caption, str):
-            raise TypeError(f'gt_caption must be a string or a list of strings, got {caption!r}')
+            raise TypeError(
+                f'gt_caption must be a string or a list of strings, got {caption!r}'
+            )
         return caption

@@ -4,6 +4,7 @@ from .deformable_attention import (AnyDeviceMSDeformAttnPixelDecoder,
                                    use_any_device_deformable_attention)
 
 __all__ = [
-    'AnyDeviceMSDeformAttnPixelDecoder', 'AnyDeviceMultiScaleDeformableAttention',
+    'AnyDeviceMSDeformAttnPixelDecoder',
+    'AnyDeviceMultiScaleDeformableAttention',
     'use_any_device_deformable_attention'
 ]

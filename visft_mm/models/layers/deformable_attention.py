@@ -20,8 +20,8 @@ from typing import Optional
 
 import torch.nn as nn
 from mmcv.ops import MultiScaleDeformableAttention
-from mmcv.ops.multi_scale_deform_attn import (MultiScaleDeformableAttnFunction,
-                                              multi_scale_deformable_attn_pytorch)
+from mmcv.ops.multi_scale_deform_attn import (
+    MultiScaleDeformableAttnFunction, multi_scale_deformable_attn_pytorch)
 from mmdet.models.layers import MSDeformAttnPixelDecoder
 from torch import Tensor
 
@@ -64,32 +64,41 @@ class AnyDeviceMultiScaleDeformableAttention(MultiScaleDeformableAttention):
         if key_padding_mask is not None:
             value = value.masked_fill(key_padding_mask[..., None], 0.0)
         value = value.view(bs, num_value, self.num_heads, -1)
-        sampling_offsets = self.sampling_offsets(query).view(bs, num_query, self.num_heads,
-                                                             self.num_levels, self.num_points, 2)
+        sampling_offsets = self.sampling_offsets(query).view(
+            bs, num_query, self.num_heads, self.num_levels, self.num_points, 2)
         attention_weights = self.attention_weights(query).view(
-            bs, num_query, self.num_heads, self.num_levels * self.num_points).softmax(-1)
-        attention_weights = attention_weights.view(bs, num_query, self.num_heads, self.num_levels,
+            bs, num_query, self.num_heads,
+            self.num_levels * self.num_points).softmax(-1)
+        attention_weights = attention_weights.view(bs, num_query,
+                                                   self.num_heads,
+                                                   self.num_levels,
                                                    self.num_points)
 
-        if reference_points.shape[-1] == 2:  # points: offsets are in cells of each level
-            offset_normalizer = spatial_shapes.flip(-1)[None, None, None, :, None, :]
+        if reference_points.shape[
+                -1] == 2:  # points: offsets are in cells of each level
+            offset_normalizer = spatial_shapes.flip(-1)[None, None, None, :,
+                                                        None, :]
             sampling_locations = (
-                reference_points[:, :, None, :, None, :] + sampling_offsets / offset_normalizer)
-        elif reference_points.shape[-1] == 4:  # boxes: offsets scale with the box size
+                reference_points[:, :, None, :, None, :] +
+                sampling_offsets / offset_normalizer)
+        elif reference_points.shape[
+                -1] == 4:  # boxes: offsets scale with the box size
             sampling_locations = (
-                reference_points[:, :, None, :, None, :2] + sampling_offsets / self.num_points *
+                reference_points[:, :, None, :, None, :2] +
+                sampling_offsets / self.num_points *
                 reference_points[:, :, None, :, None, 2:] * 0.5)
         else:
-            raise ValueError('Last dim of reference_points must be 2 or 4, but get '
-                             f'{reference_points.shape[-1]} instead.')
+            raise ValueError(
+                'Last dim of reference_points must be 2 or 4, but get '
+                f'{reference_points.shape[-1]} instead.')
 
         if mmcv_has_accelerator_kernels_for(value.device):
-            output = MultiScaleDeformableAttnFunction.apply(value, spatial_shapes,
-                                                            level_start_index, sampling_locations,
-                                                            attention_weights, self.im2col_step)
+            output = MultiScaleDeformableAttnFunction.apply(
+                value, spatial_shapes, level_start_index, sampling_locations,
+                attention_weights, self.im2col_step)
         else:
-            output = multi_scale_deformable_attn_pytorch(value, spatial_shapes, sampling_locations,
-                                                         attention_weights)
+            output = multi_scale_deformable_attn_pytorch(
+                value, spatial_shapes, sampling_locations, attention_weights)
 
         output = self.output_proj(output)
         if not self.batch_first:

@@ -27,7 +27,10 @@ class AnyDeviceFocalLoss(FocalLoss):
                 avg_factor: Optional[float] = None,
                 reduction_override: Optional[str] = None) -> Tensor:
         """mmdet's forward: same arguments, same result."""
-        if pred.dim() != target.dim() and not mmcv_has_accelerator_kernels_for(pred.device):
+        if pred.dim() != target.dim() and not mmcv_has_accelerator_kernels_for(
+                pred.device):
             num_classes = pred.size(1)
-            target = F.one_hot(target, num_classes=num_classes + 1)[:, :num_classes]
-        return super().forward(pred, target, weight, avg_factor, reduction_override)
+            target = F.one_hot(
+                target, num_classes=num_classes + 1)[:, :num_classes]
+        return super().forward(pred, target, weight, avg_factor,
+                               reduction_override)

@@ -28,7 +28,9 @@ from ..checkpoint_exclusion import ExcludeFromCheckpoint
 QKV_SLICE_NAMES = 'qkv'
 
 
-def parse_slices(slices: Union[None, str, Sequence[bool]]) -> Optional[Tuple[bool, ...]]:
+def parse_slices(
+        slices: Union[None, str,
+                      Sequence[bool]]) -> Optional[Tuple[bool, ...]]:
     """``'qv'`` → (True, False, True); a bool sequence passes through; None
     means the whole output is one adapted slice."""
     if slices is None:
@@ -36,7 +38,8 @@ def parse_slices(slices: Union[None, str, Sequence[bool]]) -> Optional[Tuple[boo
     if isinstance(slices, str):
         unknown = set(slices) - set(QKV_SLICE_NAMES)
         if unknown or not slices:
-            raise ValueError(f"slices must be letters of 'qkv', got {slices!r}")
+            raise ValueError(
+                f"slices must be letters of 'qkv', got {slices!r}")
         return tuple(name in slices for name in QKV_SLICE_NAMES)
     mask = tuple(bool(s) for s in slices)
     if not any(mask):
@@ -45,23 +48,26 @@ def parse_slices(slices: Union[None, str, Sequence[bool]]) -> Optional[Tuple[boo
 
 
 def fused_lora_delta(lora_A: torch.Tensor, lora_B: torch.Tensor,
-                     slices: Optional[Sequence[bool]], scaling: float) -> torch.Tensor:
+                     slices: Optional[Sequence[bool]],
+                     scaling: float) -> torch.Tensor:
     """The full (out_features, in_features) weight update of a fused LoRA,
     zero on slices that are not adapted. Computed in float32."""
-    mask = tuple(slices) if slices is not None else (True,)
+    mask = tuple(slices) if slices is not None else (True, )
     n = sum(mask)
     rank = lora_A.shape[0] // n
     width = lora_B.shape[0] // n
     if lora_A.shape[0] != n * rank or lora_B.shape != (n * width, rank):
-        raise ValueError(f'LoRA shapes A{tuple(lora_A.shape)} B{tuple(lora_B.shape)} do not '
-                         f'fit {n} adapted slices')
+        raise ValueError(
+            f'LoRA shapes A{tuple(lora_A.shape)} B{tuple(lora_B.shape)} do not '
+            f'fit {n} adapted slices')
     A, B = lora_A.float(), lora_B.float()
     delta = A.new_zeros(len(mask) * width, A.shape[1])
     j = 0
     for s, enabled in enumerate(mask):
         if enabled:
-            delta[s * width:(s + 1) * width] = (
-                B[j * width:(j + 1) * width] @ A[j * rank:(j + 1) * rank]) * scaling
+            delta[s * width:(s + 1) *
+                  width] = (B[j * width:(j + 1) * width]
+                            @ A[j * rank:(j + 1) * rank]) * scaling
             j += 1
     return delta
 
@@ -75,8 +81,12 @@ class LoRALinear(nn.Linear):
     again, whatever its train/eval mode.
     """
 
-    def __init__(self, base: nn.Linear, rank: int = 64, alpha: float = 1.,
-                 drop_rate: float = 0., slices: Union[None, str, Sequence[bool]] = None):
+    def __init__(self,
+                 base: nn.Linear,
+                 rank: int = 64,
+                 alpha: float = 1.,
+                 drop_rate: float = 0.,
+                 slices: Union[None, str, Sequence[bool]] = None):
         nn.Module.__init__(self)
         if rank <= 0:
             raise ValueError(f'LoRA rank must be positive, got {rank}')
@@ -86,30 +96,39 @@ class LoRALinear(nn.Linear):
         self.slices = parse_slices(slices)
         num_slices = len(self.slices) if self.slices else 1
         if self.out_features % num_slices:
-            raise ValueError(f'out_features {self.out_features} does not split into '
-                             f'{num_slices} slices')
+            raise ValueError(
+                f'out_features {self.out_features} does not split into '
+                f'{num_slices} slices')
         self.slice_width = self.out_features // num_slices
-        self.adapted = [i for i, on in enumerate(self.slices or (True,)) if on]
+        self.adapted = [
+            i for i, on in enumerate(self.slices or (True, )) if on
+        ]
         self.rank = rank
         self.alpha = alpha
         self.scaling = alpha / rank
         n = len(self.adapted)
         factory = dict(device=base.weight.device, dtype=base.weight.dtype)
-        self.lora_A = nn.Parameter(torch.empty(n * rank, self.in_features, **factory))
-        self.lora_B = nn.Parameter(torch.zeros(n * self.slice_width, rank, **factory))
+        self.lora_A = nn.Parameter(
+            torch.empty(n * rank, self.in_features, **factory))
+        self.lora_B = nn.Parameter(
+            torch.zeros(n * self.slice_width, rank, **factory))
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
-        self.lora_dropout = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
+        self.lora_dropout = nn.Dropout(
+            drop_rate) if drop_rate > 0 else nn.Identity()
         self.merged = False
 
     def extra_repr(self) -> str:
-        return (f'{super().extra_repr()}, rank={self.rank}, alpha={self.alpha}, '
-                f'slices={self.slices}, merged={self.merged}')
+        return (
+            f'{super().extra_repr()}, rank={self.rank}, alpha={self.alpha}, '
+            f'slices={self.slices}, merged={self.merged}')
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.linear(x, self.weight, self.bias)
         if self.merged:
-            if self.training and torch.is_grad_enabled() and self.lora_A.requires_grad:
-                raise RuntimeError('LoRALinear is merged: unmerge() it before training LoRA')
+            if self.training and torch.is_grad_enabled(
+            ) and self.lora_A.requires_grad:
+                raise RuntimeError(
+                    'LoRALinear is merged: unmerge() it before training LoRA')
             return out
         # 2-D views let both GEMMs read and write strided slices in place: no
         # copies of the slices, and the scaling rides on addmm's alpha. The
@@ -118,19 +137,22 @@ class LoRALinear(nn.Linear):
         # base layer's); out of autocast, x meets lora_A in LoRA's own dtype.
         if not torch.is_autocast_enabled(x.device.type):
             x = x.to(self.lora_A.dtype)
-        hidden = F.linear(self.lora_dropout(x).reshape(-1, self.in_features),
-                          self.lora_A).to(out.dtype)  # (M, n*r)
+        hidden = F.linear(
+            self.lora_dropout(x).reshape(-1, self.in_features),
+            self.lora_A).to(out.dtype)  # (M, n*r)
         lora_B = self.lora_B.to(out.dtype)
         out_2d = out.view(-1, self.out_features)
         r, d = self.rank, self.slice_width
         for j, s in enumerate(self.adapted):
-            out_2d[:, s * d:(s + 1) * d].addmm_(hidden[:, j * r:(j + 1) * r],
-                                                lora_B[j * d:(j + 1) * d].t(),
-                                                alpha=self.scaling)
+            out_2d[:, s * d:(s + 1) * d].addmm_(
+                hidden[:, j * r:(j + 1) * r],
+                lora_B[j * d:(j + 1) * d].t(),
+                alpha=self.scaling)
         return out
 
     def delta_weight(self) -> torch.Tensor:
-        return fused_lora_delta(self.lora_A, self.lora_B, self.slices, self.scaling)
+        return fused_lora_delta(self.lora_A, self.lora_B, self.slices,
+                                self.scaling)
 
     @torch.no_grad()
     def merge(self) -> None:
@@ -169,15 +191,20 @@ class LoRAModel(ExcludeFromCheckpoint, BaseModule):
             never touched.
     """
 
-    def __init__(self, module: Union[dict, nn.Module],
-                 targets: Iterable[dict] = (dict(type='qkv', slices='qv'),),
-                 rank: int = 64, alpha: float = 1., drop_rate: float = 0.,
+    def __init__(self,
+                 module: Union[dict, nn.Module],
+                 targets: Iterable[dict] = (dict(type='qkv', slices='qv'), ),
+                 rank: int = 64,
+                 alpha: float = 1.,
+                 drop_rate: float = 0.,
                  slices: Union[None, str, Sequence[bool]] = None,
                  lora_only_state_dict: bool = False,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
-        self.module = MODELS.build(module) if isinstance(module, dict) else module
-        self.defaults = dict(rank=rank, alpha=alpha, drop_rate=drop_rate, slices=slices)
+        self.module = MODELS.build(module) if isinstance(module,
+                                                         dict) else module
+        self.defaults = dict(
+            rank=rank, alpha=alpha, drop_rate=drop_rate, slices=slices)
         self.targets = [dict(t) for t in targets]
         self.lora_layers: Dict[str, LoRALinear] = {}
         self._inject()
@@ -198,17 +225,26 @@ class LoRAModel(ExcludeFromCheckpoint, BaseModule):
             target = self._match(name)
             if target is None:
                 continue
-            if not isinstance(layer, nn.Linear) or isinstance(layer, LoRALinear):
-                raise TypeError(f'LoRA target {name!r} is a {type(layer).__name__}, '
-                                'not an nn.Linear')
-            kwargs = {**self.defaults, **{k: v for k, v in target.items() if k != 'type'}}
+            if not isinstance(layer, nn.Linear) or isinstance(
+                    layer, LoRALinear):
+                raise TypeError(
+                    f'LoRA target {name!r} is a {type(layer).__name__}, '
+                    'not an nn.Linear')
+            kwargs = {
+                **self.defaults,
+                **{
+                    k: v
+                    for k, v in target.items() if k != 'type'
+                }
+            }
             lora = LoRALinear(layer, **kwargs)
             parent_name, _, attr = name.rpartition('.')
             setattr(self.module.get_submodule(parent_name), attr, lora)
             self.lora_layers[name] = lora
         if not self.lora_layers:
-            raise ValueError(f'No layer of {type(self.module).__name__} matches the LoRA '
-                             f'targets {[t["type"] for t in self.targets]}')
+            raise ValueError(
+                f'No layer of {type(self.module).__name__} matches the LoRA '
+                f'targets {[t["type"] for t in self.targets]}')
 
     def forward(self, *args, **kwargs):
         return self.module(*args, **kwargs)
@@ -231,33 +267,43 @@ class LoRAModel(ExcludeFromCheckpoint, BaseModule):
 
     def lora_state_dict(self) -> Dict[str, torch.Tensor]:
         """LoRA tensors keyed by their names inside ``module``."""
-        return {name: p.detach().clone() for name, p in self.module.named_parameters()
-                if is_lora_key(name)}
+        return {
+            name: p.detach().clone()
+            for name, p in self.module.named_parameters() if is_lora_key(name)
+        }
 
-    def load_lora_state_dict(self, state_dict: Dict[str, torch.Tensor]) -> None:
+    def load_lora_state_dict(self, state_dict: Dict[str,
+                                                    torch.Tensor]) -> None:
         """Load LoRA tensors keyed as :meth:`lora_state_dict` gives them;
         any missing or extra key is an error."""
-        own = {name: p for name, p in self.module.named_parameters() if is_lora_key(name)}
+        own = {
+            name: p
+            for name, p in self.module.named_parameters() if is_lora_key(name)
+        }
         missing = sorted(set(own) - set(state_dict))
         unexpected = sorted(set(state_dict) - set(own))
         if missing or unexpected:
-            raise KeyError(f'LoRA state dict does not fit: missing {missing[:8]}'
-                           f'{"..." if len(missing) > 8 else ""} ({len(missing)}), '
-                           f'unexpected {unexpected[:8]}'
-                           f'{"..." if len(unexpected) > 8 else ""} ({len(unexpected)})')
+            raise KeyError(
+                f'LoRA state dict does not fit: missing {missing[:8]}'
+                f'{"..." if len(missing) > 8 else ""} ({len(missing)}), '
+                f'unexpected {unexpected[:8]}'
+                f'{"..." if len(unexpected) > 8 else ""} ({len(unexpected)})')
         if any(layer.merged for layer in self.lora_layers.values()):
             raise RuntimeError('unmerge() before loading LoRA weights')
         with torch.no_grad():
             for name, param in own.items():
                 if state_dict[name].shape != param.shape:
-                    raise ValueError(f'{name}: shape {tuple(state_dict[name].shape)} in the '
-                                     f'file, {tuple(param.shape)} in the model')
+                    raise ValueError(
+                        f'{name}: shape {tuple(state_dict[name].shape)} in the '
+                        f'file, {tuple(param.shape)} in the model')
                 param.copy_(state_dict[name])
 
     def lora_config(self) -> Dict[str, dict]:
         """Rank, alpha and slices of every adapted layer, keyed by layer name."""
-        return {name: dict(rank=l.rank, alpha=l.alpha, slices=l.slices)
-                for name, l in self.lora_layers.items()}
+        return {
+            name: dict(rank=l.rank, alpha=l.alpha, slices=l.slices)
+            for name, l in self.lora_layers.items()
+        }
 
     def init_excluded_weights(self) -> None:
         if not getattr(self.module, '_is_init', False):
@@ -267,4 +313,7 @@ class LoRAModel(ExcludeFromCheckpoint, BaseModule):
         """Every tensor of ``module`` but LoRA (``lora_only_state_dict`` only)."""
         if not self.lora_only_state_dict:
             return []
-        return [f'module.{name}' for name in self.module.state_dict() if not is_lora_key(name)]
+        return [
+            f'module.{name}' for name in self.module.state_dict()
+            if not is_lora_key(name)
+        ]

@@ -19,9 +19,11 @@ from typing import Dict, Optional, Sequence, Union
 import torch
 
 from visft_mm.models.backbones.eva_layouts import DDP_PREFIX
-from visft_mm.utils.checkpoint import (CheckpointError, allow_mmengine_checkpoints,
-                                      describe_keys, read_torch_file, unwrap_state_dict)
 from visft_mm.utils import save_atomic
+from visft_mm.utils.checkpoint import (CheckpointError,
+                                       allow_mmengine_checkpoints,
+                                       describe_keys, read_torch_file,
+                                       unwrap_state_dict)
 from .lora import LoRAModel, fused_lora_delta, is_lora_key, parse_slices
 
 LORA_FORMAT = 'visft_mm.lora'
@@ -47,12 +49,21 @@ class LoRAWeights:
 
 def save_lora(lora_model: LoRAModel, path) -> None:
     """Write the LoRA tensors and settings of ``lora_model`` in our format."""
-    layers = {name: dict(rank=cfg['rank'], alpha=float(cfg['alpha']),
-                         slices=list(cfg['slices']) if cfg['slices'] is not None else None)
-              for name, cfg in lora_model.lora_config().items()}
+    layers = {
+        name:
+        dict(
+            rank=cfg['rank'],
+            alpha=float(cfg['alpha']),
+            slices=list(cfg['slices']) if cfg['slices'] is not None else None)
+        for name, cfg in lora_model.lora_config().items()
+    }
     state_dict = {k: v.cpu() for k, v in lora_model.lora_state_dict().items()}
-    save_atomic({'meta': dict(format=LORA_FORMAT, version=LORA_VERSION, layers=layers),
-                 'state_dict': state_dict}, path)
+    save_atomic(
+        {
+            'meta': dict(
+                format=LORA_FORMAT, version=LORA_VERSION, layers=layers),
+            'state_dict': state_dict
+        }, path)
 
 
 def _natural_key(name: str) -> str:
@@ -60,75 +71,97 @@ def _natural_key(name: str) -> str:
     return re.sub(r'\d+', lambda m: m.group().zfill(10), name)
 
 
-def _check_layer(name: str, layer: dict, sd: Dict[str, torch.Tensor], source: str) -> None:
+def _check_layer(name: str, layer: dict, sd: Dict[str, torch.Tensor],
+                 source: str) -> None:
     """Check that the A/B tensors of one layer fit its rank and slices."""
     A, B = sd[f'{name}.lora_A'], sd[f'{name}.lora_B']
     n = sum(layer['slices']) if layer['slices'] is not None else 1
     rank = layer['rank']
     if A.dim() != 2 or B.dim() != 2 or A.shape[0] != n * rank or B.shape[1] != rank \
             or B.shape[0] % n:
-        raise CheckpointError(f'{source}: LoRA layer {name} has A{tuple(A.shape)} and '
-                              f'B{tuple(B.shape)}, which do not fit rank {rank} on {n} slices')
+        raise CheckpointError(
+            f'{source}: LoRA layer {name} has A{tuple(A.shape)} and '
+            f'B{tuple(B.shape)}, which do not fit rank {rank} on {n} slices')
 
 
 def _load_ours(obj: dict, source: str, alpha: Optional[float]) -> LoRAWeights:
     meta = obj['meta']
     if meta.get('version') != LORA_VERSION:
-        raise CheckpointError(f'{source}: unsupported {LORA_FORMAT} version '
-                              f'{meta.get("version")!r} (this code reads {LORA_VERSION})')
+        raise CheckpointError(
+            f'{source}: unsupported {LORA_FORMAT} version '
+            f'{meta.get("version")!r} (this code reads {LORA_VERSION})')
     sd = unwrap_state_dict(obj.get('state_dict'), source)
-    layers = {name: dict(rank=int(cfg['rank']), alpha=float(cfg['alpha']),
-                         slices=parse_slices(cfg['slices']))
-              for name, cfg in meta['layers'].items()}
+    layers = {
+        name:
+        dict(
+            rank=int(cfg['rank']),
+            alpha=float(cfg['alpha']),
+            slices=parse_slices(cfg['slices']))
+        for name, cfg in meta['layers'].items()
+    }
     expected = {f'{name}.{p}' for name in layers for p in ('lora_A', 'lora_B')}
     if set(sd) != expected:
         missing, extra = sorted(expected - set(sd)), sorted(set(sd) - expected)
-        raise CheckpointError(f'{source}: tensors do not match the layers in its meta '
-                              f'(missing: {describe_keys(missing) or "none"}; '
-                              f'extra: {describe_keys(extra) or "none"})')
+        raise CheckpointError(
+            f'{source}: tensors do not match the layers in its meta '
+            f'(missing: {describe_keys(missing) or "none"}; '
+            f'extra: {describe_keys(extra) or "none"})')
     if alpha is not None:
         stored = {cfg['alpha'] for cfg in layers.values()}
         if stored != {float(alpha)}:
-            raise ValueError(f'{source}: alpha {alpha} was requested but the file stores '
-                             f'alpha {sorted(stored)}; leave alpha unset for visft_mm files')
+            raise ValueError(
+                f'{source}: alpha {alpha} was requested but the file stores '
+                f'alpha {sorted(stored)}; leave alpha unset for visft_mm files'
+            )
     for name, layer in layers.items():
         _check_layer(name, layer, sd, source)
     return LoRAWeights(state_dict=sd, layers=layers, layout='visft_mm')
 
 
-def _load_official(sd: Dict[str, torch.Tensor], source: str, alpha: Optional[float],
+def _load_official(sd: Dict[str,
+                            torch.Tensor], source: str, alpha: Optional[float],
                    slices: Sequence[bool]) -> LoRAWeights:
     if all(k.startswith(DDP_PREFIX) for k in sd):
         sd = {k[len(DDP_PREFIX):]: v for k, v in sd.items()}
     not_lora = [k for k in sd if not is_lora_key(k)]
     if not_lora:
-        raise CheckpointError(f'{source}: not a LoRA file, it holds non-LoRA tensors '
-                              f'({describe_keys(not_lora)})')
-    prefix = next((p for p in OFFICIAL_PREFIXES if all(k.startswith(p) for k in sd)), None)
+        raise CheckpointError(
+            f'{source}: not a LoRA file, it holds non-LoRA tensors '
+            f'({describe_keys(not_lora)})')
+    prefix = next(
+        (p for p in OFFICIAL_PREFIXES if all(k.startswith(p) for k in sd)),
+        None)
     if prefix is None:
-        raise CheckpointError(f'{source}: LoRA keys are not all under one of the official '
-                              f'prefixes {OFFICIAL_PREFIXES} (e.g. {next(iter(sd))})')
+        raise CheckpointError(
+            f'{source}: LoRA keys are not all under one of the official '
+            f'prefixes {OFFICIAL_PREFIXES} (e.g. {next(iter(sd))})')
     sd = {k[len(prefix):]: v for k, v in sd.items()}
     names = sorted({k.rsplit('.', 1)[0] for k in sd}, key=_natural_key)
-    unpaired = [n for n in names if f'{n}.lora_A' not in sd or f'{n}.lora_B' not in sd]
+    unpaired = [
+        n for n in names if f'{n}.lora_A' not in sd or f'{n}.lora_B' not in sd
+    ]
     if unpaired:
-        raise CheckpointError(f'{source}: LoRA layers without both lora_A and lora_B: '
-                              f'{describe_keys(unpaired)}')
+        raise CheckpointError(
+            f'{source}: LoRA layers without both lora_A and lora_B: '
+            f'{describe_keys(unpaired)}')
     n = sum(slices)
     layers = {}
     for name in names:
         A = sd[f'{name}.lora_A']
         if A.dim() != 2 or A.shape[0] % n:
-            raise CheckpointError(f'{source}: LoRA layer {name} has lora_A {tuple(A.shape)}, '
-                                  f'whose rows do not split into its {n} adapted slices')
-        layers[name] = dict(rank=A.shape[0] // n,
-                            alpha=float(OFFICIAL_ALPHA if alpha is None else alpha),
-                            slices=tuple(slices))
+            raise CheckpointError(
+                f'{source}: LoRA layer {name} has lora_A {tuple(A.shape)}, '
+                f'whose rows do not split into its {n} adapted slices')
+        layers[name] = dict(
+            rank=A.shape[0] // n,
+            alpha=float(OFFICIAL_ALPHA if alpha is None else alpha),
+            slices=tuple(slices))
         _check_layer(name, layers[name], sd, source)
     return LoRAWeights(state_dict=sd, layers=layers, layout='official')
 
 
-def load_lora(path, alpha: Optional[float] = None,
+def load_lora(path,
+              alpha: Optional[float] = None,
               slices: Union[str, Sequence[bool]] = 'qv') -> LoRAWeights:
     """Read LoRA weights: our file format, the official ViSFT layout, or a
     visft_mm stage-2 run checkpoint (its ``backbone.module.*.lora_A/B``).
@@ -148,11 +181,17 @@ def load_lora(path, alpha: Optional[float] = None,
             and obj['meta'].get('format') == LORA_FORMAT:
         return _load_ours(obj, source, alpha)
     sd = unwrap_state_dict(obj, source)
-    run_lora = {k[len(RUN_CHECKPOINT_PREFIX):]: v for k, v in sd.items()
-                if k.startswith(RUN_CHECKPOINT_PREFIX) and is_lora_key(k)}
+    run_lora = {
+        k[len(RUN_CHECKPOINT_PREFIX):]: v
+        for k, v in sd.items()
+        if k.startswith(RUN_CHECKPOINT_PREFIX) and is_lora_key(k)
+    }
     if run_lora:  # a stage-2 checkpoint: heads + LoRA, rank from shapes like the official files
-        weights = _load_official({f'visual.{k}': v for k, v in run_lora.items()}, source, alpha,
-                                 parse_slices(slices))
+        weights = _load_official(
+            {
+                f'visual.{k}': v
+                for k, v in run_lora.items()
+            }, source, alpha, parse_slices(slices))
         weights.layout = 'visft_mm_run'
         return weights
     return _load_official(sd, source, alpha, parse_slices(slices))
@@ -162,8 +201,10 @@ def describe_lora(weights: LoRAWeights) -> str:
     """One line for a tool's report: ``official layout, 40 layers, rank 64, alpha 1``."""
     ranks = sorted({layer['rank'] for layer in weights.layers.values()})
     alphas = sorted({layer['alpha'] for layer in weights.layers.values()})
-    return (f'{weights.layout} layout, {len(weights.layers)} layers, '
-            f'rank {"/".join(map(str, ranks))}, alpha {"/".join(f"{a:g}" for a in alphas)}')
+    return (
+        f'{weights.layout} layout, {len(weights.layers)} layers, '
+        f'rank {"/".join(map(str, ranks))}, alpha {"/".join(f"{a:g}" for a in alphas)}'
+    )
 
 
 def to_official_layout(weights: LoRAWeights) -> Dict[str, torch.Tensor]:
@@ -173,14 +214,20 @@ def to_official_layout(weights: LoRAWeights) -> Dict[str, torch.Tensor]:
         ValueError: a layer is not a ``qkv`` with LoRA on q and v and alpha 1,
             which the official layout (always alpha 1, q and v) cannot express.
     """
-    unfit = [f'{name} (slices {layer["slices"]}, alpha {layer["alpha"]})'
-             for name, layer in weights.layers.items()
-             if not QKV_LAYER.fullmatch(name) or tuple(layer['slices'] or ()) != QV_SLICES
-             or layer['alpha'] != OFFICIAL_ALPHA]
+    unfit = [
+        f'{name} (slices {layer["slices"]}, alpha {layer["alpha"]})'
+        for name, layer in weights.layers.items()
+        if not QKV_LAYER.fullmatch(name) or tuple(layer['slices'] or ()) !=
+        QV_SLICES or layer['alpha'] != OFFICIAL_ALPHA
+    ]
     if unfit:
-        raise ValueError('the official ViSFT LoRA layout only holds qkv layers with LoRA on q '
-                         f'and v and alpha 1, which does not fit {describe_keys(unfit, 3)}')
-    return {f'{OFFICIAL_EXPORT_PREFIX}{key}': tensor for key, tensor in weights.state_dict.items()}
+        raise ValueError(
+            'the official ViSFT LoRA layout only holds qkv layers with LoRA on q '
+            f'and v and alpha 1, which does not fit {describe_keys(unfit, 3)}')
+    return {
+        f'{OFFICIAL_EXPORT_PREFIX}{key}': tensor
+        for key, tensor in weights.state_dict.items()
+    }
 
 
 def merge_lora_state_dict(backbone_sd: Dict[str, torch.Tensor],
@@ -196,13 +243,16 @@ def merge_lora_state_dict(backbone_sd: Dict[str, torch.Tensor],
     for name, layer in weights.layers.items():
         key = f'{name}.weight'
         if key not in merged:
-            raise KeyError(f'LoRA layer {name} has no {key} in the backbone state dict')
+            raise KeyError(
+                f'LoRA layer {name} has no {key} in the backbone state dict')
         delta = fused_lora_delta(weights.state_dict[f'{name}.lora_A'],
                                  weights.state_dict[f'{name}.lora_B'],
-                                 layer['slices'], layer['alpha'] / layer['rank'])
+                                 layer['slices'],
+                                 layer['alpha'] / layer['rank'])
         weight = merged[key]
         if delta.shape != weight.shape:
-            raise ValueError(f'LoRA layer {name} gives a {tuple(delta.shape)} update for the '
-                             f'{tuple(weight.shape)} weight {key}')
+            raise ValueError(
+                f'LoRA layer {name} gives a {tuple(delta.shape)} update for the '
+                f'{tuple(weight.shape)} weight {key}')
         merged[key] = (weight.float() + delta).to(weight.dtype)
     return merged
