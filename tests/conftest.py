@@ -21,9 +21,12 @@ NORM = dict(
 
 def with_tiny_vit(model: dict, vocab_file: Optional[str] = None) -> dict:
     """A paper config's ViSFT model with the ViT swapped for TINY_VIT (no
-    pretrained weights, no stage-1 checkpoints) and the heads narrowed to it."""
+    pretrained weights, no stage-1 checkpoints) and the heads narrowed to
+    it."""
     model = with_backbone_arch(model, TINY_VIT)
-    vit = model.backbone.module if model.backbone.type == 'LoRAModel' else model.backbone
+    vit = (
+        model.backbone.module
+        if model.backbone.type == 'LoRAModel' else model.backbone)
     vit.init_cfg = None
     if vocab_file is not None and 'caption' in model.tasks:
         model.tasks.caption.head.vocab_file = vocab_file
@@ -33,7 +36,8 @@ def with_tiny_vit(model: dict, vocab_file: Optional[str] = None) -> dict:
 
 @pytest.fixture(scope='session')
 def demo_coco(tmp_path_factory):
-    """A small demo dataset (8 train, 4 val images), generated once per session."""
+    """A small demo dataset (8 train, 4 val images), generated once per
+    session."""
     root = tmp_path_factory.mktemp('demo_coco')
     generate_demo_coco(str(root), num_train=8, num_val=4, img_size=IMG, seed=0)
     return root
@@ -85,7 +89,8 @@ def tiny_segmentation_cfg():
 
 
 def tiny_caption_cfg(root):
-    """A small Show-Attend-Tell captioner on the demo word map, without dropout."""
+    """A small Show-Attend-Tell captioner on the demo word map, without
+    dropout."""
     return dict(
         type='ImageCaptioner',
         data_preprocessor=dict(type='ImgDataPreprocessor', **NORM),
@@ -154,7 +159,7 @@ def demo_caption_dataloader(root,
 
 # srun's stand-in: records its arguments in $SRUN_LOG, then runs the command as
 # --ntasks local tasks with the environment srun gives each task.
-FAKE_SRUN = r'''#!/usr/bin/env bash
+FAKE_SRUN = (r'''#!/usr/bin/env bash
 printf '%s\n' "$@" > "$SRUN_LOG"
 while [[ $1 == -* ]]; do
     case $1 in
@@ -165,7 +170,8 @@ while [[ $1 == -* ]]; do
 done
 pids=()
 for ((rank = 0; rank < NTASKS; rank++)); do
-    SLURM_PROCID=$rank SLURM_LOCALID=$rank SLURM_NTASKS=$NTASKS SLURM_NODELIST=localhost "$@" &
+    SLURM_PROCID=$rank SLURM_LOCALID=$rank SLURM_NTASKS=$NTASKS '''
+             r'''SLURM_NODELIST=localhost "$@" &
     pids+=($!)
 done
 status=0
@@ -173,12 +179,13 @@ for pid in "${pids[@]}"; do
     wait "$pid" || status=1
 done
 exit $status
-'''
+''')
 
 
 @pytest.fixture
 def fake_srun(tmp_path):
-    """A folder holding an executable ``srun`` stand-in, to put first on PATH."""
+    """A folder holding an executable ``srun`` stand-in, to put first on
+    PATH."""
     bin_dir = tmp_path / 'fake_bin'
     bin_dir.mkdir()
     srun = bin_dir / 'srun'

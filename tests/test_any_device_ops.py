@@ -38,7 +38,8 @@ def test_accelerator_kernels_follow_the_mmcv_build(monkeypatch,
 
 
 class Recorder:
-    """Stands in for a kernel: records its arguments, returns ``result_fn``'s result."""
+    """Stands in for a kernel: records its arguments, returns
+    ``result_fn``'s result."""
 
     def __init__(self, result_fn):
         self.result_fn = result_fn

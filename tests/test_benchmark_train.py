@@ -1,5 +1,6 @@
 """The training benchmark runs the demo stage-2 config with a tiny ViT on CPU:
-one line per task and LoRA changed by the steps (timings are never asserted)."""
+one line per task and LoRA changed by the steps (timings are never
+asserted)."""
 import re
 import subprocess
 import sys
@@ -28,8 +29,9 @@ def test_benchmark_train_runs_every_task_and_trains_lora():
                     None)
         assert line, result.stdout
         match = re.fullmatch(
-            rf'{task}: (\d+\.\d+) s/iter, peak memory n/a \(CPU\), (\S+) TFLOP/s \(executed '
-            r'FLOPs, with recomputation\), MFU n/a', line)
+            rf'{task}: (\d+\.\d+) s/iter, peak memory n/a \(CPU\), '
+            r'(\S+) TFLOP/s \(executed FLOPs, with recomputation\), MFU n/a',
+            line)
         assert match and float(match.group(1)) > 0 and float(
             match.group(2)) > 0, line
     # the tiny ViT's 2 blocks each hold LoRA A and B; every step trains them

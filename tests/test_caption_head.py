@@ -256,7 +256,8 @@ def test_beam_search_finds_the_best_caption_greedy_misses(monkeypatch):
     use_bigram_steps(head, monkeypatch, log_probs)
     feats = (torch.randn(1, IN_CHANNELS, 4, 4), )
 
-    # exhaustive search over every caption that ends within max_decode_len steps
+    # exhaustive search over every caption that ends within max_decode_len
+    # steps
     candidates = [
         list(words) for length in range(6)
         for words in itertools.product('abcd', repeat=length)

@@ -1,4 +1,5 @@
-"""WordVocabulary: the sgrvinod word-map layout, tokenisation and round trips."""
+"""WordVocabulary: the sgrvinod word-map layout, tokenisation and round
+trips."""
 import json
 
 import pytest

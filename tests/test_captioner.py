@@ -33,7 +33,8 @@ PREPROCESSOR = dict(
     mean=[123.675, 116.28, 103.53],
     std=[58.395, 57.12, 57.375],
     bgr_to_rgb=True)
-# Demo images 1 and 4 (train mode: items 0 and 15): 'a blue triangle', 'a yellow square'.
+# Demo images 1 and 4 (train mode: items 0 and 15): 'a blue triangle',
+# 'a yellow square'.
 TRAIN_ITEMS, SHAPES = (0, 15), ('triangle', 'square')
 
 
@@ -115,7 +116,8 @@ def test_forward_modes_on_shared_features(demo_root):
 
 def test_vit_inside_equals_vit_shared(demo_root):
     """With the ViT as its own backbone the captioner takes images and
-    computes what the FeaturesAsInput captioner computes on the ViT's output."""
+    computes what the FeaturesAsInput captioner computes on the ViT's
+    output."""
     torch.manual_seed(0)
     with_vit = build_captioner(demo_root, backbone=VIT).eval()
     on_features = build_captioner(demo_root).eval()

@@ -195,7 +195,8 @@ def test_vocab_tool_coco_layout(demo_root, tmp_path):
         str(demo_root / 'annotations/captions_train.json'), str(out),
         '--min-word-freq', '1')
     assert result.returncode == 0, result.stderr
-    # The demo writes the word map of its train captions with min_word_freq=1: the same file.
+    # The demo writes the word map of its train captions with
+    # min_word_freq=1: the same file.
     assert out.read_bytes() == (demo_root /
                                 'annotations/vocab.json').read_bytes()
 

@@ -54,19 +54,22 @@ TOY_MODULE = textwrap.dedent('''
 
 def toy_config(tmp_path: Path, reads_backbone: bool = True) -> str:
     (tmp_path / 'toy_benchmark.py').write_text(TOY_MODULE)
-    checkpoint = "'{{$BACKBONE_CHECKPOINT:default.pth}}'" if reads_backbone else "'fixed.pth'"
+    checkpoint = ("'{{$BACKBONE_CHECKPOINT:default.pth}}'"
+                  if reads_backbone else "'fixed.pth'")
     path = tmp_path / ('toy_benchmark_cfg.py'
                        if reads_backbone else 'fixed_cfg.py')
     path.write_text(
         textwrap.dedent(f'''
         default_scope = 'visft_mm'
-        custom_imports = dict(imports=['toy_benchmark'], allow_failed_imports=False)
+        custom_imports = dict(
+            imports=['toy_benchmark'], allow_failed_imports=False)
         backbone_checkpoint = {checkpoint}
         model = dict(type='ToyBenchmark', backbone=dict(
             type='EVAViT', arch={TINY!r}, pretrain_img_size=28,
             init_cfg=dict(type='Pretrained', checkpoint=backbone_checkpoint)))
-        test_dataloader = dict(batch_size=2, num_workers=0, dataset=dict(type='ToyImages'),
-                               sampler=dict(type='DefaultSampler', shuffle=False))
+        test_dataloader = dict(
+            batch_size=2, num_workers=0, dataset=dict(type='ToyImages'),
+            sampler=dict(type='DefaultSampler', shuffle=False))
         test_evaluator = dict(type='WeightSum')
         test_cfg = dict()
     '''))
@@ -173,9 +176,8 @@ def test_compare_asks_for_probes_to_be_trained_first(tmp_path, monkeypatch):
     visft = filled_backbone(tmp_path / 'visft.pth', 2.0)
     with pytest.raises(
             SystemExit,
-            match=
-            'trains a probe.*tools/train.py .*--work-dir .*cmp/toy_benchmark_cfg/base'
-    ):
+            match=('trains a probe.*tools/train.py .*--work-dir '
+                   '.*cmp/toy_benchmark_cfg/base')):
         compare_visft.main([
             str(config), '--visft', visft, '--work-dir',
             str(tmp_path / 'cmp')

@@ -1,5 +1,5 @@
-"""Every ViSFT config parses; the eva_1b/eva_4b configs carry the paper's settings
-and build (with a tiny ViT standing in for the 1B/4.4B one)."""
+"""Every ViSFT config parses; the eva_1b/eva_4b configs carry the paper's
+settings and build (with a tiny ViT standing in for the 1B/4.4B one)."""
 from pathlib import Path
 
 import pytest
@@ -42,7 +42,8 @@ def test_required_entry_point_exists():
 def test_stage2_has_the_paper_settings(size, arch, width, gpus):
     cfg = load(ROOT / f'configs/visft/eva_{size}_stage2{gpus}.py')
     backbone = cfg.model.backbone
-    assert backbone.type == 'LoRAModel' and backbone.rank == 64 and backbone.alpha == 1
+    assert (backbone.type == 'LoRAModel' and backbone.rank == 64
+            and backbone.alpha == 1)
     assert backbone.targets == [dict(type='qkv', slices='qv')]
     assert backbone.module.arch == arch and backbone.module.with_cp
     assert cfg.model.freeze_tasks
@@ -97,14 +98,16 @@ def test_stage1_has_the_paper_settings(task, lr, iters):
 
 @pytest.mark.parametrize('path', PAPER, ids=lambda p: p.name)
 def test_paper_config_builds_with_a_tiny_vit(path, demo_coco):
-    """The whole model of each paper config, with the ViT swapped for a tiny one."""
+    """The whole model of each paper config, with the ViT swapped for a tiny
+    one."""
     model = with_tiny_vit(
         load(path).model, vocab_file=str(demo_coco / 'annotations/vocab.json'))
     tasks = model.tasks
     init_default_scope('visft_mm')
     built = MODELS.build(model)
     assert sorted(built.task_names) == sorted(tasks)
-    # mmcv's and mmdet's own classes call compiled kernels that a CPU-ops mmcv lacks on a GPU
+    # mmcv's and mmdet's own classes call compiled kernels that a CPU-ops mmcv
+    # lacks on a GPU
     assert not [
         m for m in built.modules()
         if type(m) in (MultiScaleDeformableAttention, FocalLoss)

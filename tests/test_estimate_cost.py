@@ -1,6 +1,6 @@
 """The cost model: input sizes read from the configs, backbone FLOPs equal to a
-count by hand, memory split, and the lines tools/analysis_tools/estimate_cost.py
-ends with."""
+count by hand, memory split, and the lines
+tools/analysis_tools/estimate_cost.py ends with."""
 import re
 import subprocess
 import sys
@@ -32,7 +32,8 @@ model = dict(
     tasks=dict(caption=dict(head=dict(in_channels={width})),
                segmentation=dict(panoptic_head=dict(in_channels=[{width}])),
                detection=dict(neck=dict(in_channels=[{width}]))))
-train_dataloader = dict(caption=dict(batch_size=2), segmentation=dict(batch_size=1),
+train_dataloader = dict(caption=dict(batch_size=2),
+                        segmentation=dict(batch_size=1),
                         detection=dict(batch_size=1))
 """)
     return path
@@ -100,12 +101,14 @@ def test_backbone_flops_and_memory_split_of_stage2(tiny_stage2):
         assert cost.model_flops['backbone'] == hand['model']
         assert cost.executed_flops['backbone'] == hand['executed']
         assert cost.model_flops['heads'] == cost.executed_flops['heads'] > 0
-        # float32 parameters, plus buffers of a few hundred bytes (mean/std constants)
+        # float32 parameters, plus buffers of a few hundred bytes (mean/std
+        # constants)
         assert 0 <= cost.weight_bytes - 4 * estimate.params_total < 1024
-        assert cost.grad_and_optimizer_bytes == 3 * 4 * lora_params  # gradient, 2 AdamW moments
+        # a gradient and 2 AdamW moments per trainable parameter
+        assert cost.grad_and_optimizer_bytes == 3 * 4 * lora_params
         assert 0 < cost.head_activation_bytes <= cost.activation_bytes
-        assert cost.activation_bytes_without_checkpointing > cost.activation_bytes - \
-            cost.head_activation_bytes
+        assert cost.activation_bytes_without_checkpointing > (
+            cost.activation_bytes - cost.head_activation_bytes)
 
 
 def test_frozen_backbone_costs_its_forward_only(tiny_stage2):
@@ -113,9 +116,10 @@ def test_frozen_backbone_costs_its_forward_only(tiny_stage2):
     cfg.model.backbone = dict(cfg.model.backbone.module, frozen=True)
     cfg.model.freeze_tasks = False
     cost = estimate_cost(cfg, tasks=('caption', )).tasks['caption']
-    assert cost.model_flops['backbone'] == cost.executed_flops['backbone'] == \
-        tiny_vit_flops(2)['forward'] - TINY_VIT['num_layers'] * 8 * 2 * TOKENS * \
-        TINY_VIT['embed_dims'] * RANK  # no LoRA in a plain EVAViT
+    # no LoRA in a plain EVAViT
+    assert cost.model_flops['backbone'] == cost.executed_flops['backbone'] == (
+        tiny_vit_flops(2)['forward'] - TINY_VIT['num_layers'] * 8 * 2 *
+        TOKENS * TINY_VIT['embed_dims'] * RANK)
     assert cost.activation_bytes_without_checkpointing is None
 
 

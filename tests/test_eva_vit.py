@@ -1,4 +1,5 @@
-"""EVAViT: numerical parity with timm's Eva, shapes, freezing, checkpointing."""
+"""EVAViT: numerical parity with timm's Eva, shapes, freezing,
+checkpointing."""
 import functools
 
 import pytest
@@ -46,10 +47,10 @@ def _random_vit(arch, **kwargs) -> EVAViT:
     torch.manual_seed(0)
     model = EVAViT(arch=arch, **kwargs)
     model.init_weights()
+    biases_and_norms = ('bias', 'norm1.weight', 'norm2.weight', 'norm.weight')
     with torch.no_grad():  # make biases and norms non-trivial
         for name, p in model.named_parameters():
-            if name.endswith(
-                ('bias', 'norm1.weight', 'norm2.weight', 'norm.weight')):
+            if name.endswith(biases_and_norms):
                 p.add_(torch.randn_like(p) * 0.1)
     return model.eval()
 
@@ -107,7 +108,8 @@ def test_final_norm_applies_to_last_block_only():
 
 
 def test_arch_zoo_sizes():
-    """Parameter counts of the blocks match the reference (1.010 B and 4.347 B)."""
+    """Parameter counts of the blocks match the reference (1.010 B and
+    4.347 B)."""
     for arch, expected in (('eva-g', 1.010e9), ('eva-e', 4.347e9)):
         with torch.device('meta'):
             model = EVAViT(arch=arch)

@@ -49,15 +49,15 @@ CAPTION_METRICS = {
 needs_java = pytest.mark.skipif(
     shutil.which('java') is None,
     reason='pycocoevalcap runs its tokenizer and METEOR on java')
-# The tiny OPT always prefers " yes" and never ends, so every answer is " yes" repeated
-# max_txt_len (10 in the VQA config) times.
+# The tiny OPT always prefers " yes" and never ends, so every answer is " yes"
+# repeated max_txt_len (10 in the VQA config) times.
 ANSWER = ' '.join(['yes'] * 10)
 
 
 def save_tiny_opt(folder: Path) -> None:
-    """An OPT-style slow tokenizer (byte-level BPE, ``</s>`` as BOS/EOS) and a one-layer
-    OPT whose next-token logits are constant: " yes" first, the caption/answer end
-    ("\\n") never."""
+    """An OPT-style slow tokenizer (byte-level BPE, ``</s>`` as BOS/EOS) and a
+    one-layer OPT whose next-token logits are constant: " yes" first, the
+    caption/answer end ("\\n") never."""
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(
         ['a photo of a cat', 'Question: is it red? Short answer: yes'] * 4,
@@ -113,9 +113,10 @@ def build_tiny_beit(img_size: int, seed: int):
 
 @pytest.fixture(scope='module')
 def model_files(tmp_path_factory):
-    """Tiny OPT and Q-Former config folders, a BLIP-2 checkpoint in mmpretrain's layout
-    (no OPT weights, as the real one) and a different vision backbone in BEiTViT layout
-    at 224 pixels, as a converted ViSFT EVA-G."""
+    """Tiny OPT and Q-Former config folders, a BLIP-2 checkpoint in
+    mmpretrain's layout (no OPT weights, as the real one) and a different
+    vision backbone in BEiTViT layout at 224 pixels, as a converted ViSFT
+    EVA-G."""
     root = tmp_path_factory.mktemp('blip2_models')
     save_tiny_opt(root / 'opt')
     transformers.BertConfig(
@@ -125,8 +126,9 @@ def model_files(tmp_path_factory):
         intermediate_size=32,
         vocab_size=30).save_pretrained(root / 'bert')
     model_cfg = Config.fromfile(COCO_CAPTION).model
-    model_cfg.tokenizer.name_or_path = model_cfg.text_backbone.name_or_path = str(
-        root / 'opt')
+    opt_folder = str(root / 'opt')
+    model_cfg.tokenizer.name_or_path = opt_folder
+    model_cfg.text_backbone.name_or_path = opt_folder
     model_cfg.multimodal_backbone.update(
         model_style=str(root / 'bert'), **TINY_QFORMER)
     model_cfg.vision_backbone.update(TINY_VISION)
@@ -162,8 +164,9 @@ def write_json(path: Path, content) -> None:
 
 @pytest.fixture(scope='module')
 def coco(tmp_path_factory):
-    """data/coco: three val2014 images, the Karpathy test split (LAVIS/BLIP format) and
-    VQAv2 val questions and answers (visualqa.org format) on them."""
+    """data/coco: three val2014 images, the Karpathy test split (LAVIS/BLIP
+    format) and VQAv2 val questions and answers (visualqa.org format) on
+    them."""
     root = tmp_path_factory.mktemp('coco')
     image_ids = [42, 73, 74]
     for image_id in image_ids:
@@ -206,8 +209,8 @@ def coco(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def nocaps(tmp_path_factory):
-    """data/nocaps: three images and nocaps_val_4500_captions.json (COCO captions format)
-    with two references each."""
+    """data/nocaps: three images and nocaps_val_4500_captions.json (COCO
+    captions format) with two references each."""
     root = tmp_path_factory.mktemp('nocaps')
     images = [
         dict(
@@ -237,17 +240,20 @@ def nocaps(tmp_path_factory):
 
 def tiny_config(tmp_path: Path, real_config: Path, model_files: dict,
                 data_root: Path, **top_level) -> Path:
-    """A config inheriting ``real_config`` with the tiny model, the tiny data root and a
-    single-process data loader."""
+    """A config inheriting ``real_config`` with the tiny model, the tiny data
+    root and a single-process data loader."""
     path = tmp_path / f'tiny_{real_config.name}'
+    opt, bert = str(model_files['opt']), str(model_files['bert'])
     lines = [
         f'_base_ = {str(real_config)!r}',
-        f'model = dict(tokenizer=dict(name_or_path={str(model_files["opt"])!r}),',
-        f'             text_backbone=dict(name_or_path={str(model_files["opt"])!r}),',
-        f'             multimodal_backbone=dict(model_style={str(model_files["bert"])!r},',
+        f'model = dict(tokenizer=dict(name_or_path={opt!r}),',
+        f'             text_backbone=dict(name_or_path={opt!r}),',
+        f'             multimodal_backbone=dict(model_style={bert!r},',
         f'                                      **{TINY_QFORMER!r}),',
-        f'             vision_backbone={TINY_VISION!r}, vision_neck={TINY_NECK!r})',
-        'test_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,',
+        f'             vision_backbone={TINY_VISION!r},',
+        f'             vision_neck={TINY_NECK!r})',
+        'test_dataloader = dict(batch_size=2, num_workers=0,',
+        '                       persistent_workers=False,',
         f'                       dataset=dict(data_root={str(data_root)!r}))',
         *(f'{key} = {value!r}' for key, value in top_level.items()),
     ]
@@ -256,7 +262,8 @@ def tiny_config(tmp_path: Path, real_config: Path, model_files: dict,
 
 
 def run_test_tool(monkeypatch, *args) -> dict:
-    """``python tools/test.py ARGS`` in this process; returns the test metrics."""
+    """``python tools/test.py ARGS`` in this process; returns the test
+    metrics."""
     metrics = {}
     test = Runner.test
 
@@ -278,7 +285,8 @@ def test_config_is_an_mmpretrain_blip2_evaluation(path, model_type):
     cfg = Config.fromfile(path)
     assert cfg.default_scope == 'mmpretrain' and cfg.model.type == model_type
     assert cfg.model.vision_backbone.arch.num_layers == 39
-    assert cfg.model.vision_backbone.out_indices == -1  # last of 39 blocks, as LAVIS
+    # the last of 39 blocks, as LAVIS
+    assert cfg.model.vision_backbone.out_indices == -1
     assert cfg.backbone_checkpoint is None
     assert cfg.custom_hooks == [dict(type='visft_mm.BackboneCheckpointHook')]
     assert cfg.train_dataloader is None and cfg.val_dataloader is None
@@ -320,7 +328,7 @@ def test_nocaps_captioning_end_to_end_captions_each_image_once(
     assert {p['pred_caption'].split()[0] for p in predictions} == {'yes'}
 
 
-def test_vqav2_end_to_end_with_a_visft_backbone_gives_the_hand_computed_accuracy(
+def test_vqav2_end_to_end_with_a_visft_backbone_gives_hand_computed_accuracy(
         tmp_path, monkeypatch, model_files, coco):
     config = tiny_config(tmp_path, VQAV2, model_files, coco)
     metrics = run_test_tool(monkeypatch, config, model_files['blip2'],
@@ -388,7 +396,8 @@ def test_backbone_file_that_does_not_fit_is_reported_key_by_key(model_files):
     message = str(error.value)
     assert 'missing keys: cls_token' in message
     assert 'unexpected keys: layers.2.attn.qkv.weight' in message
-    assert 'shape mismatches: layers.0.ln1.weight (25,) (model: (24,))' in message
+    assert ('shape mismatches: layers.0.ln1.weight (25,) (model: (24,))'
+            in message)
 
 
 @pytest.mark.parametrize(
@@ -402,8 +411,10 @@ def test_missing_inputs_are_one_error_saying_where_and_how(
                       'backbone_checkpoint=visft.pth')
     message = str(error.value)
     assert message.startswith('error: missing input files')
+    blip2_checkpoint = (
+        'checkpoints/blip2-opt2.7b_3rdparty_pretrain_20230505-b51db4e1.pth')
     for expected in (
-            'checkpoints/blip2-opt2.7b_3rdparty_pretrain_20230505-b51db4e1.pth',
+            blip2_checkpoint,
             'https://download.openmmlab.com/mmclassification/v1/blip2/',
             'not found at checkpoints/opt-2.7b',
             'huggingface-cli download facebook/opt-2.7b',

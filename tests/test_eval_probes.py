@@ -31,7 +31,8 @@ CLS_1B = PROBES / 'eva_1b_probe_linear-cls_8xb128-10e_in1k.py'
 CLS_4B = PROBES / 'eva_4b_probe_linear-cls_8xb128-10e_in1k.py'
 FEWSHOT_1B = PROBES / 'eva_1b_probe_linear-cls-16shot_8xb32-50e_in1k.py'
 FEWSHOT_4B = PROBES / 'eva_4b_probe_linear-cls-16shot_8xb32-50e_in1k.py'
-# A tiny pre-norm ViT stands in for EVA-ViT-G, a tiny post-norm one for EVA-ViT-E.
+# A tiny pre-norm ViT stands in for EVA-ViT-G, a tiny post-norm one for
+# EVA-ViT-E.
 TINY_ARCH = {'1b': TINY_VIT, '4b': dict(TINY_VIT, post_norm=True)}
 WIDTH = TINY_VIT['embed_dims']
 
@@ -59,7 +60,8 @@ TRAIN_PER_CLASS, VAL_PER_CLASS = 6, 3
 # ----------------------------------------------------------------- helpers
 def run_tool(tool: str, *args, monkeypatch):
     """Run ``tools/<tool>.py ARGS`` in this process (no second torch import);
-    returns the Runner it built and what its ``train()``/``test()`` returned."""
+    returns the Runner it built and what its ``train()``/``test()``
+    returned."""
     seen = {}
     for method in ('train', 'test'):
         original = getattr(Runner, method)
@@ -87,8 +89,10 @@ def seg_overrides(size: str, data_root, checkpoint, iters: int) -> str:
     since 512 crops with 150 classes cost seconds per step on CPU."""
     return f"""
         model = dict(
-            backbone=dict(module=dict(arch=dict(_delete_=True, **{TINY_ARCH[size]!r}),
-                                      init_cfg=dict(checkpoint={str(checkpoint)!r}))),
+            backbone=dict(
+                module=dict(
+                    arch=dict(_delete_=True, **{TINY_ARCH[size]!r}),
+                    init_cfg=dict(checkpoint={str(checkpoint)!r}))),
             decode_head=dict(in_channels={WIDTH}, channels={WIDTH}))
         train_pipeline = [
             dict(type='LoadImageFromFile'),
@@ -109,25 +113,31 @@ def seg_overrides(size: str, data_root, checkpoint, iters: int) -> str:
         optim_wrapper = dict(optimizer=dict(lr=1e-2))
         param_scheduler = []
         train_cfg = dict(max_iters={iters}, val_interval={iters + 1})
-        default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval={iters}))
+        default_hooks = dict(
+            logger=dict(interval=10), checkpoint=dict(interval={iters}))
         """
 
 
 def cls_overrides(size: str, data_root, checkpoint, epochs: int) -> str:
-    dataset = f'dict(data_root={str(data_root)!r}, metainfo=dict(classes={CLASSES!r}))'
+    dataset = (f'dict(data_root={str(data_root)!r}, '
+               f'metainfo=dict(classes={CLASSES!r}))')
     return f"""
         model = dict(
-            backbone=dict(module=dict(arch=dict(_delete_=True, **{TINY_ARCH[size]!r}),
-                                      init_cfg=dict(checkpoint={str(checkpoint)!r}))),
+            backbone=dict(
+                module=dict(
+                    arch=dict(_delete_=True, **{TINY_ARCH[size]!r}),
+                    init_cfg=dict(checkpoint={str(checkpoint)!r}))),
             head=dict(num_classes={len(CLASSES)}, in_channels={WIDTH}))
         data_preprocessor = dict(num_classes={len(CLASSES)})
-        train_dataloader = dict(batch_size=12, num_workers=0, dataset={dataset})
+        train_dataloader = dict(
+            batch_size=12, num_workers=0, dataset={dataset})
         val_dataloader = dict(batch_size=18, num_workers=0, dataset={dataset})
         test_dataloader = val_dataloader
         optim_wrapper = dict(optimizer=dict(lr=1e-2))
         param_scheduler = []
         train_cfg = dict(max_epochs={epochs}, val_interval={epochs + 1})
-        default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval={epochs}))
+        default_hooks = dict(
+            logger=dict(interval=1), checkpoint=dict(interval={epochs}))
         """
 
 
@@ -235,7 +245,8 @@ def imagenet(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def seg_probe(backbones, ade20k, tmp_path_factory):
-    """The 1b dense probe trained for 40 iterations: (config, work dir, runner)."""
+    """The 1b dense probe trained for 40 iterations: (config, work dir,
+    runner)."""
     tmp = tmp_path_factory.mktemp('seg_probe')
     config = tiny_config(
         tmp / 'seg_1b.py', SEG_1B,
@@ -404,7 +415,8 @@ def test_fewshot_split_has_k_per_class_and_depends_only_on_the_seed(
 
 def test_fewshot_split_reads_an_annotation_file_source(imagenet):
     by_label, num_classes = read_labelled_images(str(imagenet), 'val')
-    assert num_classes is None  # classes known only from the labels in meta/val.txt
+    # classes known only from the labels in meta/val.txt
+    assert num_classes is None
     assert {
         label: len(paths)
         for label, paths in by_label.items()

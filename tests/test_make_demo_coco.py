@@ -126,7 +126,8 @@ def test_masks_match_pixels(demo_root, split):
                                        image['width']))
             mask = mask_utils.decode(rle).astype(bool)
             covered += mask
-            # Rendered without anti-aliasing through this very mask: exact, not approximate.
+            # Rendered without anti-aliasing through this very mask: exact, not
+            # approximate.
             assert (pixels[mask] == COLORS[ann['color']]).all()
             assert ann['bbox'] == pytest.approx(
                 mask_utils.toBbox(rle).tolist(), abs=1)
@@ -172,7 +173,8 @@ def test_captions_match_annotations(demo_root, split):
         assert len(texts) == len(set(texts)) == 5
         for text in texts:
             assert set(PHRASE.findall(text)) == expected, text
-            # Every shape word belongs to one of those phrases: no absent category, no stray count.
+            # Every shape word belongs to one of those phrases: no absent
+            # category, no stray count.
             assert len(SHAPE_WORD.findall(text)) == len(expected), text
 
 

@@ -104,7 +104,7 @@ def test_lora_linear_on_low_precision_base_weights():
         lora.lora_B.grad).all()
 
 
-# ------------------------------------------------------------ optimizer wrapper
+# ----------------------------------------------------------- optimizer wrapper
 @pytest.mark.parametrize('dtype_name', dtype_params())
 def test_mixed_precision_optim_wrapper_on_cpu(dtype_name):
     model = nn.Linear(4, 1)
@@ -169,7 +169,8 @@ def paper_coco(tmp_path_factory):
 
 
 def relocated(value, old: str, new: str):
-    """``value`` with every string that starts with ``old`` rebased on ``new``."""
+    """``value`` with every string that starts with ``old`` rebased on
+    ``new``."""
     if isinstance(value, str):
         return new + value[len(old):] if value.startswith(old) else value
     if isinstance(value, dict):
@@ -201,7 +202,8 @@ SIZE_KEYS = ('scale', 'scales', 'crop_size')
 
 def tiny_paper_config(name: str, coco_root: Path, work_dir: Path) -> Config:
     """A paper config as it ships, but with a tiny ViT, images 8 times
-    smaller, the test data, no data workers, one iteration and no validation."""
+    smaller, the test data, no data workers, one iteration and no
+    validation."""
     cfg = Config.fromfile(str(CONFIGS / name)).to_dict()
     cfg['train_dataloader'] = shrunk(cfg['train_dataloader'])
     cfg = Config(relocated(cfg, 'data/coco/', f'{coco_root}/'))
@@ -340,7 +342,8 @@ def test_train_tool_amp_trains_the_demo_stage2_on_cpu(tmp_path, monkeypatch):
             'model.backbone.module.init_cfg=None',
             'train_cfg.max_iters=1',
             'train_cfg.val_begin=2',
-            # one step of the cheapest task: the other tasks' bf16 steps are tested above
+            # one step of the cheapest task: the other tasks' bf16 steps are
+            # tested above
             'train_cfg.task_ratios.segmentation=0',
             'train_cfg.task_ratios.detection=0'
         ])

@@ -68,12 +68,14 @@ def test_every_mmdet_registry_has_a_visft_mm_child():
     }
     for name, registry in vars(mmdet_registry).items():
         if isinstance(registry, Registry) and registry.scope == 'mmdet':
-            assert registry.name in children, f'visft_mm has no child of mmdet {name}'
+            assert registry.name in children, (
+                f'visft_mm has no child of mmdet {name}')
             assert children[registry.name].parent is registry
 
 
 def test_prefix_resolves_from_mmseg_and_mmpretrain_scopes():
-    """A config in mmseg's or mmpretrain's world names our modules by prefix."""
+    """A config in mmseg's or mmpretrain's world names our modules by
+    prefix."""
     import mmpretrain.registry
     import mmseg.registry
     from mmengine.registry import DefaultScope

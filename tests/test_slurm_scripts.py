@@ -13,7 +13,8 @@ from conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 # `python` stand-in: each srun task writes its rank and arguments.
-FAKE_PYTHON = '#!/usr/bin/env bash\necho "$SLURM_PROCID/$SLURM_NTASKS $*" >> "$PYTHON_LOG"\n'
+FAKE_PYTHON = ('#!/usr/bin/env bash\n'
+               'echo "$SLURM_PROCID/$SLURM_NTASKS $*" >> "$PYTHON_LOG"\n')
 
 
 @pytest.mark.parametrize('script', [
@@ -73,17 +74,18 @@ def test_slurm_script_starts_one_task_per_gpu(script, fourth, tool_args,
 @pytest.mark.skipif(
     torch.cuda.is_available(), reason='with GPUs, mmengine starts slurm jobs')
 def test_srun_tasks_join_one_gloo_group_without_gpus(fake_srun, tmp_path):
-    code = (
-        'import sys, torch, torch.distributed as dist\n'
-        'from visft_mm.utils.dist import init_cpu_process_group\n'
-        "init_cpu_process_group('slurm')\n"
-        'total = torch.tensor([dist.get_rank() + 1])\n'
-        'dist.all_reduce(total)\n'
-        '# one write per line: the two tasks share the pipe\n'
-        "sys.stdout.write(f'{dist.get_rank()} {dist.get_world_size()} {total.item()}\\n')\n"
-        '# leave the group together: a gloo group torn down at exit can abort\n'
-        'dist.barrier()\n'
-        'dist.destroy_process_group()')
+    code = ('import sys, torch, torch.distributed as dist\n'
+            'from visft_mm.utils.dist import init_cpu_process_group\n'
+            "init_cpu_process_group('slurm')\n"
+            'total = torch.tensor([dist.get_rank() + 1])\n'
+            'dist.all_reduce(total)\n'
+            '# one write per line: the two tasks share the pipe\n'
+            "sys.stdout.write(f'{dist.get_rank()} {dist.get_world_size()} "
+            "{total.item()}\\n')\n"
+            '# leave the group together: a gloo group torn down at exit '
+            'can abort\n'
+            'dist.barrier()\n'
+            'dist.destroy_process_group()')
     env = dict(
         os.environ,
         PATH=f'{fake_srun}{os.pathsep}{os.environ["PATH"]}',

@@ -28,7 +28,8 @@ FRAGMENTS = {  # file -> its model variable
     'visft_mask2former.py': 'seg_model',
     'visft_mask2former_demo.py': 'seg_model',
 }
-# visft_mm's any-device modules in the fragments, and the mmdet modules they stand for
+# visft_mm's any-device modules in the fragments, and the mmdet modules they
+# stand for
 MMDET_TYPES = {
     'visft_mm.AnyDeviceDINO': 'DINO',
     'visft_mm.AnyDeviceFocalLoss': 'FocalLoss',
@@ -72,8 +73,8 @@ def shrink(cfg):
 
 
 def with_mmdet_types(cfg):
-    """A copy of the fragment that builds mmdet's modules in place of visft_mm's
-    any-device ones."""
+    """A copy of the fragment that builds mmdet's modules in place of
+    visft_mm's any-device ones."""
     if isinstance(cfg, dict):
         return type(cfg)({
             k:
@@ -122,7 +123,8 @@ def test_detr_has_the_paper_numbers():
     model = build(load_fragment('visft_detr.py'))
     assert model.num_queries == 100
     assert len(model.encoder.layers) == 6 and len(model.decoder.layers) == 6
-    assert model.decoder.return_intermediate  # aux losses on every decoder layer
+    # aux losses on every decoder layer
+    assert model.decoder.return_intermediate
     for layer in (*model.encoder.layers, *model.decoder.layers):
         assert layer.ffn.layers[0][0].out_features == 1024
         assert layer.ffn.layers[0][2].p == 0.1  # FFN dropout
@@ -146,8 +148,8 @@ def test_mask2former_has_the_paper_numbers():
     assert decoder.input_convs[0].conv.in_channels == 1408
     assert len(
         decoder.lateral_convs) == 0  # mmdet: no extra conv pair on one level
-    assert (head.num_points, head.oversample_ratio, head.importance_sample_ratio) == \
-        (12544, 3.0, 0.75)
+    assert (head.num_points, head.oversample_ratio,
+            head.importance_sample_ratio) == (12544, 3.0, 0.75)
     assert head.class_weight == [1.0] * 80 + [0.1]
 
 
@@ -188,11 +190,13 @@ def test_mask2former_differs_from_mmdet_mask2former_only_where_intended():
         'data_preprocessor.std',
         'data_preprocessor.pad_size_divisor',
         'data_preprocessor.batch_augments',
-        'data_preprocessor.seg_pad_value',  # mmdet's leftover; unused with pad_seg=False
+        # mmdet's leftover; unused with pad_seg=False
+        'data_preprocessor.seg_pad_value',
         f'{head}.in_channels',
         f'{head}.strides',
         f'{head}.num_transformer_feat_level',
-        f'{pixel}.type',  # mmdet's pixel decoder, with attention that runs on any device
+        # mmdet's pixel decoder, with attention that runs on any device
+        f'{pixel}.type',
         f'{pixel}.strides',
         f'{pixel}.num_outs',
         f'{pixel}.encoder.layer_cfg.self_attn_cfg.num_levels',
@@ -312,8 +316,8 @@ def test_loss_and_predict_on_tiny_vit_features(name, demo_dataset, vit):
         assert pred.bboxes.min() >= 0 and pred.bboxes.max() <= IMG_SIZE
         if FRAGMENTS[name] == 'seg_model':
             assert pred.masks.shape[-2:] == (IMG_SIZE, IMG_SIZE)
-    if FRAGMENTS[
-            name] == 'det_model':  # boxes are scaled from the resized to the original image
+    # boxes are scaled from the resized to the original image
+    if FRAGMENTS[name] == 'det_model':
         rescaled = [r.pred_instances.bboxes.clone() for r in results]
         with torch.no_grad():  # predict writes into the same data samples
             unscaled = model.predict(
