@@ -5,7 +5,6 @@ backbone swap; the errors for missing inputs."""
 import json
 import pickle
 import runpy
-import shutil
 import sys
 from pathlib import Path
 
@@ -46,9 +45,6 @@ CAPTION_METRICS = {
     for name in ('Bleu_1', 'Bleu_2', 'Bleu_3', 'Bleu_4', 'METEOR', 'ROUGE_L',
                  'CIDEr')
 }
-needs_java = pytest.mark.skipif(
-    shutil.which('java') is None,
-    reason='pycocoevalcap runs its tokenizer and METEOR on java')
 # The tiny OPT always prefers " yes" and never ends, so every answer is " yes"
 # repeated max_txt_len (10 in the VQA config) times.
 ANSWER = ' '.join(['yes'] * 10)
@@ -297,7 +293,6 @@ def test_config_is_an_mmpretrain_blip2_evaluation(path, model_type):
         assert cfg.test_evaluator.type == 'visft_mm.CaptionMetric'
 
 
-@needs_java
 def test_coco_karpathy_captioning_end_to_end(tmp_path, monkeypatch,
                                              model_files, coco):
     config = tiny_config(tmp_path, COCO_CAPTION, model_files, coco)
@@ -307,7 +302,6 @@ def test_coco_karpathy_captioning_end_to_end(tmp_path, monkeypatch,
     assert all(np.isfinite(value) for value in metrics.values())
 
 
-@needs_java
 def test_nocaps_captioning_end_to_end_captions_each_image_once(
         tmp_path, monkeypatch, model_files, nocaps):
     config = tiny_config(

