@@ -478,6 +478,84 @@ def test_embeddings_match_open_clip_eva(size, tmp_path, monkeypatch):
             rtol=1e-5)
 
 
+class OpenCLIPTextTower(torch.nn.Module):
+    """open_clip's text tower with a tiny checkpoint's ``text.*`` weights,
+    behind the ``encode_text`` that open_clip's zero-shot classifier calls."""
+
+    def __init__(self, open_clip_model: str, clip_state: dict):
+        super().__init__()
+        self.text = _build_text_tower(EMBED_DIM, {
+            **get_model_config(open_clip_model)['text_cfg'],
+            **TINY_TEXT
+        })
+        self.text.load_state_dict(
+            {
+                k[len('text.'):]: v
+                for k, v in clip_state.items() if k.startswith('text.')
+            },
+            strict=True)
+
+    def encode_text(self, tokens: torch.Tensor, normalize: bool = False):
+        features = self.text(tokens)
+        return F.normalize(features, dim=-1) if normalize else features
+
+
+def test_zero_shot_averages_the_shipped_prompt_templates(
+        tmp_path, monkeypatch):
+    """The shipped prompts are CLIP's 80 ImageNet templates and the classifier
+    is open_clip's: per class, the renormalised mean of the normalised prompt
+    embeddings. The images embed so that the first template alone picks
+    other classes than the 80 together; the prediction must be the latter."""
+    from open_clip import get_tokenizer
+    from open_clip.zero_shot_classifier import build_zero_shot_classifier
+    from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
+
+    cfg = Config.fromfile(str(EVAL_CONFIGS / 'evaclip_g_zeroshot_imagenet.py'))
+    class_names = ['tench', 'goldfish', 'great white shark']
+    clip_state = tiny_clip_state_dict('g')
+    torch.save(clip_state, tmp_path / 'clip.pth')
+    model = tiny_clip(
+        'g',
+        clip_checkpoint=str(tmp_path / 'clip.pth'),
+        class_names=class_names,
+        prompt_templates=cfg.model.prompt_templates).eval()
+    # The 240 prompts in four text-tower batches, the last one short.
+    monkeypatch.setattr('visft_mm.models.eva_clip.TEXT_BATCH_SIZE', 64)
+
+    text_tower = OpenCLIPTextTower(cfg.model.open_clip_model,
+                                   clip_state).eval()
+    tokenizer = get_tokenizer(cfg.model.open_clip_model)
+    assert len(OPENAI_IMAGENET_TEMPLATES) == 80
+    ensemble, first_template = (
+        build_zero_shot_classifier(text_tower, tokenizer, class_names,
+                                   templates).t().double()
+        for templates in (OPENAI_IMAGENET_TEMPLATES,
+                          OPENAI_IMAGENET_TEMPLATES[:1]))
+    # Two image embeddings with one-hot scores against both classifiers:
+    # the first template alone picks classes 0 and 2, all 80 pick 1 and 0.
+    first_pick, ensemble_pick = [0, 2], [1, 0]
+    one_hot = torch.eye(len(class_names), dtype=torch.double)
+    wanted_scores = torch.cat([one_hot[first_pick], one_hot[ensemble_pick]],
+                              dim=1)
+    image_embeddings = wanted_scores @ torch.linalg.pinv(
+        torch.cat([first_template, ensemble]).t())
+    images = torch.randn(
+        2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        trunk_feats = model.visual(images)[0].double()
+        model.visual_proj.weight.copy_(
+            (torch.linalg.pinv(trunk_feats) @ image_embeddings).t())
+        model.visual_proj.bias.zero_()
+        image_feats = F.normalize(model.extract_image_feat(images), dim=-1)
+        samples = model.predict(images)
+
+    torch.testing.assert_close(
+        model.class_embeddings.double(), ensemble, atol=1e-6, rtol=1e-5)
+    assert (image_feats.double() @ first_template.t()).argmax(
+        dim=1).tolist() == first_pick
+    assert [int(s.pred_label) for s in samples] == ensemble_pick
+
+
 def test_retrieval_recall_matches_a_hand_computation():
     scores = torch.tensor([
         [0.9, 0.1, 0.5, 0.3],  # ranking 0 2 3 1
