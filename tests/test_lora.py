@@ -122,6 +122,29 @@ def test_merge_unmerge_restores_weight():
         torch.testing.assert_close(value, before[key], atol=1e-6, rtol=1e-6)
 
 
+def test_merge_and_unmerge_twice_change_the_weight_once():
+    """A second merge() must not add the update again, nor a second
+    unmerge() subtract it again."""
+    base = nn.Linear(C, 3 * C)
+    original = base.weight.detach().clone()
+    layer = LoRALinear(base, rank=4, alpha=2, slices='qv').eval()
+    _randomise_lora(layer)
+    x = torch.randn(2, 5, C)
+    with torch.no_grad():
+        unmerged_out = layer(x)
+        layer.merge()
+        merged_weight, merged_out = layer.weight.clone(), layer(x)
+        layer.merge()
+        torch.testing.assert_close(layer.weight, merged_weight)
+        torch.testing.assert_close(layer(x), merged_out)
+        torch.testing.assert_close(merged_out, unmerged_out)
+        layer.unmerge()
+        layer.unmerge()
+        torch.testing.assert_close(layer.weight, original)
+        torch.testing.assert_close(layer(x), unmerged_out)
+    assert not torch.allclose(merged_weight, original, atol=1e-3)
+
+
 def test_merged_layer_refuses_training():
     model = _tiny_lora_vit()
     model.merge()
