@@ -156,7 +156,8 @@ def make_imagenet_variant(root: Path, variant: str, positions) -> dict:
 
 
 def retrieval_captions(index: int):
-    """Two captions per image that the CLIP tokenizer (lower-casing) reads alike."""
+    """Two captions per image that the CLIP tokenizer (lower-casing) reads
+    alike."""
     return [
         f'a photo of thing number {index}', f'A Photo of Thing Number {index}'
     ]
@@ -164,7 +165,8 @@ def retrieval_captions(index: int):
 
 def make_coco_karpathy(root: Path) -> dict:
     """mmpretrain's COCO retrieval layout: Karpathy test split in COCO format
-    (images found through ``coco_url``), images in val2014/; image name → caption."""
+    (images found through ``coco_url``), images in val2014/; image name →
+    caption."""
     images, annotations, truth = [], [], {}
     for i in range(NUM_RETRIEVAL_IMAGES):
         name = f'COCO_val2014_{1000 + i:012d}.jpg'
@@ -223,8 +225,9 @@ def tiny_config(tmp_path: Path, config: str, size: str, clip_path: Path,
     path.write_text(f'''
 _base_ = {str(EVAL_CONFIGS / config)!r}
 model = dict(clip_checkpoint={str(clip_path)!r},
-             vision_arch=dict(_delete_=True, **{tiny_arch(size)!r}), embed_dim={EMBED_DIM},
-             text_cfg={TINY_TEXT!r}, prompt_templates='vanilla')
+             vision_arch=dict(_delete_=True, **{tiny_arch(size)!r}),
+             embed_dim={EMBED_DIM}, text_cfg={TINY_TEXT!r},
+             prompt_templates='vanilla')
 test_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
                        dataset=dict(data_root={str(data_root)!r}))
 ''')
@@ -271,8 +274,8 @@ def caption_embedding(model: EVACLIP, caption: str) -> torch.Tensor:
 
 def run_test_tool(monkeypatch, config: Path, work_dir: Path, *options:
                   str) -> dict:
-    """``python tools/test.py CONFIG --work-dir DIR [options]`` in this process;
-    the metrics it logged."""
+    """``python tools/test.py CONFIG --work-dir DIR [options]`` in this
+    process; the metrics it logged."""
     monkeypatch.setenv('LOCAL_RANK', '0')
     monkeypatch.delenv(
         'BACKBONE_CHECKPOINT',
@@ -330,11 +333,12 @@ def test_retrieval_config_scores_the_known_answer(benchmark, size, tmp_path,
 
 
 def test_backbone_flag_replaces_the_vision_trunk(tmp_path, monkeypatch):
-    """--backbone with the CLIP model's own trunk in our layout, as eva2visft.py
-    writes LAVIS's eva_vit_g.pth (no cls_token, no final norm): the CLIP file's
-    cls token, position table, norm and head apply, so the known answer stays.
-    A backbone with other weights supplies patch_embed, blocks and norm, as
-    visft2evaclip.py exports it; an unmerged LoRA is refused."""
+    """--backbone with the CLIP model's own trunk in our layout, as
+    eva2visft.py writes LAVIS's eva_vit_g.pth (no cls_token, no final norm):
+    the CLIP file's cls token, position table, norm and head apply, so the
+    known answer stays. A backbone with other weights supplies patch_embed,
+    blocks and norm, as visft2evaclip.py exports it; an unmerged LoRA is
+    refused."""
     data_root = tmp_path / 'data'
     truth = make_coco_karpathy(data_root)
     clip_path = tmp_path / 'tiny_clip.pth'
@@ -400,10 +404,12 @@ def test_configs_name_the_paper_models_and_benchmarks():
             'g': 'EVA01_CLIP_g_14_psz14_s11B.pt',
             'e': 'EVA02_CLIP_E_psz14_plus_s9B.pt'
         }[size]
-        assert cfg.model.backbone_checkpoint is cfg.backbone_checkpoint is None  # CLIP's own
+        # None: the CLIP file's own vision tower.
+        assert cfg.model.backbone_checkpoint is cfg.backbone_checkpoint is None
         resize, crop = cfg.test_dataloader.dataset.pipeline[1:3]
-        assert (resize.type, resize.scale, resize.edge, resize.interpolation) == \
-            ('ResizeEdge', 224, 'short', 'bicubic')
+        assert (resize.type, resize.scale, resize.edge,
+                resize.interpolation) == ('ResizeEdge', 224, 'short',
+                                          'bicubic')
         assert (crop.type, crop.crop_size) == ('CenterCrop', 224)
         if 'zeroshot' in path.name:
             variant = ZERO_SHOT[path.stem.split('zeroshot_')[1]][0]
@@ -605,8 +611,8 @@ def test_missing_inputs_are_named_with_where_to_get_them(
                       tmp_path, '--backbone', 'visft_e.pth')
     message = str(error.value)
     for expected in (
-            'EVA02-CLIP-bigE-14-plus checkpoint (original layout) not found at '
-            'checkpoints/EVA02_CLIP_E_psz14_plus_s9B.pt',
+            'EVA02-CLIP-bigE-14-plus checkpoint (original layout) not found '
+            'at checkpoints/EVA02_CLIP_E_psz14_plus_s9B.pt',
             'huggingface.co/QuanSun/EVA-CLIP',
             'EVA-ViT-E backbone under test not found at visft_e.pth',
             'merge_lora.py', "Karpathy's dataset_flickr30k.json not found at "
@@ -617,8 +623,8 @@ def test_missing_inputs_are_named_with_where_to_get_them(
     with pytest.raises(
             CheckpointError,
             match=r'absent\.pt not found; download '
-            r'EVA01_CLIP_g_14_psz14_s11B\.pt from https://huggingface\.co/QuanSun'
-    ):
+            r'EVA01_CLIP_g_14_psz14_s11B\.pt from '
+            r'https://huggingface\.co/QuanSun'):
         tiny_clip('g', clip_checkpoint='absent.pt')
     torch.save(tiny_clip_state_dict('g'), tmp_path / 'clip.pth')
     with pytest.raises(
@@ -674,15 +680,16 @@ BENCHMARKS = 'visft_mm.datasets.benchmarks.'
         type=BENCHMARKS + 'COCORetrieval',
         test_mode=True,
         ann_file='annotations/caption_karpathy_test2014.json'),
-     r'COCO retrieval: DATA/annotations/caption_karpathy_test2014\.json not found; download '
-     r'the COCO val2014 images \(http://images\.cocodataset\.org/zips/val2014\.zip\)'
-     ),
+     r'COCO retrieval: DATA/annotations/caption_karpathy_test2014\.json '
+     r'not found; download the COCO val2014 images '
+     r'\(http://images\.cocodataset\.org/zips/val2014\.zip\)'),
     (dict(
         type=BENCHMARKS + 'Flickr30kRetrieval',
         split='test',
         data_prefix='images',
         ann_file='annotations/dataset_flickr30k.json'),
-     r'Flickr30k retrieval: DATA/annotations/dataset_flickr30k\.json not found; .*'
+     r'Flickr30k retrieval: DATA/annotations/dataset_flickr30k\.json '
+     r'not found; .*'
      r'caption_datasets\.zip'),
 ])
 def test_missing_data_names_the_path_and_where_to_get_it(

@@ -41,7 +41,8 @@ def test_parse_slices():
 
 
 def test_official_merge_formula():
-    """ΔW_q = B[:C]·A[:r], ΔW_v = B[C:]·A[r:], times alpha/r; k rows untouched."""
+    """ΔW_q = B[:C]·A[:r] and ΔW_v = B[C:]·A[r:], times alpha/r; the k rows
+    stay untouched."""
     r = 4
     base = nn.Linear(C, 3 * C, bias=False)
     layer = LoRALinear(base, rank=r, alpha=1, slices='qv')
