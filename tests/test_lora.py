@@ -277,6 +277,8 @@ def test_lora_only_checkpoint_round_trip_and_strictness():
     source = _TwoPart(lora_only_state_dict=True)
     target = _TwoPart(lora_only_state_dict=True)
     nn.init.zeros_(target.backbone.module.blocks[0].attn.qkv.lora_B)
+    with torch.no_grad():  # other frozen weights than the source's
+        target.backbone.module.blocks[0].attn.qkv.weight.add_(1.0)
     frozen_before = target.backbone.module.blocks[0].attn.qkv.weight.clone()
     state = source.state_dict()
     target.load_state_dict(state, strict=True)
@@ -312,8 +314,14 @@ def test_full_state_dict_by_default():
 
 def test_lora_state_dict_round_trip():
     source = _tiny_lora_vit()
-    target = _tiny_lora_vit()
-    nn.init.zeros_(target.module.blocks[1].attn.qkv.lora_B)
+    target = _tiny_lora_vit()  # the same frozen weights as the source
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # and other values in every LoRA tensor
+        for name, param in target.module.named_parameters():
+            if name.endswith(('lora_A', 'lora_B')):
+                param.copy_(torch.randn(param.shape, generator=generator))
+    x = torch.randn(1, 3, 56, 56)
+    assert not torch.allclose(target(x)[0], source(x)[0], atol=1e-3)
     lora = source.lora_state_dict()
     assert set(lora) == {
         f'blocks.{i}.attn.qkv.lora_{m}'
@@ -321,7 +329,6 @@ def test_lora_state_dict_round_trip():
         for m in 'AB'
     }
     target.load_lora_state_dict(lora)
-    x = torch.randn(1, 3, 56, 56)
     torch.testing.assert_close(target(x)[0], source(x)[0])
     with pytest.raises(KeyError, match='missing'):
         target.load_lora_state_dict({
