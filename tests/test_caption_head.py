@@ -149,10 +149,12 @@ def official_losses(head: ShowAttendTellHead, feats, captions,
                            targets), ((1. - alphas.sum(dim=1))**2).mean()
 
 
-def test_masked_loss_equals_the_official_packed_loss(vocab):
+# alpha_c as the configs set it, and a value where leaving it out shows.
+@pytest.mark.parametrize('alpha_c', [1.0, 0.25])
+def test_masked_loss_equals_the_official_packed_loss(vocab, alpha_c):
     torch.manual_seed(0)
     head = make_head(
-        vocab, alpha_c=1.0).eval()  # no dropout, so both are deterministic
+        vocab, alpha_c=alpha_c).eval()  # no dropout, so both are deterministic
     feats = (torch.randn(3, IN_CHANNELS, 6, 6), )
     captions = [CAPTIONS[2], CAPTIONS[0], CAPTIONS[1]]  # unsorted lengths
     encoded = [torch.tensor(vocab.encode(caption, 50)) for caption in captions]
@@ -164,7 +166,8 @@ def test_masked_loss_equals_the_official_packed_loss(vocab):
     reference_ce, reference_attn = official_losses(head, feats, padded,
                                                    lengths)
     torch.testing.assert_close(ours['loss_caption'], reference_ce)
-    torch.testing.assert_close(ours['loss_caption_attn'], reference_attn)
+    torch.testing.assert_close(ours['loss_caption_attn'],
+                               alpha_c * reference_attn)
 
 
 def test_overfits_two_captions_and_reproduces_them(vocab):

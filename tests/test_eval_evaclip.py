@@ -156,7 +156,8 @@ def make_imagenet_variant(root: Path, variant: str, positions) -> dict:
 
 
 def retrieval_captions(index: int):
-    """Two captions per image that the CLIP tokenizer (lower-casing) reads alike."""
+    """Two captions per image that the CLIP tokenizer (lower-casing) reads
+    alike."""
     return [
         f'a photo of thing number {index}', f'A Photo of Thing Number {index}'
     ]
@@ -164,7 +165,8 @@ def retrieval_captions(index: int):
 
 def make_coco_karpathy(root: Path) -> dict:
     """mmpretrain's COCO retrieval layout: Karpathy test split in COCO format
-    (images found through ``coco_url``), images in val2014/; image name → caption."""
+    (images found through ``coco_url``), images in val2014/; image name →
+    caption."""
     images, annotations, truth = [], [], {}
     for i in range(NUM_RETRIEVAL_IMAGES):
         name = f'COCO_val2014_{1000 + i:012d}.jpg'
@@ -223,8 +225,9 @@ def tiny_config(tmp_path: Path, config: str, size: str, clip_path: Path,
     path.write_text(f'''
 _base_ = {str(EVAL_CONFIGS / config)!r}
 model = dict(clip_checkpoint={str(clip_path)!r},
-             vision_arch=dict(_delete_=True, **{tiny_arch(size)!r}), embed_dim={EMBED_DIM},
-             text_cfg={TINY_TEXT!r}, prompt_templates='vanilla')
+             vision_arch=dict(_delete_=True, **{tiny_arch(size)!r}),
+             embed_dim={EMBED_DIM}, text_cfg={TINY_TEXT!r},
+             prompt_templates='vanilla')
 test_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
                        dataset=dict(data_root={str(data_root)!r}))
 ''')
@@ -271,8 +274,8 @@ def caption_embedding(model: EVACLIP, caption: str) -> torch.Tensor:
 
 def run_test_tool(monkeypatch, config: Path, work_dir: Path, *options:
                   str) -> dict:
-    """``python tools/test.py CONFIG --work-dir DIR [options]`` in this process;
-    the metrics it logged."""
+    """``python tools/test.py CONFIG --work-dir DIR [options]`` in this
+    process; the metrics it logged."""
     monkeypatch.setenv('LOCAL_RANK', '0')
     monkeypatch.delenv(
         'BACKBONE_CHECKPOINT',
@@ -330,11 +333,12 @@ def test_retrieval_config_scores_the_known_answer(benchmark, size, tmp_path,
 
 
 def test_backbone_flag_replaces_the_vision_trunk(tmp_path, monkeypatch):
-    """--backbone with the CLIP model's own trunk in our layout, as eva2visft.py
-    writes LAVIS's eva_vit_g.pth (no cls_token, no final norm): the CLIP file's
-    cls token, position table, norm and head apply, so the known answer stays.
-    A backbone with other weights supplies patch_embed, blocks and norm, as
-    visft2evaclip.py exports it; an unmerged LoRA is refused."""
+    """--backbone with the CLIP model's own trunk in our layout, as
+    eva2visft.py writes LAVIS's eva_vit_g.pth (no cls_token, no final norm):
+    the CLIP file's cls token, position table, norm and head apply, so the
+    known answer stays. A backbone with other weights supplies patch_embed,
+    blocks and norm, as visft2evaclip.py exports it; an unmerged LoRA is
+    refused."""
     data_root = tmp_path / 'data'
     truth = make_coco_karpathy(data_root)
     clip_path = tmp_path / 'tiny_clip.pth'
@@ -400,10 +404,12 @@ def test_configs_name_the_paper_models_and_benchmarks():
             'g': 'EVA01_CLIP_g_14_psz14_s11B.pt',
             'e': 'EVA02_CLIP_E_psz14_plus_s9B.pt'
         }[size]
-        assert cfg.model.backbone_checkpoint is cfg.backbone_checkpoint is None  # CLIP's own
+        # None: the CLIP file's own vision tower.
+        assert cfg.model.backbone_checkpoint is cfg.backbone_checkpoint is None
         resize, crop = cfg.test_dataloader.dataset.pipeline[1:3]
-        assert (resize.type, resize.scale, resize.edge, resize.interpolation) == \
-            ('ResizeEdge', 224, 'short', 'bicubic')
+        assert (resize.type, resize.scale, resize.edge,
+                resize.interpolation) == ('ResizeEdge', 224, 'short',
+                                          'bicubic')
         assert (crop.type, crop.crop_size) == ('CenterCrop', 224)
         if 'zeroshot' in path.name:
             variant = ZERO_SHOT[path.stem.split('zeroshot_')[1]][0]
@@ -478,6 +484,84 @@ def test_embeddings_match_open_clip_eva(size, tmp_path, monkeypatch):
             rtol=1e-5)
 
 
+class OpenCLIPTextTower(torch.nn.Module):
+    """open_clip's text tower with a tiny checkpoint's ``text.*`` weights,
+    behind the ``encode_text`` that open_clip's zero-shot classifier calls."""
+
+    def __init__(self, open_clip_model: str, clip_state: dict):
+        super().__init__()
+        self.text = _build_text_tower(EMBED_DIM, {
+            **get_model_config(open_clip_model)['text_cfg'],
+            **TINY_TEXT
+        })
+        self.text.load_state_dict(
+            {
+                k[len('text.'):]: v
+                for k, v in clip_state.items() if k.startswith('text.')
+            },
+            strict=True)
+
+    def encode_text(self, tokens: torch.Tensor, normalize: bool = False):
+        features = self.text(tokens)
+        return F.normalize(features, dim=-1) if normalize else features
+
+
+def test_zero_shot_averages_the_shipped_prompt_templates(
+        tmp_path, monkeypatch):
+    """The shipped prompts are CLIP's 80 ImageNet templates and the classifier
+    is open_clip's: per class, the renormalised mean of the normalised prompt
+    embeddings. The images embed so that the first template alone picks
+    other classes than the 80 together; the prediction must be the latter."""
+    from open_clip import get_tokenizer
+    from open_clip.zero_shot_classifier import build_zero_shot_classifier
+    from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
+
+    cfg = Config.fromfile(str(EVAL_CONFIGS / 'evaclip_g_zeroshot_imagenet.py'))
+    class_names = ['tench', 'goldfish', 'great white shark']
+    clip_state = tiny_clip_state_dict('g')
+    torch.save(clip_state, tmp_path / 'clip.pth')
+    model = tiny_clip(
+        'g',
+        clip_checkpoint=str(tmp_path / 'clip.pth'),
+        class_names=class_names,
+        prompt_templates=cfg.model.prompt_templates).eval()
+    # The 240 prompts in four text-tower batches, the last one short.
+    monkeypatch.setattr('visft_mm.models.eva_clip.TEXT_BATCH_SIZE', 64)
+
+    text_tower = OpenCLIPTextTower(cfg.model.open_clip_model,
+                                   clip_state).eval()
+    tokenizer = get_tokenizer(cfg.model.open_clip_model)
+    assert len(OPENAI_IMAGENET_TEMPLATES) == 80
+    ensemble, first_template = (
+        build_zero_shot_classifier(text_tower, tokenizer, class_names,
+                                   templates).t().double()
+        for templates in (OPENAI_IMAGENET_TEMPLATES,
+                          OPENAI_IMAGENET_TEMPLATES[:1]))
+    # Two image embeddings with one-hot scores against both classifiers:
+    # the first template alone picks classes 0 and 2, all 80 pick 1 and 0.
+    first_pick, ensemble_pick = [0, 2], [1, 0]
+    one_hot = torch.eye(len(class_names), dtype=torch.double)
+    wanted_scores = torch.cat([one_hot[first_pick], one_hot[ensemble_pick]],
+                              dim=1)
+    image_embeddings = wanted_scores @ torch.linalg.pinv(
+        torch.cat([first_template, ensemble]).t())
+    images = torch.randn(
+        2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        trunk_feats = model.visual(images)[0].double()
+        model.visual_proj.weight.copy_(
+            (torch.linalg.pinv(trunk_feats) @ image_embeddings).t())
+        model.visual_proj.bias.zero_()
+        image_feats = F.normalize(model.extract_image_feat(images), dim=-1)
+        samples = model.predict(images)
+
+    torch.testing.assert_close(
+        model.class_embeddings.double(), ensemble, atol=1e-6, rtol=1e-5)
+    assert (image_feats.double() @ first_template.t()).argmax(
+        dim=1).tolist() == first_pick
+    assert [int(s.pred_label) for s in samples] == ensemble_pick
+
+
 def test_retrieval_recall_matches_a_hand_computation():
     scores = torch.tensor([
         [0.9, 0.1, 0.5, 0.3],  # ranking 0 2 3 1
@@ -527,8 +611,8 @@ def test_missing_inputs_are_named_with_where_to_get_them(
                       tmp_path, '--backbone', 'visft_e.pth')
     message = str(error.value)
     for expected in (
-            'EVA02-CLIP-bigE-14-plus checkpoint (original layout) not found at '
-            'checkpoints/EVA02_CLIP_E_psz14_plus_s9B.pt',
+            'EVA02-CLIP-bigE-14-plus checkpoint (original layout) not found '
+            'at checkpoints/EVA02_CLIP_E_psz14_plus_s9B.pt',
             'huggingface.co/QuanSun/EVA-CLIP',
             'EVA-ViT-E backbone under test not found at visft_e.pth',
             'merge_lora.py', "Karpathy's dataset_flickr30k.json not found at "
@@ -539,8 +623,8 @@ def test_missing_inputs_are_named_with_where_to_get_them(
     with pytest.raises(
             CheckpointError,
             match=r'absent\.pt not found; download '
-            r'EVA01_CLIP_g_14_psz14_s11B\.pt from https://huggingface\.co/QuanSun'
-    ):
+            r'EVA01_CLIP_g_14_psz14_s11B\.pt from '
+            r'https://huggingface\.co/QuanSun'):
         tiny_clip('g', clip_checkpoint='absent.pt')
     torch.save(tiny_clip_state_dict('g'), tmp_path / 'clip.pth')
     with pytest.raises(
@@ -596,15 +680,16 @@ BENCHMARKS = 'visft_mm.datasets.benchmarks.'
         type=BENCHMARKS + 'COCORetrieval',
         test_mode=True,
         ann_file='annotations/caption_karpathy_test2014.json'),
-     r'COCO retrieval: DATA/annotations/caption_karpathy_test2014\.json not found; download '
-     r'the COCO val2014 images \(http://images\.cocodataset\.org/zips/val2014\.zip\)'
-     ),
+     r'COCO retrieval: DATA/annotations/caption_karpathy_test2014\.json '
+     r'not found; download the COCO val2014 images '
+     r'\(http://images\.cocodataset\.org/zips/val2014\.zip\)'),
     (dict(
         type=BENCHMARKS + 'Flickr30kRetrieval',
         split='test',
         data_prefix='images',
         ann_file='annotations/dataset_flickr30k.json'),
-     r'Flickr30k retrieval: DATA/annotations/dataset_flickr30k\.json not found; .*'
+     r'Flickr30k retrieval: DATA/annotations/dataset_flickr30k\.json '
+     r'not found; .*'
      r'caption_datasets\.zip'),
 ])
 def test_missing_data_names_the_path_and_where_to_get_it(

@@ -41,7 +41,8 @@ def test_parse_slices():
 
 
 def test_official_merge_formula():
-    """ΔW_q = B[:C]·A[:r], ΔW_v = B[C:]·A[r:], times alpha/r; k rows untouched."""
+    """ΔW_q = B[:C]·A[:r] and ΔW_v = B[C:]·A[r:], times alpha/r; the k rows
+    stay untouched."""
     r = 4
     base = nn.Linear(C, 3 * C, bias=False)
     layer = LoRALinear(base, rank=r, alpha=1, slices='qv')
@@ -120,6 +121,29 @@ def test_merge_unmerge_restores_weight():
     model.unmerge()
     for key, value in model.module.state_dict().items():
         torch.testing.assert_close(value, before[key], atol=1e-6, rtol=1e-6)
+
+
+def test_merge_and_unmerge_twice_change_the_weight_once():
+    """A second merge() must not add the update again, nor a second
+    unmerge() subtract it again."""
+    base = nn.Linear(C, 3 * C)
+    original = base.weight.detach().clone()
+    layer = LoRALinear(base, rank=4, alpha=2, slices='qv').eval()
+    _randomise_lora(layer)
+    x = torch.randn(2, 5, C)
+    with torch.no_grad():
+        unmerged_out = layer(x)
+        layer.merge()
+        merged_weight, merged_out = layer.weight.clone(), layer(x)
+        layer.merge()
+        torch.testing.assert_close(layer.weight, merged_weight)
+        torch.testing.assert_close(layer(x), merged_out)
+        torch.testing.assert_close(merged_out, unmerged_out)
+        layer.unmerge()
+        layer.unmerge()
+        torch.testing.assert_close(layer.weight, original)
+        torch.testing.assert_close(layer(x), unmerged_out)
+    assert not torch.allclose(merged_weight, original, atol=1e-3)
 
 
 def test_merged_layer_refuses_training():
@@ -253,6 +277,8 @@ def test_lora_only_checkpoint_round_trip_and_strictness():
     source = _TwoPart(lora_only_state_dict=True)
     target = _TwoPart(lora_only_state_dict=True)
     nn.init.zeros_(target.backbone.module.blocks[0].attn.qkv.lora_B)
+    with torch.no_grad():  # other frozen weights than the source's
+        target.backbone.module.blocks[0].attn.qkv.weight.add_(1.0)
     frozen_before = target.backbone.module.blocks[0].attn.qkv.weight.clone()
     state = source.state_dict()
     target.load_state_dict(state, strict=True)
@@ -288,8 +314,14 @@ def test_full_state_dict_by_default():
 
 def test_lora_state_dict_round_trip():
     source = _tiny_lora_vit()
-    target = _tiny_lora_vit()
-    nn.init.zeros_(target.module.blocks[1].attn.qkv.lora_B)
+    target = _tiny_lora_vit()  # the same frozen weights as the source
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # and other values in every LoRA tensor
+        for name, param in target.module.named_parameters():
+            if name.endswith(('lora_A', 'lora_B')):
+                param.copy_(torch.randn(param.shape, generator=generator))
+    x = torch.randn(1, 3, 56, 56)
+    assert not torch.allclose(target(x)[0], source(x)[0], atol=1e-3)
     lora = source.lora_state_dict()
     assert set(lora) == {
         f'blocks.{i}.attn.qkv.lora_{m}'
@@ -297,7 +329,6 @@ def test_lora_state_dict_round_trip():
         for m in 'AB'
     }
     target.load_lora_state_dict(lora)
-    x = torch.randn(1, 3, 56, 56)
     torch.testing.assert_close(target(x)[0], source(x)[0])
     with pytest.raises(KeyError, match='missing'):
         target.load_lora_state_dict({

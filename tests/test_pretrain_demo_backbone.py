@@ -86,6 +86,15 @@ def test_same_seed_gives_the_same_weights(pretrained, data_root):
         assert torch.equal(tensor, again.state_dict()[name]), name
 
 
+def test_another_seed_starts_another_run(pretrained, data_root):
+    """The seed reaches the run: the same-seed test above would also pass for
+    a run that ignored it."""
+    _, report = pretrained
+    _, other = pretrain_clip(data_root, ARCH, **{**RUN, 'seed': 1, 'iters': 1})
+    assert other.fixed_batch_loss_before != report.fixed_batch_loss_before
+    assert other.losses[0] != report.losses[0]
+
+
 def test_captions_shared_by_images_are_positives_of_each(data_root):
     vocab = WordVocabulary.load(
         os.path.join(data_root, 'annotations', 'vocab.json'))
