@@ -1,13 +1,18 @@
 """Multi-task training loop: task ratios, exact resume, validation of every
-task without disturbing training."""
+task without disturbing training, mmengine's seeding across ranks."""
+import logging
+import os
+import time
 from collections import Counter
 
 import numpy as np
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 import torch.nn as nn
-from conftest import (TINY_VIT, demo_det_dataloader, tiny_detection_cfg,
-                      tiny_segmentation_cfg)
+from conftest import (TINY_VIT, demo_det_dataloader, free_port,
+                      tiny_detection_cfg, tiny_segmentation_cfg)
 from mmengine.config import Config
 from mmengine.evaluator import BaseMetric
 from mmengine.hooks import Hook
@@ -410,3 +415,88 @@ def test_training_validates_every_task_at_the_interval(tmp_path):
     one_validation = [(task, [task] * len(batch), batch)
                       for task in PAPER_RATIOS for batch in ([0, 1], [2])]
     assert runner.model.seen['predict'] == one_validation * 3
+
+
+class LogMessages(logging.Handler):
+    """Keeps the message of every record logged to it."""
+
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def test_datasets_without_metainfo_are_warned_as_mmengine_does(tmp_path):
+    runner = Runner.from_cfg(toy_cfg(tmp_path, with_metainfo=False))
+    log = LogMessages()
+    runner.logger.addHandler(log)
+    runner.train()
+    no_metainfo = 'Dataset ToyTaskData has no metainfo. ``dataset_meta`` in '
+    assert no_metainfo + 'visualizer will be None.' in log.messages
+    for task in PAPER_RATIOS:
+        assert (no_metainfo + f"the '{task}' evaluator and metric will be "
+                'None.') in log.messages
+
+
+def test_model_without_tasks_is_refused_in_one_line(tmp_path):
+    runner = Runner.from_cfg(toy_cfg(tmp_path, model='ToyModel'))
+    with pytest.raises(TypeError, match='has no task_names') as error:
+        runner.train()
+    assert '\n' not in str(error.value)
+    assert runner.model.seen['loss'] == []
+
+
+def train_toy_rank(rank, world_size, port, cfg, out_dir):
+    """One rank of a gloo job: trains the toy config, saves what it saw."""
+    torch.set_num_threads(1)
+    os.environ.update(
+        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size))
+    dist.init_process_group(
+        'gloo',
+        init_method=f'tcp://127.0.0.1:{port}',
+        rank=rank,
+        world_size=world_size)
+    try:
+        runner = Runner.from_cfg(cfg)
+        runner.train()
+        torch.save(
+            dict(seed=runner.seed, trained=runner.model.module.seen['loss']),
+            f'{out_dir}/rank{rank}.pt')
+    finally:
+        dist.destroy_process_group()
+
+
+def test_diff_rank_seed_keeps_tasks_and_samplers_shared_by_ranks(tmp_path):
+    """``randomness.diff_rank_seed`` gives each rank its own seed, as in
+    mmengine, yet every rank runs the same tasks and the ranks' samplers
+    deal out one seeded stream between them."""
+    iters, world_size = 8, 2
+    cfg = toy_cfg(tmp_path, max_iters=iters)
+    cfg.randomness = dict(seed=TOY_SEED, diff_rank_seed=True)
+    cfg.launcher = 'pytorch'
+    cfg.model_wrapper_cfg = dict(
+        type='MMDistributedDataParallel', device_ids=None)
+    cfg.pop('val_cfg'), cfg.pop('val_dataloader'), cfg.pop('val_evaluator')
+    ranks = mp.start_processes(
+        train_toy_rank,
+        args=(world_size, free_port(), cfg, tmp_path),
+        nprocs=world_size,
+        join=False,
+        start_method='fork')
+    deadline = time.monotonic() + 120
+    while not ranks.join(timeout=1):
+        if time.monotonic() > deadline:
+            for process in ranks.processes:
+                process.kill()
+            pytest.fail('the two ranks did not finish within 120 s')
+
+    tasks = drawn_tasks(TOY_SEED, iters, PAPER_RATIOS)
+    for rank in range(world_size):
+        saved = torch.load(tmp_path / f'rank{rank}.pt')
+        assert saved['seed'] == TOY_SEED + rank
+        assert [task for task, _, _ in saved['trained']] == tasks
+        for task, indices in samples_per_task(saved['trained']).items():
+            assert indices == sampler_stream(TOY_SEED, TOY_TRAIN_SIZES[task],
+                                             len(indices), rank, world_size)
