@@ -432,7 +432,10 @@ def test_datasets_without_metainfo_are_warned_as_mmengine_does(tmp_path):
     runner = Runner.from_cfg(toy_cfg(tmp_path, with_metainfo=False))
     log = LogMessages()
     runner.logger.addHandler(log)
-    runner.train()
+    try:
+        runner.train()
+    finally:
+        runner.logger.removeHandler(log)
     no_metainfo = 'Dataset ToyTaskData has no metainfo. ``dataset_meta`` in '
     assert no_metainfo + 'visualizer will be None.' in log.messages
     for task in PAPER_RATIOS:
@@ -472,6 +475,9 @@ def test_diff_rank_seed_keeps_tasks_and_samplers_shared_by_ranks(tmp_path):
     """``randomness.diff_rank_seed`` gives each rank its own seed, as in
     mmengine, yet every rank runs the same tasks and the ranks' samplers
     deal out one seeded stream between them."""
+    if torch.cuda.is_initialized():
+        pytest.skip('the ranks are forked, and a forked process cannot use '
+                    'the CUDA that its parent initialised')
     iters, world_size = 8, 2
     cfg = toy_cfg(tmp_path, max_iters=iters)
     cfg.randomness = dict(seed=TOY_SEED, diff_rank_seed=True)
