@@ -13,7 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import ddp_probe  # noqa: F401  (registers RecordTasksAndLoRA for the in-process run)
+# registers RecordTasksAndLoRA for the in-process run
+import ddp_probe  # noqa: F401
 import pytest
 import torch
 from conftest import (IMG, TINY_VIT, demo_caption_dataloader,
@@ -86,8 +87,8 @@ def accumulation_cfg(root: Path, work_dir: Path, micro_steps: int) -> Config:
                 type='MultiTaskTrainLoop',
                 max_iters=STEPS,
                 task_ratios=dict(caption=0.5, detection=0.5)),
-            # AdamW with clipping and warmup: the step must see the whole batch's
-            # gradient, and the schedule must count optimizer steps
+            # AdamW with clipping and warmup: the step must see the whole
+            # batch's gradient, and the schedule must count optimizer steps
             optim_wrapper=dict(
                 optimizer=dict(type='AdamW', lr=1e-3, weight_decay=1e-4),
                 clip_grad=dict(max_norm=0.1),
@@ -113,7 +114,8 @@ def accumulation_cfg(root: Path, work_dir: Path, micro_steps: int) -> Config:
 
 
 def launch(script: str, args, env_vars: dict, path=()) -> None:
-    """Run a launch script of tools/, with this Python first on PATH after ``path``."""
+    """Run a launch script of tools/, with this Python first on PATH after
+    ``path``."""
     env = dict(
         os.environ,
         PYTHONPATH=f'{ROOT / "tests"}{os.pathsep}{ROOT}',
@@ -133,8 +135,9 @@ def launch(script: str, args, env_vars: dict, path=()) -> None:
 
 
 def optimizer_steps(work_dir: Path, processes: int, micro_steps: int):
-    """Per optimizer step: its task and the samples every rank and micro-batch saw;
-    and rank 0's final LoRA. Checks that the ranks agree on the tasks and LoRA."""
+    """Per optimizer step: its task and the samples every rank and
+    micro-batch saw; and rank 0's final LoRA. Checks that the ranks agree on
+    the tasks and LoRA."""
     ranks = [torch.load(work_dir / f'rank{r}.pt') for r in range(processes)]
     steps = []
     for step, task in enumerate(ranks[0]['tasks']):

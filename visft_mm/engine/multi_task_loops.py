@@ -1,15 +1,18 @@
-"""Multi-task loops of ViSFT stage 2: one task per iteration, every task validated.
+"""Multi-task loops of ViSFT stage 2: a task per iteration, all validated.
 
 Written here because mmengine's loops take one dataloader, while ViSFT draws
 each iteration's task by ratio (caption 0.4, segmentation 0.3, detection 0.3)
-and each task has its own dataset, pipeline and batch size.
+and each task has its own dataset, pipeline and batch size. The loaders are
+built as mmengine's loops build theirs (the run's seed,
+``randomness.diff_rank_seed``, the warning for a dataset without metainfo).
 
-The task of iteration ``i`` is a pure function of ``(seed, i)``, so every rank
-runs the same task without communication, and a resumed run replays the
-exact task sequence. Each task's loader uses a seeded ``InfiniteSampler``; on
-resume it is advanced by the number of samples that task consumed, by index
-only (no data is loaded). Evaluation runs inside a forked random state, so
-validating never changes the training randomness.
+The task of iteration ``i`` is a pure function of ``(seed, i)``, with the
+run's seed less the rank that ``diff_rank_seed`` adds, so every rank runs the
+same task without communication, and a resumed run replays the exact task
+sequence. Each task's loader uses an ``InfiniteSampler``, restarted at that
+seed when training starts; on resume it is advanced by the number of samples
+that task consumed, by index only (no data is loaded). Evaluation runs inside
+a forked random state, so validating never changes the training randomness.
 
 Gradient accumulation is mmengine's (``optim_wrapper.accumulative_counts``:
 loss scaling, the step after the last micro-batch, no DDP sync before it).
@@ -18,13 +21,15 @@ optimizer step's micro-batches, on one task, so that iterations, schedules
 and intervals count optimizer steps (mmengine's loops count micro-batches).
 """
 import contextlib
+import logging
 import random
 from itertools import islice
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from mmengine.dataset import InfiniteSampler
+from mmengine.dist import get_rank
 from mmengine.evaluator import Evaluator
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
@@ -36,10 +41,13 @@ from torch.utils.data import DataLoader
 
 from visft_mm.registry import LOOPS
 
+LoaderOrCfg = Union[dict, DataLoader]
+
 
 def sample_task(seed: int, iteration: int, tasks: Sequence[str],
                 probabilities: Sequence[float]) -> str:
-    """The task of one iteration; the same on every rank for the same seed."""
+    """The task of one iteration; the same on every rank for the same seed:
+    ``numpy.random.default_rng([seed, iteration]).choice`` with ``p``."""
     rng = np.random.default_rng([seed, iteration])
     return tasks[int(rng.choice(len(tasks), p=probabilities))]
 
@@ -67,12 +75,62 @@ def preserved_random_state():
             np.random.set_state(np_state)
 
 
+def shared_seed(runner) -> int:
+    """The run's seed, the same on every rank: ``runner.seed`` less the rank
+    that ``randomness.diff_rank_seed`` adds to it (mmengine's
+    ``set_random_seed``)."""
+    if runner._randomness_cfg.get('diff_rank_seed', False):
+        return runner.seed - get_rank()
+    return runner.seed
+
+
+def build_task_dataloaders(runner, dataloaders: Dict[str, LoaderOrCfg]):
+    """Each task's loader, built as mmengine's ``BaseLoop`` builds a loop's
+    one: seeded by the run, with a sampler seed shared by all ranks under
+    ``randomness.diff_rank_seed``."""
+    diff_rank_seed = runner._randomness_cfg.get('diff_rank_seed', False)
+    built: Dict[str, DataLoader] = {}
+    for task, loader in dataloaders.items():
+        built[task] = runner.build_dataloader(
+            loader, seed=runner.seed, diff_rank_seed=diff_rank_seed)
+    return built
+
+
+def dataset_meta(loader: DataLoader, users: str) -> Optional[dict]:
+    """The metainfo of the loader's dataset; if it has none, mmengine's
+    loops' warning that ``users`` get ``None``."""
+    if hasattr(loader.dataset, 'metainfo'):
+        return loader.dataset.metainfo
+    print_log(
+        f'Dataset {type(loader.dataset).__name__} has no metainfo. '
+        f'``dataset_meta`` in {users} will be None.',
+        logger='current',
+        level=logging.WARNING)
+    return None
+
+
+def restart_sampler(sampler: InfiniteSampler, seed: int, skip: int) -> None:
+    """Restart an ``InfiniteSampler``'s index stream from ``seed`` (through
+    its constructor: it has no public reseed) and skip its first ``skip``
+    indices, by index only."""
+    InfiniteSampler.__init__(
+        sampler, sampler.dataset, shuffle=sampler.shuffle, seed=seed)
+    for _ in islice(sampler.indices, skip):
+        pass
+
+
 def check_model_has_tasks(runner, tasks: Sequence[str], what: str) -> None:
-    """Fail before any work if the loaders name a task the model lacks."""
+    """Fail before any work if the model has no tasks or lacks a task that
+    the loaders name."""
     model = runner.model.module if is_model_wrapper(
         runner.model) else runner.model
     known = getattr(model, 'task_names', None)
-    unknown = sorted(set(tasks) - set(known)) if known is not None else []
+    if known is None:
+        raise TypeError(
+            f'{what} name tasks {sorted(tasks)}, but the model '
+            f'({type(model).__name__}) has no task_names: the multi-task '
+            'loops need a multi-task model such as ViSFT')
+    unknown = sorted(set(tasks) - set(known))
     if unknown:
         raise KeyError(
             f'{what} name tasks {unknown} that the model does not have '
@@ -122,40 +180,37 @@ class MultiTaskTrainLoop(IterBasedTrainLoop):
 
     def __init__(self,
                  runner,
-                 dataloader: Dict[str, dict],
+                 dataloader: Dict[str, LoaderOrCfg],
                  max_iters: int,
                  task_ratios: Dict[str, float],
                  val_begin: int = 1,
                  val_interval: int = 1000,
                  dynamic_intervals=None) -> None:
         if not isinstance(dataloader, dict) or not dataloader:
-            raise TypeError(
-                'MultiTaskTrainLoop needs train_dataloader = dict(task=loader, ...)'
-            )
+            raise TypeError('MultiTaskTrainLoop needs '
+                            'train_dataloader = dict(task=loader, ...)')
         if set(task_ratios) != set(dataloader):
             raise KeyError(
                 f'task_ratios names {sorted(task_ratios)} but the train '
                 f'dataloaders are {sorted(dataloader)}')
         self.tasks = list(task_ratios)
         self.probabilities = _check_ratios(task_ratios)
-        self._runner = runner
-        self.task_dataloaders: Dict[str, DataLoader] = {}
-        for task in self.tasks:
-            loader = dataloader[task]
-            if isinstance(loader, dict):
-                loader = runner.build_dataloader(loader, seed=runner.seed)
+        in_ratio_order = {task: dataloader[task] for task in self.tasks}
+        self.task_dataloaders = build_task_dataloaders(runner, in_ratio_order)
+        for task, loader in self.task_dataloaders.items():
             if loader.batch_size is None:
                 raise TypeError(
-                    f'the {task!r} train dataloader uses a custom batch_sampler; '
-                    'MultiTaskTrainLoop needs a plain batch_size to resume exactly'
-                )
+                    f'the {task!r} train dataloader uses a custom '
+                    'batch_sampler; MultiTaskTrainLoop needs a plain '
+                    'batch_size to resume exactly')
             if not isinstance(loader.sampler, InfiniteSampler):
                 raise TypeError(
                     f'the {task!r} train dataloader must use InfiniteSampler '
-                    f'(got {type(loader.sampler).__name__}), so that each task '
-                    'streams on and resumes exactly')
-            self.task_dataloaders[task] = loader
-        self.dataloader = self.task_dataloaders[self.tasks[0]]
+                    f'(got {type(loader.sampler).__name__}), so that each '
+                    'task streams on and resumes exactly')
+        # BaseLoop's __init__, not IterBasedTrainLoop's: that one opens an
+        # iterator on its loader, starting workers that no iteration uses
+        BaseLoop.__init__(self, runner, self.task_dataloaders[self.tasks[0]])
         self._max_iters = int(max_iters)
         self._max_epochs = 1
         self._epoch = 0
@@ -163,46 +218,48 @@ class MultiTaskTrainLoop(IterBasedTrainLoop):
         self.val_begin = val_begin
         self.val_interval = val_interval
         self.stop_training = False
-        self.runner.visualizer.dataset_meta = getattr(self.dataloader.dataset,
-                                                      'metainfo', None)
-        self.dynamic_milestones, self.dynamic_intervals = calc_dynamic_intervals(
-            self.val_interval, dynamic_intervals)
+        self.runner.visualizer.dataset_meta = dataset_meta(
+            self.dataloader, 'visualizer')
+        self.dynamic_milestones, self.dynamic_intervals = \
+            calc_dynamic_intervals(self.val_interval, dynamic_intervals)
         self._iterators: Dict[str, object] = {}
-        self.micro_steps = 1  # micro-batches per iteration; run() reads optim_wrapper's
+        # micro-batches per iteration, and the seed of the task draws and
+        # samplers: run() sets them once the optimizer wrapper is built and
+        # a resume is loaded
+        self.micro_steps = 1
+        self.seed = shared_seed(runner)
 
     def _count_micro_steps(self) -> None:
         """Take the micro-batches per iteration from the optimizer wrapper
         and count its accumulation in micro-batches from ``self._iter`` on."""
         optim_wrapper = self.runner.optim_wrapper
-        # read as mmengine's own strategies do: OptimWrapper has no public accessor
+        # read as mmengine's strategies do: OptimWrapper has no accessor
         self.micro_steps = getattr(optim_wrapper, '_accumulative_counts', 1)
         optim_wrapper.initialize_count_status(
             self.runner.model, self._iter * self.micro_steps,
             self._max_iters * self.micro_steps)
 
     def _start_task_streams(self) -> None:
-        """Seed every task's sampler with the run's seed and skip what the
-        first ``self._iter`` iterations consumed (after a resume)."""
-        seed = self.runner.seed
-        consumed = task_counts(seed, self._iter, self.tasks,
+        """Restart every task's sampler at the run's shared seed and skip
+        what the first ``self._iter`` iterations consumed (after a resume)."""
+        self.seed = shared_seed(self.runner)
+        consumed = task_counts(self.seed, self._iter, self.tasks,
                                self.probabilities)
         for task, loader in self.task_dataloaders.items():
-            sampler = loader.sampler
-            sampler.seed = seed
-            sampler.indices = sampler._indices_of_rank()
-            skip = consumed[task] * self.micro_steps * loader.batch_size
-            for _ in islice(sampler.indices, skip):
-                pass
+            restart_sampler(
+                loader.sampler, self.seed,
+                consumed[task] * self.micro_steps * loader.batch_size)
             self._iterators[task] = iter(loader)
         if self._iter:
             print_log(
-                f'Resumed at iteration {self._iter}: skipped {self.micro_steps} batch(es) '
-                f'per earlier iteration of each task {consumed}',
+                f'Resumed at iteration {self._iter}: skipped '
+                f'{self.micro_steps} batch(es) per earlier iteration of '
+                f'each task {consumed}',
                 logger='current')
 
     def next_batches(self, iteration: int) -> List[dict]:
         """The micro-batches of one iteration, all of the task it draws."""
-        task = sample_task(self.runner.seed, iteration, self.tasks,
+        task = sample_task(self.seed, iteration, self.tasks,
                            self.probabilities)
         batches = [
             next(self._iterators[task]) for _ in range(self.micro_steps)
@@ -232,7 +289,8 @@ class MultiTaskTrainLoop(IterBasedTrainLoop):
         return self.runner.model
 
     def run_iter(self, micro_batches: List[dict]) -> None:
-        """One optimizer step: ``train_step`` on each micro-batch, hooks once."""
+        """One optimizer step: ``train_step`` on each micro-batch, hooks
+        once."""
         self.runner.call_hook(
             'before_train_iter',
             batch_idx=self._iter,
@@ -262,29 +320,26 @@ class _MultiTaskEvalLoop(BaseLoop):
 
     def __init__(self,
                  runner,
-                 dataloader: Dict[str, dict],
+                 dataloader: Dict[str, LoaderOrCfg],
                  evaluator: Dict[str, dict],
                  fp16: bool = False) -> None:
-        if not isinstance(dataloader, dict) or not isinstance(evaluator, dict) \
+        if not isinstance(dataloader, dict) \
+                or not isinstance(evaluator, dict) \
                 or set(dataloader) != set(evaluator):
             raise KeyError(
-                f'{self.stage}_dataloader and {self.stage}_evaluator must be dicts '
-                'keyed by the same task names')
-        self._runner = runner
-        self.task_dataloaders: Dict[str, DataLoader] = {}
-        self.evaluator: Dict[str, Evaluator] = {
-        }  # task -> Evaluator (runner.val_evaluator)
-        for task, loader in dataloader.items():
-            if isinstance(loader, dict):
-                loader = runner.build_dataloader(loader, seed=runner.seed)
-            self.task_dataloaders[task] = loader
+                f'{self.stage}_dataloader and {self.stage}_evaluator must be '
+                'dicts keyed by the same task names')
+        self.task_dataloaders = build_task_dataloaders(runner, dataloader)
+        # hooks read one loader: the first task's until run() moves it on
+        super().__init__(runner, next(iter(self.task_dataloaders.values())))
+        self.evaluator: Dict[str, Evaluator] = {}
+        for task, loader in self.task_dataloaders.items():
             evaluator_cfg = evaluator[task]
             self.evaluator[task] = (
                 evaluator_cfg if isinstance(evaluator_cfg, Evaluator) else
                 runner.build_evaluator(evaluator_cfg))
-            self.evaluator[task].dataset_meta = getattr(
-                loader.dataset, 'metainfo', None)
-        self.dataloader = next(iter(self.task_dataloaders.values()))
+            self.evaluator[task].dataset_meta = dataset_meta(
+                loader, f'the {task!r} evaluator and metric')
         self.fp16 = fp16
 
     def run(self) -> dict:
@@ -297,7 +352,8 @@ class _MultiTaskEvalLoop(BaseLoop):
         metrics = {}
         with preserved_random_state():
             for task, loader in self.task_dataloaders.items():
-                self.dataloader = loader  # hooks log progress against the current task
+                # hooks log progress against the current task
+                self.dataloader = loader
                 evaluator = self.evaluator[task]
                 for batch_idx, data_batch in enumerate(loader):
                     data_batch['task'] = task
@@ -329,7 +385,8 @@ class _MultiTaskEvalLoop(BaseLoop):
 
 @LOOPS.register_module()
 class MultiTaskValLoop(_MultiTaskEvalLoop):
-    """Validation of every task (``val_dataloader``/``val_evaluator`` dicts)."""
+    """Validation of every task (``val_dataloader``/``val_evaluator``
+    dicts)."""
 
     stage = 'val'
 
