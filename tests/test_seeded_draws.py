@@ -43,7 +43,7 @@ def seeded_loader(loader: dict, num_workers: int) -> dict:
     return dict(
         loader,
         num_workers=num_workers,
-        persistent_workers=num_workers > 0,
+        persistent_workers=False,  # one iterator per run in this loop anyway
         sampler=dict(type='NumberedInfiniteSampler', shuffle=True),
         dataset=dict(type='SeedPerDrawDataset', dataset=dataset))
 
@@ -113,6 +113,9 @@ def train(cfg: Config, resume_from=None) -> Runner:
         cfg.resume, cfg.load_from = True, str(resume_from)
     runner = Runner.from_cfg(cfg)
     runner.train()
+    # stop the data workers now: the garbage collector, which would otherwise
+    # free the iterators, stops each worker only after a 5 s timeout
+    runner.train_loop._iterators.clear()
     return runner
 
 
