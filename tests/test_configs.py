@@ -9,6 +9,7 @@ from mmdet.models.losses import FocalLoss
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
+from visft_mm.analysis.synthetic import train_dataloaders
 from visft_mm.registry import MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,6 +68,16 @@ def test_stage2_has_the_paper_settings(size, arch, width, gpus):
     assert set(cfg.model.task_checkpoints) == {
         'caption', 'segmentation', 'detection'
     }
+
+
+@pytest.mark.parametrize('path', PAPER, ids=lambda p: p.name)
+def test_paper_config_augments_each_draw_under_its_own_seed(path):
+    """Their loaders augment in data workers, which a resume restarts: only
+    a seed per draw keeps the resumed run's augmentation exact."""
+    for loader in train_dataloaders(load(path)).values():
+        assert loader.num_workers > 0
+        assert loader.sampler.type == 'NumberedInfiniteSampler'
+        assert loader.dataset.type == 'SeedPerDrawDataset'
 
 
 @pytest.mark.parametrize('size', ['1b', '4b'])

@@ -205,11 +205,20 @@ def _num_classes(task_model: dict) -> int:
     return 1
 
 
+def train_pipeline(loader: dict) -> List[dict]:
+    """The pipeline of a loader's dataset, inside any dataset wrappers
+    (``SeedPerDrawDataset``, ``RepeatDataset``)."""
+    dataset = loader.dataset
+    while 'pipeline' not in dataset:
+        dataset = dataset.dataset
+    return dataset.pipeline
+
+
 def task_inputs(cfg: Config) -> Dict[str, TaskInput]:
     """Every task's per-GPU training batch, read from the config."""
     inputs = {}
     for task, loader in train_dataloaders(cfg).items():
-        pipeline = loader.dataset.pipeline
+        pipeline = train_pipeline(loader)
         shape = largest_image_shape(pipeline)
         if shape is None:
             raise ValueError(f'the {task!r} train pipeline sets no image size '

@@ -4,5 +4,10 @@ import mmdet.datasets  # noqa: F401  (registers mmdet's datasets and transforms 
 from .caption_vocab import WordVocabulary
 from .coco_caption import CocoCaptionDataset
 from .nocaps_images import NoCapsImages
+from .seeded_draws import (NumberedInfiniteSampler, SampleDraw,
+                           SeedPerDrawDataset)
 
-__all__ = ['CocoCaptionDataset', 'NoCapsImages', 'WordVocabulary']
+__all__ = [
+    'CocoCaptionDataset', 'NoCapsImages', 'NumberedInfiniteSampler',
+    'SampleDraw', 'SeedPerDrawDataset', 'WordVocabulary'
+]

@@ -2,23 +2,43 @@
 
 mmengine re-seeds a resumed run from its start seed, so dropout masks and
 data augmentation after a resume differ from the uninterrupted run. With
-this hook (and ``num_workers=0``, whose augmentation draws from the main
-process), a run killed and resumed ends with the same weights.
+this hook a run killed and resumed ends with the same weights, provided
+augmentation is exact too: drawn in the main process (``num_workers=0``),
+or per draw by ``SeedPerDrawDataset`` with ``NumberedInfiniteSampler``
+(what the stage configs use), since data workers restart their random
+streams on resume.
 """
+import logging
 import random
 from typing import Optional
 
 import numpy as np
 import torch
 from mmengine.hooks import Hook
+from mmengine.logging import print_log
 
 from visft_mm.registry import HOOKS
 
 
+def loaders_augmenting_anew(runner) -> list:
+    """Names of the train loaders whose workers augment from their own
+    random streams, which a resume restarts."""
+    # imported here: visft_mm.datasets imports visft_mm.engine
+    from visft_mm.datasets import SeedPerDrawDataset
+    loop = runner.train_loop
+    loaders = getattr(loop, 'task_dataloaders',
+                      None) or dict(train=loop.dataloader)
+    return [
+        name for name, loader in loaders.items() if loader.num_workers > 0
+        and not isinstance(loader.dataset, SeedPerDrawDataset)
+    ]
+
+
 @HOOKS.register_module()
 class RandomStateHook(Hook):
-    """Stores python/numpy/torch(/cuda) RNG states under ``checkpoint['random_state']``
-    and restores them when training starts after a resume."""
+    """Stores python/numpy/torch(/cuda) RNG states under
+    ``checkpoint['random_state']`` and restores them when training starts
+    after a resume."""
 
     priority = 'LOWEST'  # restore after every other before_train hook
 
@@ -46,3 +66,12 @@ class RandomStateHook(Hook):
         torch.set_rng_state(state['torch'])
         if 'cuda' in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state['cuda'])
+        inexact = loaders_augmenting_anew(runner)
+        if inexact:
+            print_log(
+                f'Resumed with data workers in the train loaders {inexact}, '
+                'whose augmentation differs from the uninterrupted run: '
+                'wrap their datasets in SeedPerDrawDataset and sample with '
+                'NumberedInfiniteSampler to resume it exactly',
+                logger='current',
+                level=logging.WARNING)

@@ -114,7 +114,9 @@ karpathy = dict(
     ann_file='annotations/dataset_coco.json',
     data_prefix=dict(img_path=''))
 
-infinite = dict(type='InfiniteSampler', shuffle=True)
+# Training numbers its draws and loads each under a seed of (seed, draw,
+# index), so a run resumed with data workers augments as the uninterrupted one.
+infinite = dict(type='NumberedInfiniteSampler', shuffle=True)
 in_order = dict(type='DefaultSampler', shuffle=False)
 
 detection_train_dataloader = dict(
@@ -122,7 +124,9 @@ detection_train_dataloader = dict(
     num_workers=2,
     persistent_workers=True,
     sampler=infinite,
-    dataset=dict(**coco_train, pipeline=detection_train_pipeline))
+    dataset=dict(
+        type='SeedPerDrawDataset',
+        dataset=dict(**coco_train, pipeline=detection_train_pipeline)))
 detection_val_dataloader = dict(
     batch_size=1,
     num_workers=2,
@@ -141,7 +145,9 @@ segmentation_train_dataloader = dict(
     num_workers=2,
     persistent_workers=True,
     sampler=infinite,
-    dataset=dict(**coco_train, pipeline=segmentation_train_pipeline))
+    dataset=dict(
+        type='SeedPerDrawDataset',
+        dataset=dict(**coco_train, pipeline=segmentation_train_pipeline)))
 segmentation_val_dataloader = dict(
     batch_size=1,
     num_workers=2,
@@ -160,7 +166,10 @@ caption_train_dataloader = dict(
     num_workers=4,
     persistent_workers=True,
     sampler=infinite,
-    dataset=dict(**karpathy, split='train', pipeline=caption_train_pipeline))
+    dataset=dict(
+        type='SeedPerDrawDataset',
+        dataset=dict(
+            **karpathy, split='train', pipeline=caption_train_pipeline)))
 caption_val_dataloader = dict(
     batch_size=32,
     num_workers=4,
