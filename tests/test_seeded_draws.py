@@ -113,9 +113,6 @@ def train(cfg: Config, resume_from=None) -> Runner:
         cfg.resume, cfg.load_from = True, str(resume_from)
     runner = Runner.from_cfg(cfg)
     runner.train()
-    # stop the data workers now: the garbage collector, which would otherwise
-    # free the iterators, stops each worker only after a 5 s timeout
-    runner.train_loop._iterators.clear()
     return runner
 
 

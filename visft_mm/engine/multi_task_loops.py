@@ -284,6 +284,9 @@ class MultiTaskTrainLoop(IterBasedTrainLoop):
                     and (self._iter % self.val_interval == 0
                          or self._iter == self._max_iters)):
                 self.runner.val_loop.run()
+        # release the loaders' iterators, so their data workers stop now
+        # rather than whenever the loop is garbage collected
+        self._iterators.clear()
         self.runner.call_hook('after_train_epoch')
         self.runner.call_hook('after_train')
         return self.runner.model
