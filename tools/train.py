@@ -1,7 +1,8 @@
 """Train a visft_mm (or any OpenMMLab) model from a config.
 
-    python tools/train.py configs/visft/eva_4b_stage2.py [--work-dir DIR] [--amp]
-        [--resume [CKPT]] [--cfg-options key=value ...] [--launcher pytorch]
+    python tools/train.py configs/visft/eva_4b_stage2.py [--work-dir DIR] \\
+        [--amp] [--resume [CKPT]] [--cfg-options key=value ...] \\
+        [--launcher pytorch]
 """
 import argparse
 

@@ -1,5 +1,6 @@
-# Runtime of visft_mm runs: mmdet's runtime in the visft_mm scope, iteration-based
-# logging and checkpoints, and the random state saved for exact resume.
+# Runtime of visft_mm runs: mmdet's runtime in the visft_mm scope,
+# iteration-based logging and checkpoints, and the random state saved for
+# exact resume.
 _base_ = 'mmdet::_base_/default_runtime.py'
 
 default_scope = 'visft_mm'

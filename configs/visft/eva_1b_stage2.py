@@ -26,13 +26,14 @@ model = dict(
         detection=_base_.det_model),
     freeze_tasks=True,
     task_checkpoints=dict(
-        caption=
-        'work_dirs/eva_1b_stage1_caption_8xb32-100k_coco/iter_100000.pth',
-        segmentation=
-        'work_dirs/eva_1b_stage1_mask2former_8xb1-150k_coco/iter_150000.pth',
-        detection='work_dirs/eva_1b_stage1_detr_8xb1-150k_coco/iter_150000.pth'
-    ))
-# the official run keeps a checkpoint every 500 iterations (LoRA snapshots 5k-50k)
+        caption='work_dirs/eva_1b_stage1_caption_8xb32-100k_coco/'
+        'iter_100000.pth',
+        segmentation='work_dirs/eva_1b_stage1_mask2former_8xb1-150k_coco/'
+        'iter_150000.pth',
+        detection='work_dirs/eva_1b_stage1_detr_8xb1-150k_coco/'
+        'iter_150000.pth'))
+# the official run keeps a checkpoint every 500 iterations (LoRA snapshots
+# 5k-50k)
 default_hooks = dict(checkpoint=dict(interval=500, max_keep_ckpts=-1))
 train_dataloader = dict(
     _delete_=True,

@@ -16,9 +16,9 @@ model = dict(
         segmentation=dict(panoptic_head=dict(in_channels=[1792])),
         detection=dict(neck=dict(in_channels=[1792]))),
     task_checkpoints=dict(
-        caption=
-        'work_dirs/eva_4b_stage1_caption_8xb32-100k_coco/iter_100000.pth',
-        segmentation=
-        'work_dirs/eva_4b_stage1_mask2former_8xb1-150k_coco/iter_150000.pth',
-        detection='work_dirs/eva_4b_stage1_detr_8xb1-150k_coco/iter_150000.pth'
-    ))
+        caption='work_dirs/eva_4b_stage1_caption_8xb32-100k_coco/'
+        'iter_100000.pth',
+        segmentation='work_dirs/eva_4b_stage1_mask2former_8xb1-150k_coco/'
+        'iter_150000.pth',
+        detection='work_dirs/eva_4b_stage1_detr_8xb1-150k_coco/'
+        'iter_150000.pth'))

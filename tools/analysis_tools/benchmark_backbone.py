@@ -1,4 +1,5 @@
-"""Benchmark EVAViT against timm's Eva, and LoRA against plain and full fine-tuning.
+"""Benchmark EVAViT against timm's Eva, and LoRA against plain and full
+fine-tuning.
 
 All runs share one process, one input batch and one thread count, and
 alternate between the compared models so drift hits both; each figure is a
@@ -9,9 +10,10 @@ three lines printed are the ratios (lower is better for ours / LoRA):
     lora_vs_plain_forward_ratio        unmerged LoRA (q, v) vs no LoRA
     lora_vs_full_finetune_step_ratio   LoRA-only AdamW step vs full AdamW step
 
-Example (CPU): ``python tools/analysis_tools/benchmark_backbone.py --arch small``
-Example (GPU): ``python tools/analysis_tools/benchmark_backbone.py --arch eva-g
---device cuda --dtype bfloat16 --batch-size 8``
+Example (CPU): ``python tools/analysis_tools/benchmark_backbone.py
+--arch small``
+Example (GPU): ``python tools/analysis_tools/benchmark_backbone.py
+--arch eva-g --device cuda --dtype bfloat16 --batch-size 8``
 """
 import argparse
 import functools
@@ -28,7 +30,7 @@ from visft_mm.models import EVAViT, LoRAModel
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument(
         '--arch',
         default='small',
@@ -79,7 +81,8 @@ def time_alternating(steps: Dict[str, Callable[[], None]], iters: int,
 
 
 def build_pair(arch, device):
-    """Our EVAViT (timm-compatible, token output) and timm's Eva with its weights."""
+    """Our EVAViT (timm-compatible, token output) and timm's Eva with its
+    weights."""
     import timm.models.eva as timm_eva
     ours = EVAViT(arch=arch, with_cls_token=True, out_type='raw')
     ours.init_weights()
@@ -154,7 +157,8 @@ def main():
         dict(plain=forward(plain), lora=forward(lora)), args.iters,
         args.warmup, device)
 
-    # A LoRA training step vs a full fine-tuning step (AdamW, forward+backward+update).
+    # A LoRA training step vs a full fine-tuning step (AdamW,
+    # forward+backward+update).
     full_opt = torch.optim.AdamW(plain.parameters(), lr=1e-5)
     lora_opt = torch.optim.AdamW(
         [p for p in lora.parameters() if p.requires_grad], lr=1e-5)
@@ -177,22 +181,18 @@ def main():
             full=train_step(plain, full_opt), lora=train_step(lora, lora_opt)),
         args.iters, args.warmup, device)
 
-    print(
-        f'device={device} dtype={args.dtype} arch={args.arch} batch={args.batch_size} '
-        f'img={args.img_size} rank={args.rank} threads={torch.get_num_threads()}'
-    )
+    print(f'device={device} dtype={args.dtype} arch={args.arch} '
+          f'batch={args.batch_size} img={args.img_size} rank={args.rank} '
+          f'threads={torch.get_num_threads()}')
     for group in (fwd_bwd_times, forward_times, step_times):
         for name, seconds in group.items():
             print(f'  {name:>8}: {seconds * 1e3:9.2f} ms')
-    print(
-        f"evavit_vs_timm_fwd_bwd_ratio: {fwd_bwd_times['evavit'] / fwd_bwd_times['timm']:.3f}"
-    )
-    print(
-        f"lora_vs_plain_forward_ratio: {forward_times['lora'] / forward_times['plain']:.3f}"
-    )
-    print(
-        f"lora_vs_full_finetune_step_ratio: {step_times['lora'] / step_times['full']:.3f}"
-    )
+    print('evavit_vs_timm_fwd_bwd_ratio: '
+          f"{fwd_bwd_times['evavit'] / fwd_bwd_times['timm']:.3f}")
+    print('lora_vs_plain_forward_ratio: '
+          f"{forward_times['lora'] / forward_times['plain']:.3f}")
+    print('lora_vs_full_finetune_step_ratio: '
+          f"{step_times['lora'] / step_times['full']:.3f}")
 
 
 if __name__ == '__main__':

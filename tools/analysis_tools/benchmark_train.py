@@ -1,7 +1,8 @@
 """Training speed of a ViSFT config on this machine's GPU (or CPU), per task.
 
-    python tools/analysis_tools/benchmark_train.py CONFIG [--iters 10] [--warmup 3] \\
-        [--task caption ...] [--arch tiny|small|base|eva-g|eva-e|JSON] [--peak-tflops X]
+    python tools/analysis_tools/benchmark_train.py CONFIG \\
+        [--iters 10] [--warmup 3] [--task caption ...] \\
+        [--arch tiny|small|base|eva-g|eva-e|JSON] [--peak-tflops X]
 
 Runs the real model's ``train_step`` through the config's optimizer wrapper
 (its autocast, gradient clipping and optimizer step) on synthetic batches of
@@ -102,10 +103,9 @@ def main():
         device_name = f'CPU {platform.processor() or platform.machine()}'
     peak_tflops = args.peak_tflops or (bf16_peak_tflops(device_name)
                                        if device.type == 'cuda' else None)
-    print(
-        f'device: {device_name}; dense bf16 peak: '
-        f"{f'{peak_tflops:g} TFLOP/s' if peak_tflops else 'unknown (give --peak-tflops)'}"
-    )
+    peak = (f'{peak_tflops:g} TFLOP/s'
+            if peak_tflops else 'unknown (give --peak-tflops)')
+    print(f'device: {device_name}; dense bf16 peak: {peak}')
     print(
         f'precision: {autocast_dtype(optim_wrapper) or "float32"}; '
         f'{args.iters} timed iterations per task after {args.warmup} warm-up')
@@ -134,12 +134,13 @@ def main():
         memory = (f'{torch.cuda.max_memory_allocated(device) / GIB:.2f} GiB'
                   if device.type == 'cuda' else 'n/a (CPU)')
         utilisation = (
-            f'MFU {task_cost.total_model_flops / step / 1e12 / peak_tflops:.1%} '
+            'MFU '
+            f'{task_cost.total_model_flops / step / 1e12 / peak_tflops:.1%} '
             f'(model FLOPs), HFU {executed / peak_tflops:.1%} (executed FLOPs)'
             if peak_tflops else 'MFU n/a')
-        print(
-            f'{task_input.task}: {step:.4f} s/iter, peak memory {memory}, {executed:.3g} '
-            f'TFLOP/s (executed FLOPs, with recomputation), {utilisation}')
+        print(f'{task_input.task}: {step:.4f} s/iter, peak memory {memory}, '
+              f'{executed:.3g} TFLOP/s (executed FLOPs, with recomputation), '
+              f'{utilisation}')
     changed = sum(not torch.equal(before,
                                   model.get_parameter(name).detach())
                   for name, before in trainable.items())

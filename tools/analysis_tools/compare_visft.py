@@ -1,7 +1,9 @@
-"""Base vs ViSFT on out-of-domain benchmarks, side by side (the paper's tables).
+"""Base vs ViSFT on out-of-domain benchmarks, side by side (the paper's
+tables).
 
     python tools/analysis_tools/compare_visft.py CONFIG [CONFIG ...] \\
-        --visft checkpoints/eva_g_visft.pth [--base checkpoints/eva_vit_g.pth] \\
+        --visft checkpoints/eva_g_visft.pth \\
+        [--base checkpoints/eva_vit_g.pth] \\
         [--work-dir work_dirs/compare_visft] [--nproc 8] [--rerun] \\
         [--metrics top1 recall] [--out table.md]
 
@@ -11,8 +13,8 @@ metrics of an earlier run in ``<work-dir>/<config name>/<base|visft>/`` (the
 json mmengine writes after ``tools/test.py``) or, if there is none or with
 ``--rerun``, runs ``tools/test.py`` there first; a probe, which trains before
 it tests, must have been trained there with ``tools/train.py``. Without
-``--base`` the base run uses the config's default backbone. Then it prints one row per metric:
-benchmark, metric, base, ViSFT, delta.
+``--base`` the base run uses the config's default backbone. Then it prints one
+row per metric: benchmark, metric, base, ViSFT, delta.
 """
 import argparse
 import json
@@ -31,7 +33,7 @@ NOT_METRICS = {'step', 'time', 'data_time', 'iter', 'epoch', 'memory', 'lr'}
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument(
         'configs', nargs='+', help='benchmark configs (configs/visft/eval/)')
     parser.add_argument(
@@ -99,7 +101,8 @@ def benchmark_metrics(config: str, label: str, backbone: Optional[str],
     if metrics is None:
         if read_config(config, backbone).get('train_dataloader') is not None:
             raise SystemExit(
-                f'error: {config} trains a probe before testing it; no results in {work_dir}. '
+                f'error: {config} trains a probe before testing it; '
+                f'no results in {work_dir}. '
                 f'Run: python tools/train.py {config} ' +
                 (f'--backbone {backbone} ' if backbone else '') +
                 f'--work-dir {work_dir}')
@@ -123,7 +126,8 @@ def benchmark_metrics(config: str, label: str, backbone: Optional[str],
 
 def table_rows(config: str, base: Dict[str, float], visft: Dict[str, float],
                wanted: Optional[Sequence[str]]) -> List[tuple]:
-    """(benchmark, metric, base, ViSFT, delta) for every metric both runs report."""
+    """(benchmark, metric, base, ViSFT, delta) for every metric both runs
+    report."""
     name = osp.splitext(osp.basename(config))[0]
     rows = []
     for metric in sorted(set(base) & set(visft)):

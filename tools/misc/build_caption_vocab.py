@@ -1,12 +1,15 @@
-"""Build the caption head's word map (the official flat WORDMAP json) from captions.
+"""Build the caption head's word map (the official flat WORDMAP json) from
+captions.
 
-    python tools/misc/build_caption_vocab.py data/coco/annotations/captions_train2017.json \\
+    python tools/misc/build_caption_vocab.py \\
+        data/coco/annotations/captions_train2017.json \\
         data/coco/annotations/WORDMAP_coco.json --min-word-freq 5
 
 Reads a COCO captions json (all its captions) or Karpathy's dataset_coco.json
 (train + restval); words seen more than --min-word-freq times get ids. The
 official map (9490 entries) counts the pre-tokenised captions of every Karpathy
-split, so this one differs from it: official checkpoints need the official file.
+split, so this one differs from it: official checkpoints need the official
+file.
 """
 import argparse
 import sys
@@ -18,7 +21,7 @@ from visft_mm.datasets.coco_caption import (KARPATHY_LAYOUT,
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument(
         'captions_json',
         help='COCO captions_*.json or Karpathy dataset_coco.json')

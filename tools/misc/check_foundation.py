@@ -31,7 +31,8 @@ def run_tool(*args: str) -> None:
 
 def make_teacher(student_state: dict, rank: int,
                  generator: torch.Generator) -> EVAViT:
-    """The student's weights plus a rank-``rank`` change of every q and v projection."""
+    """The student's weights plus a rank-``rank`` change of every q and v
+    projection."""
     teacher = EVAViT(arch=ARCH, pretrain_img_size=IMG)
     teacher.load_state_dict(student_state)
     C = ARCH['embed_dims']
@@ -85,15 +86,13 @@ def main():
     images = torch.randn(16, 3, IMG, IMG, generator=gen)
     with torch.no_grad():
         diff = (student(images)[0] - source(images)[0]).abs().max().item()
-    print(
-        f'      max |features - source features| = {diff:.2e} (LoRA B starts at zero)'
-    )
+    print(f'      max |features - source features| = {diff:.2e} '
+          '(LoRA B starts at zero)')
     if diff > 1e-5:
         raise SystemExit('converted backbone does not reproduce the source')
 
-    print(
-        f'[3/4] LoRA (q, v; rank 8) imitates a teacher with rank-4 q/v changes, '
-        f'{args.steps} steps')
+    print('[3/4] LoRA (q, v; rank 8) imitates a teacher with rank-4 q/v '
+          f'changes, {args.steps} steps')
     base_state = {
         k: v
         for k, v in student.module.state_dict().items() if 'lora_' not in k

@@ -1,6 +1,8 @@
-"""Pretrain the demo's small EVA-ViT CLIP-style on the demo captions (CPU, minutes).
+"""Pretrain the demo's small EVA-ViT CLIP-style on the demo captions (CPU,
+minutes).
 
-    python tools/misc/pretrain_demo_backbone.py data/demo_coco work_dirs/demo_eva.pth
+    python tools/misc/pretrain_demo_backbone.py data/demo_coco \\
+        work_dirs/demo_eva.pth
 
 Stands in for the EVA-CLIP checkpoint the demo cannot download: the output is
 a plain EVAViT state dict for ``init_cfg=dict(type='Pretrained', ...)``, built
@@ -19,7 +21,7 @@ from visft_mm.utils import save_atomic
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument(
         'data_root', help='demo COCO root (train/, val/, annotations/)')
     parser.add_argument('out_ckpt', help='EVAViT state dict to write')
@@ -71,14 +73,12 @@ def main() -> None:
     except (OSError, ValueError) as exc:
         print(f'error: {exc}', file=sys.stderr)
         sys.exit(1)
-    print(
-        f'training loss {report.losses[0]:.3f} -> {report.losses[-1]:.3f}; first batch '
-        f'{report.fixed_batch_loss_before:.3f} -> {report.fixed_batch_loss_after:.3f}'
-    )
-    print(
-        f'val image->caption top-1: {report.retrieval_before:.3f} before, '
-        f'{report.retrieval_after:.3f} after (chance {report.retrieval_chance:.3f})'
-    )
+    print(f'training loss {report.losses[0]:.3f} -> {report.losses[-1]:.3f}; '
+          f'first batch {report.fixed_batch_loss_before:.3f} -> '
+          f'{report.fixed_batch_loss_after:.3f}')
+    print(f'val image->caption top-1: {report.retrieval_before:.3f} before, '
+          f'{report.retrieval_after:.3f} after '
+          f'(chance {report.retrieval_chance:.3f})')
     print(f'saved {args.out_ckpt} in {report.seconds:.0f}s')
 
 

@@ -114,9 +114,8 @@ def main():
         print(f'using {DATA_ROOT}')
     print(f'({time.time() - t:.0f}s)')
 
-    t = step(
-        '2/6 CLIP-style pre-training of the demo backbone (stands in for EVA-CLIP)'
-    )
+    t = step('2/6 CLIP-style pre-training of the demo backbone '
+             '(stands in for EVA-CLIP)')
     backbone = f'{WORK_DIR}/backbone_pretrained.pth'
     if not (ROOT / backbone).exists():
         run('tools/misc/pretrain_demo_backbone.py', DATA_ROOT, backbone)
@@ -154,13 +153,12 @@ def main():
         print(f'{label:<40}' +
               ''.join(f'{metrics.get(key, float("nan")):>10.3f}'
                       for _, key in COLUMNS))
-    print(
-        '\nLoRA update relative to the pre-trained weights, ||ΔW|| / ||W|| (median, max '
-        'over blocks): ' + ', '.join(f'{part} {med:.4f}, {top:.4f}'
-                                     for part, (med, top) in change.items()))
-    print(
-        f'\nDemo finished in {(time.time() - start) / 60:.1f} min; outputs in {WORK_DIR}/'
-    )
+    print('\nLoRA update relative to the pre-trained weights, ||ΔW|| / ||W|| '
+          '(median, max over blocks): ' +
+          ', '.join(f'{part} {med:.4f}, {top:.4f}'
+                    for part, (med, top) in change.items()))
+    print(f'\nDemo finished in {(time.time() - start) / 60:.1f} min; '
+          f'outputs in {WORK_DIR}/')
 
 
 if __name__ == '__main__':

@@ -1,4 +1,5 @@
-"""Cost of one ViSFT training iteration per task: FLOPs and peak memory, counted on a CPU.
+"""Cost of one ViSFT training iteration per task: FLOPs and peak memory,
+counted on a CPU.
 
 The backbone (up to 4.4B parameters) runs on fake tensors (torch's
 ``FakeTensorMode``: shapes, dtypes and autograd, no data) under the config's
@@ -43,7 +44,8 @@ from .synthetic import (TaskInput, caption_vocabulary,
 
 aten = torch.ops.aten
 GIB = 2**30
-# The recipes' global batch: 8 GPUs (the paper's 8 V100s) times the per-GPU batch.
+# The recipes' global batch: 8 GPUs (the paper's 8 V100s) times the per-GPU
+# batch.
 RECIPE_GPUS = 8
 # Dense bf16 tensor-core peaks (vendor data sheets, TFLOP/s), matched against
 # torch.cuda.get_device_name() in this order (a longer name before its prefix).
@@ -54,7 +56,8 @@ BF16_DENSE_TFLOPS = (('H100 PCIe', 756.), ('H100 NVL', 835.), ('H100', 989.),
 
 
 def bf16_peak_tflops(device_name: str) -> Optional[float]:
-    """The dense bf16 peak of a GPU named like ``torch.cuda.get_device_name()``."""
+    """The dense bf16 peak of a GPU named like
+    ``torch.cuda.get_device_name()``."""
     for name, tflops in BF16_DENSE_TFLOPS:
         if name in device_name:
             return tflops
@@ -67,7 +70,8 @@ def _addmm_flop(self_shape,
                 *args,
                 out_shape=None,
                 **kwargs) -> int:
-    """In-place ``addmm_`` (LoRA's update of its output slices), as ``addmm``."""
+    """In-place ``addmm_`` (LoRA's update of its output slices), as
+    ``addmm``."""
     return 2 * a_shape[0] * a_shape[1] * b_shape[1]
 
 
@@ -87,7 +91,8 @@ def _attention_backward_flop(grad_out_shape,
                              *args,
                              out_shape=None,
                              **kwargs) -> int:
-    """As flash kernels run it: q @ k^T recomputed, then four gradient products."""
+    """As flash kernels run it: q @ k^T recomputed, then four gradient
+    products."""
     return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape,
                                     value_shape)
 
@@ -118,7 +123,12 @@ MODEL_FORMULAS = {
     aten._scaled_dot_product_flash_attention_for_cpu: _attention_flop,
     **{
         op: _attention_backward_model_flop
-        for op in (aten._scaled_dot_product_flash_attention_for_cpu_backward, aten._scaled_dot_product_flash_attention_backward, aten._scaled_dot_product_efficient_attention_backward, aten._scaled_dot_product_cudnn_attention_backward)
+        for op in (
+            aten._scaled_dot_product_flash_attention_for_cpu_backward,
+            aten._scaled_dot_product_flash_attention_backward,
+            aten._scaled_dot_product_efficient_attention_backward,
+            aten._scaled_dot_product_cudnn_attention_backward,
+        )
     },
 }
 
@@ -201,7 +211,8 @@ class LiveTensorBytes(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        # outputs that alias an input (views, in-place results) hold no new memory
+        # outputs that alias an input (views, in-place results) hold no new
+        # memory
         inputs = {
             id(t.untyped_storage())
             for t in tree_leaves((args, kwargs))
@@ -247,7 +258,8 @@ class TaskCost:
 
     @property
     def peak_bytes(self) -> int:
-        return self.weight_bytes + self.grad_and_optimizer_bytes + self.activation_bytes
+        return (self.weight_bytes + self.grad_and_optimizer_bytes +
+                self.activation_bytes)
 
 
 @dataclass
@@ -317,7 +329,8 @@ def autocast_dtype(optim_wrapper: OptimWrapper) -> Optional[torch.dtype]:
 
 
 def _backbone_forward(model, inputs, fake_mode, dtype, modes):
-    with torch.autocast('cpu', dtype=dtype, enabled=dtype is not None), fake_mode, \
+    with torch.autocast('cpu', dtype=dtype,
+                        enabled=dtype is not None), fake_mode, \
             contextlib.ExitStack() as stack:
         for mode in modes:
             stack.enter_context(mode)

@@ -1,4 +1,5 @@
-"""What a ViSFT config feeds each task per GPU, and synthetic batches of that size.
+"""What a ViSFT config feeds each task per GPU, and synthetic batches of that
+size.
 
 Written here because the analysis tools must run a config's model on its
 real input sizes with no dataset or checkpoint on disk, and no OpenMMLab
@@ -26,9 +27,11 @@ from visft_mm.datasets.caption_vocab import (END, PAD, START, UNK,
                                              WordVocabulary)
 from visft_mm.models.backbones import EVAViT
 
-# Karpathy-COCO word map of the official caption head (WORDMAP_coco_5_cap_per_img_5_min_word_freq).
+# Karpathy-COCO word map of the official caption head
+# (WORDMAP_coco_5_cap_per_img_5_min_word_freq).
 OFFICIAL_VOCAB_SIZE = 9490
-# COCO train2017 averages 7.3 instances per image and Karpathy captions about 10.5 words.
+# COCO train2017 averages 7.3 instances per image and Karpathy captions about
+# 10.5 words.
 OBJECTS_PER_IMAGE = 7
 CAPTION_WORDS = 10
 
@@ -240,7 +243,8 @@ def task_inputs(cfg: Config) -> Dict[str, TaskInput]:
 
 def _random_boxes(generator: torch.Generator, count: int,
                   shape: ImageShape) -> torch.Tensor:
-    """``count`` xyxy boxes inside an (h, w) image, each side 5-50% of the image's."""
+    """``count`` xyxy boxes inside an (h, w) image, each side 5-50% of the
+    image's."""
     h, w = shape
     size = torch.rand(count, 2, generator=generator) * 0.45 + 0.05
     corner = torch.rand(count, 2, generator=generator) * (1 - size)

@@ -1,5 +1,6 @@
 """Datasets and transforms of the ViSFT tasks."""
-import mmdet.datasets  # noqa: F401  (registers mmdet's datasets and transforms for the visft_mm scope)
+# registers mmdet's datasets and transforms for the visft_mm scope
+import mmdet.datasets  # noqa: F401
 
 from .caption_vocab import WordVocabulary
 from .coco_caption import CocoCaptionDataset

@@ -36,24 +36,30 @@ from .imagenet_variants import (IMAGENET_VARIANTS, imagenet_class_names,
 
 ADE20K_SOURCE = (
     'download ADEChallengeData2016.zip from '
-    'http://data.csail.mit.edu/places/ADEchallenge/ADEChallengeData2016.zip and unzip it '
-    'into data/ade/, giving data/ade/ADEChallengeData2016/{images,annotations}/'
+    'http://data.csail.mit.edu/places/ADEchallenge/ADEChallengeData2016.zip '
+    'and unzip it into data/ade/, giving '
+    'data/ade/ADEChallengeData2016/{images,annotations}/'
     '{training,validation}/ (or point data_root at your copy)')
 IMAGENET_SOURCE = (
-    'get ImageNet-1k from https://image-net.org/download.php and arrange it as '
-    'data/imagenet/{train,val}/<class>/*.JPEG, or as data/imagenet/{train,val}/*.JPEG '
-    'with meta/{train,val}.txt lines "<file> <label>" (or point data_root at your copy); '
+    'get ImageNet-1k from https://image-net.org/download.php and arrange it '
+    'as data/imagenet/{train,val}/<class>/*.JPEG, '
+    'or as data/imagenet/{train,val}/*.JPEG '
+    'with meta/{train,val}.txt lines "<file> <label>" '
+    '(or point data_root at your copy); '
     'a k-shot annotation file is written by tools/misc/make_fewshot_split.py')
 COCO_RETRIEVAL_SOURCE = (
-    'download the COCO val2014 images (http://images.cocodataset.org/zips/val2014.zip) into '
+    'download the COCO val2014 images '
+    '(http://images.cocodataset.org/zips/val2014.zip) into '
     'data/coco/val2014/ and the Karpathy test split in COCO format '
     '(https://download.openmmlab.com/mmclassification/datasets/coco_retrieval/'
-    'caption_karpathy_test2014.json) into data/coco/annotations/ (or point data_root at '
-    'your copy)')
+    'caption_karpathy_test2014.json) into data/coco/annotations/ '
+    '(or point data_root at your copy)')
 FLICKR30K_SOURCE = (
-    'request the Flickr30k images at https://shannon.cs.illinois.edu/DenotationGraph/ and put '
+    'request the Flickr30k images at '
+    'https://shannon.cs.illinois.edu/DenotationGraph/ and put '
     "them in data/flickr30k/images/; Karpathy's dataset_flickr30k.json (in "
-    'https://cs.stanford.edu/people/karpathy/deepimagesent/caption_datasets.zip) goes in '
+    'https://cs.stanford.edu/people/karpathy/deepimagesent/'
+    'caption_datasets.zip) goes in '
     'data/flickr30k/annotations/ (or point data_root at your copy)')
 
 
@@ -83,7 +89,8 @@ class ADE20KDataset(MMSegADE20KDataset):
 
 class ImageNet(MMPretrainImageNet):
     """mmpretrain's ``ImageNet`` (class folders, or an annotation file such
-    as a k-shot split) that names the missing file or folder and how to get it."""
+    as a k-shot split) that names the missing file or folder and how to get
+    it."""
 
     def load_data_list(self) -> List[dict]:
         if self.ann_file and not osp.isfile(self.ann_file):
@@ -116,23 +123,26 @@ class _RetrievalFilesCheck:
 
 class COCORetrieval(_RetrievalFilesCheck, MMPretrainCOCORetrieval):
     """mmpretrain's ``COCORetrieval`` (Karpathy split in COCO format, images
-    found through ``coco_url``) that names missing files and how to get them."""
+    found through ``coco_url``) that names missing files and how to get
+    them."""
 
     NAME = 'COCO retrieval'
     SOURCE = COCO_RETRIEVAL_SOURCE
 
 
 class Flickr30kRetrieval(_RetrievalFilesCheck, MMPretrainFlickr30kRetrieval):
-    """mmpretrain's ``Flickr30kRetrieval`` (Karpathy ``dataset_flickr30k.json``)
-    that names missing files and how to get them."""
+    """mmpretrain's ``Flickr30kRetrieval`` (Karpathy
+    ``dataset_flickr30k.json``) that names missing files and how to get
+    them."""
 
     NAME = 'Flickr30k retrieval'
     SOURCE = FLICKR30K_SOURCE
 
 
-# ------------------------------------------------------------ ImageNet variants
+# ----------------------------------------------------------- ImageNet variants
 class ImageNetVariant(CustomDataset):
-    """ImageNet-V2 (matched frequency), -Sketch, -A or -R in its own folder layout.
+    """ImageNet-V2 (matched frequency), -Sketch, -A or -R in its own folder
+    layout.
 
     Labels follow the variant's class list (``imagenet_class_indices``):
     ImageNet-1k order, restricted to 200 classes for ImageNet-A/R, so label
@@ -168,11 +178,12 @@ class ImageNetVariant(CustomDataset):
         if missing or unexpected:
             raise ValueError(
                 f'{self.img_prefix} is not {self.variant} in its own layout: '
-                + '; '.join(
-                    f'{len(names)} {what} class folders ({", ".join(names[:3])}'
-                    f'{", ..." if len(names) > 3 else ""})'
-                    for what, names in (('missing', missing),
-                                        ('unexpected', unexpected)) if names) +
+                + '; '.join(f'{len(names)} {what} class folders '
+                            f'({", ".join(names[:3])}'
+                            f'{", ..." if len(names) > 3 else ""})'
+                            for what, names in (
+                                ('missing', missing),
+                                ('unexpected', unexpected)) if names) +
                 f'. To get it: {source}')
         folder_to_label = {
             folder: label
@@ -182,8 +193,8 @@ class ImageNetVariant(CustomDataset):
             self.img_prefix, folder_to_label, is_valid_file=self.is_valid_file)
         if empty:
             MMLogger.get_current_instance().warning(
-                f'{self.img_prefix}: {len(empty)} of the {len(expected)} {self.variant} class '
-                'folders hold no images')
+                f'{self.img_prefix}: {len(empty)} of the {len(expected)} '
+                f'{self.variant} class folders hold no images')
         if not samples:
             raise missing_data_error(
                 self.variant, osp.join(self.img_prefix, '<class>/<image>'),

@@ -84,7 +84,8 @@ class WordVocabulary:
             return cls(json.load(f))
 
     def save(self, path: str) -> None:
-        """Write the flat ``{word: id}`` JSON of the official ``WORDMAP_*.json``."""
+        """Write the flat ``{word: id}`` JSON of the official
+        ``WORDMAP_*.json``."""
         with open(path, 'w', encoding='utf-8') as f:
             json.dump(self.word_to_id, f)
 

@@ -1,4 +1,5 @@
-"""COCO caption dataset of ViSFT's caption task, from COCO's or Karpathy's json.
+"""COCO caption dataset of ViSFT's caption task, from COCO's or Karpathy's
+json.
 
 Hand-written because mmpretrain's ``COCOCaption`` reads only the BLIP/LAVIS
 json (a list of ``{image, caption}``), while ViSFT trains on the Karpathy
@@ -27,14 +28,16 @@ KARPATHY_SPLITS: Dict[str, Tuple[str, ...]] = {
 
 
 class CaptionImage(NamedTuple):
-    """One image: its COCO id, its path under the image prefix, its captions."""
+    """One image: its COCO id, its path under the image prefix, its
+    captions."""
     image_id: int
     file_path: str
     captions: List[str]
 
 
 def read_caption_json(ann_file: str) -> Tuple[str, dict]:
-    """The layout (``'coco'`` or ``'karpathy'``) and content of a captions json.
+    """The layout (``'coco'`` or ``'karpathy'``) and content of a captions
+    json.
 
     COCO's ``captions_*.json`` has ``images`` and ``annotations``; Karpathy's
     ``dataset_coco.json`` has ``images`` whose entries hold ``sentences``.
@@ -74,8 +77,8 @@ def parse_caption_images(ann_file: str,
         if layout == COCO_LAYOUT:
             if split is not None:
                 raise ValueError(
-                    f'split={split!r} applies to the Karpathy layout only; a COCO '
-                    'captions json holds one split')
+                    f'split={split!r} applies to the Karpathy layout only; '
+                    'a COCO captions json holds one split')
             captions: Dict[int, List[str]] = {
                 image['id']: []
                 for image in data['images']
@@ -89,9 +92,9 @@ def parse_caption_images(ann_file: str,
             ]
         else:
             if split not in KARPATHY_SPLITS:
-                raise ValueError(
-                    f'a Karpathy json needs split in {sorted(KARPATHY_SPLITS)}, '
-                    f'got {split!r}')
+                raise ValueError('a Karpathy json needs split in '
+                                 f'{sorted(KARPATHY_SPLITS)}, '
+                                 f'got {split!r}')
             images = [
                 CaptionImage(image['cocoid'],
                              osp.join(image['filepath'], image['filename']), [
@@ -108,7 +111,8 @@ def parse_caption_images(ann_file: str,
 
 @DATASETS.register_module()
 class CocoCaptionDataset(BaseDataset):
-    """COCO captions for training (one item per caption) or testing (per image).
+    """COCO captions for training (one item per caption) or testing (per
+    image).
 
     Items hold ``img_path``, ``image_id`` and ``gt_caption``: a string in
     training, the list of the image's references with ``test_mode=True``.

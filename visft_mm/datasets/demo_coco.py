@@ -26,7 +26,8 @@ from PIL import Image
 
 from visft_mm.datasets.caption_vocab import WordVocabulary
 
-# Shapes are the COCO categories (ids 1..K in this order); colors only appear in captions.
+# Shapes are the COCO categories (ids 1..K in this order); colors only appear
+# in captions.
 DEMO_CLASSES = ('circle', 'square', 'triangle', 'cross')
 PLURALS = {
     'circle': 'circles',
@@ -54,12 +55,13 @@ NUMBER_WORDS = {
 
 SPLITS = ('train', 'val')
 CIRCLE_VERTICES = 24
-SIZE_RANGE = (
-    0.20, 0.45
-)  # largest side of an object's box, as a fraction of the image side
-MAX_ROTATION_DEG = 20.0  # squares, triangles and crosses are turned by up to this much
+# largest side of an object's box, as a fraction of the image side
+SIZE_RANGE = (0.20, 0.45)
+# squares, triangles and crosses are turned by up to this much
+MAX_ROTATION_DEG = 20.0
 MAX_BOX_IOU = 0.2
-MIN_GAP_PX = 2  # free pixels between two objects, so same-colored neighbours never merge
+# free pixels between two objects, so same-colored neighbours never merge
+MIN_GAP_PX = 2
 PLACEMENT_ATTEMPTS = 100
 MIN_IMG_SIZE = 32
 
@@ -136,8 +138,10 @@ def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
     height, width = mask.shape
     for dy in range(-radius, radius + 1):
         for dx in range(-radius, radius + 1):
-            grown[max(dy, 0):height + min(dy, 0), max(dx, 0):width + min(dx, 0)] |= \
-                mask[max(-dy, 0):height + min(-dy, 0), max(-dx, 0):width + min(-dx, 0)]
+            grown[max(dy, 0):height + min(dy, 0),
+                  max(dx, 0):width + min(dx, 0)] |= \
+                mask[max(-dy, 0):height + min(-dy, 0),
+                     max(-dx, 0):width + min(-dx, 0)]
     return grown
 
 
@@ -180,7 +184,8 @@ def try_place(
         low, high = outline.min(axis=0), outline.max(axis=0)
         # One pixel of margin keeps the rasterised shape clear of the border.
         center = rng.uniform(1 - low, img_size - 1 - high)
-        # Rounded before rasterising, so the stored polygon is exactly what was painted.
+        # Rounded before rasterising, so the stored polygon is exactly what was
+        # painted.
         polygon = [round(float(v), 2) for v in (outline + center).ravel()]
         mask = rasterize(polygon, img_size)
         if not mask.any() or (dilate(mask, MIN_GAP_PX) & occupied).any():

@@ -42,29 +42,29 @@ class VariantSpec:
 IMAGENET_VARIANTS = {
     'imagenet-v2':
     VariantSpec(
-        'index', None,
-        'download imagenetv2-matched-frequency.tar.gz from https://huggingface.co/datasets/'
-        'vaishaal/ImageNetV2 and extract it so that the class folders 0..999 of '
-        'imagenetv2-matched-frequency-format-val are data/imagenet-v2/0..999 (or point '
-        'data_root at your copy)'),
+        'index', None, 'download imagenetv2-matched-frequency.tar.gz from '
+        'https://huggingface.co/datasets/vaishaal/ImageNetV2 and extract it '
+        'so that the class folders 0..999 of '
+        'imagenetv2-matched-frequency-format-val are data/imagenet-v2/0..999 '
+        '(or point data_root at your copy)'),
     'imagenet-sketch':
     VariantSpec(
-        'wnid', None,
-        'download ImageNet-Sketch (https://github.com/HaohanWang/ImageNet-Sketch) and extract '
-        'it so that the class folders of sketch/ are data/imagenet-sketch/<wnid>/ (or point '
-        'data_root at your copy)'),
+        'wnid', None, 'download ImageNet-Sketch '
+        '(https://github.com/HaohanWang/ImageNet-Sketch) and extract '
+        'it so that the class folders of sketch/ are '
+        'data/imagenet-sketch/<wnid>/ (or point data_root at your copy)'),
     'imagenet-a':
     VariantSpec(
         'wnid', 'imagenet_a',
-        'download https://people.eecs.berkeley.edu/~hendrycks/imagenet-a.tar and extract it '
-        'into data/, giving data/imagenet-a/<wnid>/ for its 200 classes (or point data_root '
-        'at your copy)'),
+        'download https://people.eecs.berkeley.edu/~hendrycks/imagenet-a.tar '
+        'and extract it into data/, giving data/imagenet-a/<wnid>/ for its '
+        '200 classes (or point data_root at your copy)'),
     'imagenet-r':
     VariantSpec(
         'wnid', 'imagenet_r',
-        'download https://people.eecs.berkeley.edu/~hendrycks/imagenet-r.tar and extract it '
-        'into data/, giving data/imagenet-r/<wnid>/ for its 200 classes (or point data_root '
-        'at your copy)'),
+        'download https://people.eecs.berkeley.edu/~hendrycks/imagenet-r.tar '
+        'and extract it into data/, giving data/imagenet-r/<wnid>/ for its '
+        '200 classes (or point data_root at your copy)'),
 }
 
 
@@ -91,8 +91,9 @@ def imagenet_variant_folders(variant: str) -> List[str]:
 
 
 def imagenet_class_names(variant: str) -> List[str]:
-    """CLIP's ImageNet class names (mmpretrain's ``IMAGENET_SIMPLE_CATEGORIES``,
-    the names EVA-CLIP evaluates with) of the classes of ``variant``."""
+    """CLIP's ImageNet class names (mmpretrain's
+    ``IMAGENET_SIMPLE_CATEGORIES``, the names EVA-CLIP evaluates with) of the
+    classes of ``variant``."""
     return [
         IMAGENET_SIMPLE_CATEGORIES[i] for i in imagenet_class_indices(variant)
     ]

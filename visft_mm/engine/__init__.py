@@ -1,5 +1,7 @@
-"""Training loops and hooks of ViSFT, and the backbone swap of its evaluations."""
-import mmdet.engine  # noqa: F401  (registers mmdet's loops and hooks for the visft_mm scope)
+"""Training loops and hooks of ViSFT, and the backbone swap of its
+evaluations."""
+# registers mmdet's loops and hooks for the visft_mm scope
+import mmdet.engine  # noqa: F401
 
 from visft_mm.utils.checkpoint import allow_mmengine_checkpoints
 from .backbone_checkpoint_hook import (BackboneCheckpointHook,

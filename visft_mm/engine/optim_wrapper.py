@@ -1,4 +1,5 @@
-"""Mixed-precision training on every device torch.autocast supports, CPU included.
+"""Mixed-precision training on every device torch.autocast supports, CPU
+included.
 
 Written here because mmengine's ``AmpOptimWrapper`` refuses to be built
 without a GPU/NPU/MLU and its ``autocast`` allows only bfloat16 on CPU, so a
@@ -36,7 +37,8 @@ class MixedPrecisionOptimWrapper(AmpOptimWrapper):
                  loss_scale: Union[str, float, dict] = 'dynamic',
                  device_type: str = None,
                  **kwargs):
-        # AmpOptimWrapper.__init__ only adds the device assertion and a CUDA scaler.
+        # AmpOptimWrapper.__init__ only adds the device assertion and a CUDA
+        # scaler.
         OptimWrapper.__init__(self, **kwargs)
         if isinstance(dtype, str):
             if dtype not in ('bfloat16', 'float16'):
@@ -81,7 +83,8 @@ class MixedPrecisionOptimWrapper(AmpOptimWrapper):
 
     def load_state_dict(self, state_dict: dict) -> None:
         if self.loss_scaler is None:
-            # a float16 or mmengine AmpOptimWrapper checkpoint resumes in bfloat16
+            # a float16 or mmengine AmpOptimWrapper checkpoint resumes in
+            # bfloat16
             state_dict = {
                 k: v
                 for k, v in state_dict.items() if k != 'loss_scaler'

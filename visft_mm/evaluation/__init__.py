@@ -1,5 +1,6 @@
 """Metrics of the ViSFT tasks and of the out-of-domain benchmarks."""
-import mmdet.evaluation  # noqa: F401  (registers mmdet's metrics for the visft_mm scope)
+# registers mmdet's metrics for the visft_mm scope
+import mmdet.evaluation  # noqa: F401
 
 from .caption_metric import CaptionMetric
 from .retrieval_metric import RetrievalRecall

@@ -1,7 +1,8 @@
 """Models of visft_mm: the EVA vision transformer, its LoRA, the task heads,
 the mmdet modules they need on GPUs without compiled mmcv kernels, and EVA-CLIP
 for the out-of-domain benchmarks."""
-# The visft_mm scope resolves mmdet models without prefix; importing registers them.
+# The visft_mm scope resolves mmdet models without prefix; importing registers
+# them.
 import mmdet.models  # noqa: F401
 
 from .backbones import EVAViT, FeaturesAsInput, FrozenBackbone

@@ -37,7 +37,8 @@ class ImageCaptioner(BaseModel):
                  init_cfg: Optional[dict] = None):
         super().__init__(
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        # Scoped, so the default also resolves when another scope is the default one.
+        # Scoped, so the default also resolves when another scope is the
+        # default one.
         self.backbone = MODELS.build(
             backbone or dict(type='visft_mm.FeaturesAsInput'))
         self.head = MODELS.build(head)

@@ -1,8 +1,10 @@
-"""CLIP-style image-caption pretraining of a small EVAViT, standing in for EVA-CLIP in the CPU demo.
+"""CLIP-style image-caption pretraining of a small EVAViT, standing in for
+EVA-CLIP in the CPU demo.
 
-Hand-written: no OpenMMLab CLIP trainer fits a tiny from-scratch model. A caption
-is a positive of every image it describes (simple scenes share captions such as
-"a red circle"), so each InfoNCE row spreads its target over all its positives.
+Hand-written: no OpenMMLab CLIP trainer fits a tiny from-scratch model. A
+caption is a positive of every image it describes (simple scenes share
+captions such as "a red circle"), so each InfoNCE row spreads its target over
+all its positives.
 """
 import math
 import os
@@ -47,8 +49,8 @@ class CaptionedImages:
         captions: The captions of each image, tokenised and joined by spaces
             (lowercase, no punctuation).
         caption_texts: Distinct captions of the split, in that form.
-        caption_tokens: (M, L) ids of ``caption_texts``, ``<start>`` ... ``<end>``,
-            padded with ``<pad>`` (0).
+        caption_tokens: (M, L) ids of ``caption_texts``, ``<start>`` ...
+            ``<end>``, padded with ``<pad>`` (0).
         image_captions: (N, M) bool, whether caption m describes image n.
     """
     images: torch.Tensor
@@ -77,7 +79,8 @@ class PretrainReport:
 
 
 def load_image(path: str, img_size: int) -> torch.Tensor:
-    """(3, S, S) CLIP-normalised image, resized bilinearly when its size differs."""
+    """(3, S, S) CLIP-normalised image, resized bilinearly when its size
+    differs."""
     with Image.open(path) as image:
         image = image.convert('RGB')
         if image.size != (img_size, img_size):
@@ -210,8 +213,8 @@ class CaptionedBatches:
                  generator: torch.Generator):
         if not 2 <= batch_size <= len(data.captions):
             raise ValueError(
-                f'batch_size must be in 2..{len(data.captions)} (the number of '
-                f'training images), got {batch_size}')
+                f'batch_size must be in 2..{len(data.captions)} '
+                f'(the number of training images), got {batch_size}')
         self.data = data
         self.batch_size = batch_size
         self.generator = generator
@@ -239,7 +242,8 @@ class CaptionedBatches:
 def retrieval_accuracy(model: ImageCaptionCLIP,
                        data: CaptionedImages,
                        batch_size: int = 64) -> float:
-    """Fraction of images whose most similar distinct caption describes them."""
+    """Fraction of images whose most similar distinct caption describes
+    them."""
     model.eval()
     caption_embeds = model.encode_captions(data.caption_tokens)
     hits = 0
@@ -273,7 +277,8 @@ def warmup_cosine(iters: int) -> Callable[[int], float]:
 
 def decay_groups(model: nn.Module) -> List[Dict]:
     """AdamW groups: weight decay on parameters of rank 2 and more (weights,
-    embeddings, position tables), none on biases, LayerNorms and the logit scale."""
+    embeddings, position tables), none on biases, LayerNorms and the logit
+    scale."""
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
     return [
@@ -283,7 +288,8 @@ def decay_groups(model: nn.Module) -> List[Dict]:
 
 
 def check_data_root(data_root: str, splits: Tuple[str, ...]) -> None:
-    """Raise FileNotFoundError naming what ``data_root`` lacks of a demo COCO root."""
+    """Raise FileNotFoundError naming what ``data_root`` lacks of a demo COCO
+    root."""
     required = [os.path.join('annotations', 'vocab.json')]
     for split in splits:
         required += [
@@ -347,7 +353,8 @@ def pretrain_clip(
 
     fixed_batch_loss_before = fixed_batch_loss()
     retrieval_before = retrieval_accuracy(model, evaluation)
-    log(f'{len(train.images)} training images, {len(train.caption_texts)} distinct captions; '
+    log(f'{len(train.images)} training images, '
+        f'{len(train.caption_texts)} distinct captions; '
         f'{eval_split} retrieval before training {retrieval_before:.3f} '
         f'(chance {chance_retrieval_accuracy(evaluation):.3f})')
 
@@ -358,9 +365,10 @@ def pretrain_clip(
     losses = []
     for step in range(iters):
         model.train()
-        # The first step trains on the fixed batch, so losses[0] is its loss before training.
-        images, tokens, positives = fixed_batch if step == 0 else batches.sample(
-        )
+        # The first step trains on the fixed batch, so losses[0] is its loss
+        # before training.
+        images, tokens, positives = (
+            fixed_batch if step == 0 else batches.sample())
         loss = contrastive_loss(
             model.encode_images(images), model.encode_captions(tokens),
             positives, model.scale())
@@ -372,8 +380,8 @@ def pretrain_clip(
         losses.append(loss.item())
         if step % LOG_INTERVAL == 0 or step == iters - 1:
             log(f'iter {step + 1:4d}/{iters}  loss {loss.item():.4f}  '
-                f'logit scale {model.scale().item():5.1f}  {time.time() - start_time:5.0f}s'
-                )
+                f'logit scale {model.scale().item():5.1f}  '
+                f'{time.time() - start_time:5.0f}s')
 
     report = PretrainReport(
         losses=losses,

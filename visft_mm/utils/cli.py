@@ -14,7 +14,8 @@ from .checkpoint import CheckpointError, allow_mmengine_checkpoints
 from .dist import init_cpu_process_group
 
 # The benchmark configs take their backbone from this environment variable,
-# through mmengine's substitution: backbone_checkpoint = '{{$BACKBONE_CHECKPOINT:...}}'.
+# through mmengine's substitution:
+# backbone_checkpoint = '{{$BACKBONE_CHECKPOINT:...}}'.
 BACKBONE_ENV = 'BACKBONE_CHECKPOINT'
 
 
@@ -35,13 +36,14 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         '--backbone',
         help='backbone checkpoint, for configs that read it from '
-        f'${BACKBONE_ENV} (the benchmarks in configs/visft/eval/): base or ViSFT-merged'
-    )
+        f'${BACKBONE_ENV} (the benchmarks in configs/visft/eval/): '
+        'base or ViSFT-merged')
 
 
 def read_config(path: str, backbone: Optional[str] = None) -> Config:
     """``Config.fromfile(path)`` with ``$BACKBONE_CHECKPOINT`` set to
-    ``backbone`` while the file is read (the process environment is restored)."""
+    ``backbone`` while the file is read (the process environment is
+    restored)."""
     if backbone is None:
         return Config.fromfile(path)
     previous = os.environ.get(BACKBONE_ENV)
@@ -63,10 +65,10 @@ def load_tool_config(args: argparse.Namespace) -> Config:
     cfg = read_config(args.config, args.backbone)
     if args.backbone is not None and cfg.get(
             'backbone_checkpoint') != args.backbone:
-        raise SystemExit(
-            f'error: --backbone given, but {args.config} does not take its backbone '
-            f"from ${BACKBONE_ENV} (backbone_checkpoint = "
-            f"'{{{{${BACKBONE_ENV}:default}}}}')")
+        raise SystemExit(f'error: --backbone given, but {args.config} '
+                         'does not take its backbone '
+                         f"from ${BACKBONE_ENV} (backbone_checkpoint = "
+                         f"'{{{{${BACKBONE_ENV}:default}}}}')")
     cfg.launcher = args.launcher
     init_cpu_process_group(args.launcher)
     if args.cfg_options is not None:

@@ -27,7 +27,8 @@ def _set_slurm_environment() -> None:
 
 
 def init_cpu_process_group(launcher: str) -> None:
-    """With no CUDA, join the torchrun (``pytorch``) or srun (``slurm``) job over gloo."""
+    """With no CUDA, join the torchrun (``pytorch``) or srun (``slurm``) job
+    over gloo."""
     if launcher not in ('pytorch', 'slurm') or torch.cuda.is_available() \
             or dist.is_initialized():
         return

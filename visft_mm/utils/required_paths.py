@@ -9,9 +9,11 @@ lists). Each entry names the config key that holds the path, so the check
 sees the values after ``--cfg-options``::
 
     required_paths = dict(
-        model=[dict(key='load_from', what='BLIP-2 checkpoint', how='download URL')],
+        model=[dict(key='load_from', what='BLIP-2 checkpoint',
+                    how='download URL')],
         data=[dict(key='test_dataloader.dataset.ann_file',
-                   root='test_dataloader.dataset.data_root', what='...', how='...')])
+                   root='test_dataloader.dataset.data_root',
+                   what='...', how='...')])
 
 ``root`` names a key holding the directory that a relative path is joined to,
 as mmengine's ``BaseDataset`` joins ``data_root``; ``subpath`` is a path
@@ -25,7 +27,8 @@ from mmengine.config import Config
 
 
 class MissingPathsError(FileNotFoundError):
-    """Some paths a config needs do not exist; the message says how to get each."""
+    """Some paths a config needs do not exist; the message says how to get
+    each."""
 
 
 _ABSENT = object()

@@ -1,9 +1,10 @@
 # COCO data of ViSFT's three tasks, with the official pipelines (§4.6) built
 # from mmdet's transforms. mmdet's COCO instance base provides the dataset
 # type, data root and evaluator defaults. Each task gets its
-# `<task>_train_dataloader`, `<task>_val_dataloader` and `<task>_val_evaluator`.
-# Stage-1 configs pick one task; stage 2 uses all three, keyed by task.
-# Demo configs swap this file for `visft_demo_coco.py`, which defines the same names.
+# `<task>_train_dataloader`, `<task>_val_dataloader` and
+# `<task>_val_evaluator`. Stage-1 configs pick one task; stage 2 uses all
+# three, keyed by task. Demo configs swap this file for
+# `visft_demo_coco.py`, which defines the same names.
 _base_ = 'mmdet::_base_/datasets/coco_instance.py'
 
 data_root = 'data/coco/'
@@ -45,7 +46,8 @@ detection_train_pipeline = [
 ]
 detection_test_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
-    # the official RandomResize([800], max_size=672) is a long side of 672 (§10.13)
+    # the official RandomResize([800], max_size=672) is a long side of 672
+    # (§10.13)
     dict(type='Resize', scale=(672, 672), keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(
@@ -54,7 +56,8 @@ detection_test_pipeline = [
                    'scale_factor')),
 ]
 
-# Instance segmentation (large-scale jitter to a 1024 crop, Mask2Former recipe).
+# Instance segmentation (large-scale jitter to a 1024 crop, Mask2Former
+# recipe).
 segmentation_train_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),

@@ -1,7 +1,8 @@
-# The demo's small EVA-ViT (192 wide, 4 blocks, pre-norm, 8x8 tokens at 112 px).
-# No pretrained weights can be downloaded here: `make demo` first pre-trains it
-# CLIP-style on the demo captions (tools/misc/pretrain_demo_backbone.py) and
-# loads that checkpoint, so stage 1 starts from a model that already sees.
+# The demo's small EVA-ViT (192 wide, 4 blocks, pre-norm, 8x8 tokens at
+# 112 px). No pretrained weights can be downloaded here: `make demo` first
+# pre-trains it CLIP-style on the demo captions
+# (tools/misc/pretrain_demo_backbone.py) and loads that checkpoint, so stage 1
+# starts from a model that already sees.
 eva_backbone = dict(
     type='EVAViT',
     arch=dict(

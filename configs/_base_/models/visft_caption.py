@@ -16,8 +16,8 @@ caption_model = dict(
     head=dict(
         type='ShowAttendTellHead',
         in_channels=1408,
-        vocab_file=
-        'data/coco/annotations/WORDMAP_coco_5_cap_per_img_5_min_word_freq.json',
+        vocab_file='data/coco/annotations/'
+        'WORDMAP_coco_5_cap_per_img_5_min_word_freq.json',
         attention_dim=384,
         embed_dim=384,
         decoder_dim=384,

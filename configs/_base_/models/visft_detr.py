@@ -48,8 +48,8 @@ det_model = dict(
                 num_fcs=2,
                 ffn_drop=0.1,
                 act_cfg=dict(type='ReLU', inplace=True)))),
-    decoder=
-    dict(  # DetrTransformerDecoder; intermediate outputs feed the aux losses
+    decoder=dict(
+        # DetrTransformerDecoder; intermediate outputs feed the aux losses
         num_layers=6,
         layer_cfg=dict(
             self_attn_cfg=dict(

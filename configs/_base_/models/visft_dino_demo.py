@@ -18,9 +18,9 @@
 # only 8x8 encoder tokens to select queries from), and the CLIP mean/std with
 # pad_size_divisor 14 of the paper fragments, and visft_mm's AnyDeviceDINO and
 # AnyDeviceFocalLoss for mmdet's DINO and FocalLoss: the same modules and state
-# dict, whose deformable attention and focal loss fall back to mmcv's and mmdet's
-# PyTorch code where mmcv has no compiled kernel for the device (the CPU, or a
-# GPU with the CPU-ops mmcv that tools/misc/install_env.sh builds).
+# dict, whose deformable attention and focal loss fall back to mmcv's and
+# mmdet's PyTorch code where mmcv has no compiled kernel for the device (the
+# CPU, or a GPU with the CPU-ops mmcv that tools/misc/install_env.sh builds).
 # `init_weights()` must run before training (the Runner does it): DINO's
 # level_embed is uninitialised memory until then.
 det_model = dict(

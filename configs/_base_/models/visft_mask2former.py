@@ -64,7 +64,8 @@ seg_model = dict(
             encoder=dict(  # DeformableDetrTransformerEncoder
                 num_layers=6,
                 layer_cfg=dict(
-                    self_attn_cfg=dict(  # AnyDeviceMultiScaleDeformableAttention
+                    # AnyDeviceMultiScaleDeformableAttention
+                    self_attn_cfg=dict(
                         embed_dims=256,
                         num_heads=8,
                         num_levels=1,

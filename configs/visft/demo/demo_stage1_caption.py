@@ -1,5 +1,5 @@
-# Demo stage 1, captioning: the frozen demo ViT under the Show-Attend-Tell head,
-# on the demo word map; the 8x8 token map is read as 64 pixels.
+# Demo stage 1, captioning: the frozen demo ViT under the Show-Attend-Tell
+# head, on the demo word map; the 8x8 token map is read as 64 pixels.
 _base_ = [
     '../../_base_/models/eva_vit_demo.py',
     '../../_base_/models/visft_caption.py',

@@ -1,15 +1,19 @@
-# BLIP-2 OPT-2.7b zero-shot captioning on the COCO Karpathy test split (5,000 val2014
-# images), with BLIP-2's own vision backbone or a ViSFT one (`backbone_checkpoint`).
+# BLIP-2 OPT-2.7b zero-shot captioning on the COCO Karpathy test split (5,000
+# val2014 images), with BLIP-2's own vision backbone or a ViSFT one
+# (`backbone_checkpoint`).
 #
-# mmpretrain's BLIP-2 caption config, evaluation only: images resized to 364, prompt
-# "a photo of", beam search with 5 beams, at most max_txt_len=30 new tokens, min_length 1
-# (fixed in mmpretrain's Blip2Caption). Differences from it:
+# mmpretrain's BLIP-2 caption config, evaluation only: images resized to 364,
+# prompt "a photo of", beam search with 5 beams, at most max_txt_len=30 new
+# tokens, min_length 1 (fixed in mmpretrain's Blip2Caption). Differences from
+# it:
 # - vision features are the output of the last of the 39 blocks, as in LAVIS
 #   (mmpretrain's out_indices=-2 takes the 38th);
-# - BLEU-1..4, METEOR, ROUGE-L and CIDEr by visft_mm's CaptionMetric (no SPICE, which
-#   needs a download), against the references of the test annotation file.
+# - BLEU-1..4, METEOR, ROUGE-L and CIDEr by visft_mm's CaptionMetric (no
+#   SPICE, which needs a download), against the references of the test
+#   annotation file.
 #
-#   python tools/test.py configs/visft/eval/blip2_opt2.7b_caption_coco-karpathy.py \
+#   python tools/test.py \
+#       configs/visft/eval/blip2_opt2.7b_caption_coco-karpathy.py \
 #       [--backbone PATH]
 _base_ = [
     'mmpretrain::blip2/blip2-opt2.7b_8xb32_caption.py',
@@ -17,12 +21,14 @@ _base_ = [
 ]
 
 # Local inputs; tools/test.py says how to obtain any that is missing.
-blip2_checkpoint = 'checkpoints/blip2-opt2.7b_3rdparty_pretrain_20230505-b51db4e1.pth'
+blip2_checkpoint = ('checkpoints/'
+                    'blip2-opt2.7b_3rdparty_pretrain_20230505-b51db4e1.pth')
 opt_dir = 'checkpoints/opt-2.7b'
 qformer_config_dir = 'checkpoints/bert-base-uncased'
 data_root = 'data/coco'
-# The vision backbone: a ViSFT EVA-G in BEiTViT layout from $BACKBONE_CHECKPOINT
-# (tools/test.py --backbone PATH sets it), or None, BLIP-2's own, when it is unset.
+# The vision backbone: a ViSFT EVA-G in BEiTViT layout from
+# $BACKBONE_CHECKPOINT (tools/test.py --backbone PATH sets it), or None,
+# BLIP-2's own, when it is unset.
 backbone_checkpoint = (None if '{{$BACKBONE_CHECKPOINT:own}}' == 'own' else
                        '{{$BACKBONE_CHECKPOINT:own}}')
 
@@ -51,8 +57,8 @@ test_dataloader = dict(
     num_workers=5,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='default_collate'
-                    ),  # mmpretrain's tools/test.py adds it; ours does not
+    # mmpretrain's tools/test.py adds collate_fn; ours does not
+    collate_fn=dict(type='default_collate'),
     dataset=dict(
         _delete_=True,
         type='COCOCaption',
@@ -71,14 +77,13 @@ required_paths = dict(data=[
         key='test_dataloader.dataset.ann_file',
         root='test_dataloader.dataset.data_root',
         what='COCO Karpathy test annotations',
-        how=
-        'download https://storage.googleapis.com/sfr-vision-language-research/datasets/'
+        how='download https://storage.googleapis.com/'
+        'sfr-vision-language-research/datasets/'
         'coco_karpathy_test.json into data/coco/annotations/'),
     dict(
         key='test_dataloader.dataset.data_root',
         subpath='val2014',
         what='COCO val2014 images',
-        how=
-        'download http://images.cocodataset.org/zips/val2014.zip and unzip it into '
-        'data/coco/'),
+        how='download http://images.cocodataset.org/zips/val2014.zip '
+        'and unzip it into data/coco/'),
 ])

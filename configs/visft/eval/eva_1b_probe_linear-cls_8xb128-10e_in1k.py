@@ -44,7 +44,8 @@ model = dict(
         loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
         topk=(1, 5)))
 
-dataset_type = 'visft_mm.datasets.benchmarks.ImageNet'  # mmpretrain's, with clear errors
+# mmpretrain's ImageNet, with clear errors
+dataset_type = 'visft_mm.datasets.benchmarks.ImageNet'
 train_dataloader = dict(batch_size=128, dataset=dict(type=dataset_type))
 val_dataloader = dict(batch_size=128, dataset=dict(type=dataset_type))
 test_dataloader = val_dataloader

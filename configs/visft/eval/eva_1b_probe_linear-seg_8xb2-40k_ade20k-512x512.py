@@ -55,7 +55,8 @@ model = dict(
     train_cfg=dict(),
     test_cfg=dict(mode='whole'))
 
-dataset_type = 'visft_mm.datasets.benchmarks.ADE20KDataset'  # mmseg's, with clear errors
+# mmseg's ADE20KDataset, with clear errors
+dataset_type = 'visft_mm.datasets.benchmarks.ADE20KDataset'
 train_dataloader = dict(batch_size=2, dataset=dict(type=dataset_type))
 val_dataloader = dict(dataset=dict(type=dataset_type))
 test_dataloader = val_dataloader

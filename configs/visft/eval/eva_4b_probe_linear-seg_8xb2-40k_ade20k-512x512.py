@@ -3,8 +3,9 @@
 _base_ = ['./eva_1b_probe_linear-seg_8xb2-40k_ade20k-512x512.py']
 # The base EVA02-CLIP-bigE-14-plus checkpoint or a ViSFT-merged one
 # (tools/model_converters/merge_lora.py), in any layout EVAViT reads;
-# tools/train.py and tools/test.py --backbone PATH set it.
-backbone_checkpoint = '{{$BACKBONE_CHECKPOINT:checkpoints/EVA02_CLIP_E_psz14_plus_s9B.pt}}'
+# tools/train.py and tools/test.py --backbone PATH set it. The line stays long:
+# mmengine substitutes an environment variable only in an unbroken string.
+backbone_checkpoint = '{{$BACKBONE_CHECKPOINT:checkpoints/EVA02_CLIP_E_psz14_plus_s9B.pt}}'  # noqa: E501
 
 model = dict(
     backbone=dict(

@@ -1,6 +1,6 @@
-# As evaclip_g_zeroshot_imagenet_sketch.py, with EVA02-CLIP-bigE-14-plus: EVA-ViT-E
-# (64 post-norm blocks, 1792 wide) and its 1280-wide text tower. The backbone
-# under test, from $BACKBONE_CHECKPOINT, is then an EVA-ViT-E.
+# As evaclip_g_zeroshot_imagenet_sketch.py, with EVA02-CLIP-bigE-14-plus:
+# EVA-ViT-E (64 post-norm blocks, 1792 wide) and its 1280-wide text tower. The
+# backbone under test, from $BACKBONE_CHECKPOINT, is then an EVA-ViT-E.
 _base_ = [
     './evaclip_g_zeroshot_imagenet_sketch.py',
     '../../_base_/models/evaclip_e.py'

@@ -1,7 +1,9 @@
-# Zero-shot image-text retrieval on COCO (Karpathy 5k test) with EVA01-CLIP-g/14:
-# i2t and t2i Recall@1/5/10, on mmpretrain's COCO retrieval dataset config.
+# Zero-shot image-text retrieval on COCO (Karpathy 5k test) with
+# EVA01-CLIP-g/14: i2t and t2i Recall@1/5/10, on mmpretrain's COCO retrieval
+# dataset config.
 #
-#   python tools/test.py configs/visft/eval/evaclip_g_retrieval_coco.py [--backbone PATH]
+#   python tools/test.py configs/visft/eval/evaclip_g_retrieval_coco.py \
+#       [--backbone PATH]
 _base_ = [
     'mmpretrain::_base_/datasets/coco_retrieval.py',
     'mmpretrain::_base_/default_runtime.py',
@@ -9,9 +11,9 @@ _base_ = [
 
 # Local inputs; tools/test.py says how to obtain any that is missing.
 clip_checkpoint = 'checkpoints/EVA01_CLIP_g_14_psz14_s11B.pt'
-# The EVA-ViT-G under test, base or ViSFT-merged, in any layout eva2visft.py reads:
-# $BACKBONE_CHECKPOINT (tools/test.py --backbone PATH sets it), or None, the CLIP
-# file's own vision tower, when it is unset.
+# The EVA-ViT-G under test, base or ViSFT-merged, in any layout eva2visft.py
+# reads: $BACKBONE_CHECKPOINT (tools/test.py --backbone PATH sets it), or None,
+# the CLIP file's own vision tower, when it is unset.
 backbone_checkpoint = (None if '{{$BACKBONE_CHECKPOINT:own}}' == 'own' else
                        '{{$BACKBONE_CHECKPOINT:own}}')
 
@@ -70,9 +72,9 @@ required_paths = dict(
         dict(
             key='model.backbone_checkpoint',
             what='EVA-ViT-G backbone under test',
-            how=
-            'write a base one with tools/model_converters/eva2visft.py or a ViSFT one '
-            'with tools/model_converters/merge_lora.py, or leave $BACKBONE_CHECKPOINT '
+            how='write a base one with tools/model_converters/eva2visft.py '
+            'or a ViSFT one with tools/model_converters/merge_lora.py, '
+            'or leave $BACKBONE_CHECKPOINT '
             "unset to test the CLIP file's own"),
     ],
     data=[
@@ -80,15 +82,14 @@ required_paths = dict(
             key='test_dataloader.dataset.ann_file',
             root='test_dataloader.dataset.data_root',
             what='COCO Karpathy test split (COCO format)',
-            how=
-            'download https://download.openmmlab.com/mmclassification/datasets/'
-            'coco_retrieval/caption_karpathy_test2014.json into data/coco/annotations/'
-        ),
+            how='download '
+            'https://download.openmmlab.com/mmclassification/datasets/'
+            'coco_retrieval/caption_karpathy_test2014.json '
+            'into data/coco/annotations/'),
         dict(
             key='test_dataloader.dataset.data_root',
             subpath='val2014',
             what='COCO val2014 images',
-            how=
-            'download http://images.cocodataset.org/zips/val2014.zip and unzip it into '
-            'data/coco/'),
+            how='download http://images.cocodataset.org/zips/val2014.zip '
+            'and unzip it into data/coco/'),
     ])

@@ -19,13 +19,13 @@ required_paths = dict(data=[
         key='test_dataloader.dataset.ann_file',
         root='test_dataloader.dataset.data_root',
         what="Karpathy's dataset_flickr30k.json",
-        how='take it from https://cs.stanford.edu/people/karpathy/deepimagesent/'
+        how='take it from '
+        'https://cs.stanford.edu/people/karpathy/deepimagesent/'
         'caption_datasets.zip and put it in data/flickr30k/annotations/'),
     dict(
         key='test_dataloader.dataset.data_prefix',
         root='test_dataloader.dataset.data_root',
         what='Flickr30k images',
-        how=
-        'request them at https://shannon.cs.illinois.edu/DenotationGraph/ and put them '
-        'in data/flickr30k/images/'),
+        how='request them at https://shannon.cs.illinois.edu/DenotationGraph/ '
+        'and put them in data/flickr30k/images/'),
 ])

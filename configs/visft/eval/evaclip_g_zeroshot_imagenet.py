@@ -1,14 +1,16 @@
-# Zero-shot ImageNet-1k (val) classification with EVA01-CLIP-g/14, top-1/top-5:
-# mmpretrain's CLIP zero-shot config with EVA-CLIP's model and preprocessing.
+# Zero-shot ImageNet-1k (val) classification with EVA01-CLIP-g/14,
+# top-1/top-5: mmpretrain's CLIP zero-shot config with EVA-CLIP's model and
+# preprocessing.
 #
-#   python tools/test.py configs/visft/eval/evaclip_g_zeroshot_imagenet.py [--backbone PATH]
+#   python tools/test.py configs/visft/eval/evaclip_g_zeroshot_imagenet.py \
+#       [--backbone PATH]
 _base_ = 'mmpretrain::clip/clip_vit-base-p16_zeroshot-cls_in1k.py'
 
 # Local inputs; tools/test.py says how to obtain any that is missing.
 clip_checkpoint = 'checkpoints/EVA01_CLIP_g_14_psz14_s11B.pt'
-# The EVA-ViT-G under test, base or ViSFT-merged, in any layout eva2visft.py reads:
-# $BACKBONE_CHECKPOINT (tools/test.py --backbone PATH sets it), or None, the CLIP
-# file's own vision tower, when it is unset.
+# The EVA-ViT-G under test, base or ViSFT-merged, in any layout eva2visft.py
+# reads: $BACKBONE_CHECKPOINT (tools/test.py --backbone PATH sets it), or None,
+# the CLIP file's own vision tower, when it is unset.
 backbone_checkpoint = (None if '{{$BACKBONE_CHECKPOINT:own}}' == 'own' else
                        '{{$BACKBONE_CHECKPOINT:own}}')
 
@@ -53,9 +55,9 @@ required_paths = dict(
         dict(
             key='model.backbone_checkpoint',
             what='EVA-ViT-G backbone under test',
-            how=
-            'write a base one with tools/model_converters/eva2visft.py or a ViSFT one '
-            'with tools/model_converters/merge_lora.py, or leave $BACKBONE_CHECKPOINT '
+            how='write a base one with tools/model_converters/eva2visft.py '
+            'or a ViSFT one with tools/model_converters/merge_lora.py, '
+            'or leave $BACKBONE_CHECKPOINT '
             "unset to test the CLIP file's own"),
     ],
     data=[
@@ -63,8 +65,9 @@ required_paths = dict(
             key='test_dataloader.dataset.data_root',
             subpath='val',
             what='ImageNet-1k val images',
-            how=
-            'get ILSVRC2012_img_val.tar from https://image-net.org/download.php and '
-            'arrange it as data/imagenet/val/<class>/*.JPEG, or data/imagenet/val/*.JPEG '
+            how='get ILSVRC2012_img_val.tar from '
+            'https://image-net.org/download.php and '
+            'arrange it as data/imagenet/val/<class>/*.JPEG, '
+            'or data/imagenet/val/*.JPEG '
             'with meta/val.txt lines "<file> <label>"'),
     ])

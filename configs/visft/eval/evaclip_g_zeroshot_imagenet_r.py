@@ -17,7 +17,7 @@ required_paths = dict(data=[
     dict(
         key='test_dataloader.dataset.data_root',
         what='ImageNet-R images',
-        how=
-        'download https://people.eecs.berkeley.edu/~hendrycks/imagenet-r.tar and '
-        'extract it into data/'),
+        how='download '
+        'https://people.eecs.berkeley.edu/~hendrycks/imagenet-r.tar '
+        'and extract it into data/'),
 ])

@@ -17,7 +17,7 @@ required_paths = dict(data=[
         key='test_dataloader.dataset.data_root',
         what='ImageNet-V2 matched-frequency images',
         how='download imagenetv2-matched-frequency.tar.gz from '
-        'https://huggingface.co/datasets/vaishaal/ImageNetV2 and move the class folders '
-        '0..999 of imagenetv2-matched-frequency-format-val to data/imagenet-v2/'
-    ),
+        'https://huggingface.co/datasets/vaishaal/ImageNetV2 '
+        'and move the class folders 0..999 of '
+        'imagenetv2-matched-frequency-format-val to data/imagenet-v2/'),
 ])

@@ -25,16 +25,19 @@ from visft_mm.utils.checkpoint import CheckpointError
 
 ArchSpec = Dict[str, Union[int, bool]]
 EVA_CHECKPOINT_SOURCE = (
-    'base weights: LAVIS eva_vit_g.pth (EVA-ViT-G, https://storage.googleapis.com/'
+    'base weights: LAVIS eva_vit_g.pth (EVA-ViT-G, '
+    'https://storage.googleapis.com/'
     'sfr-vision-language-research/LAVIS/models/BLIP2/eva_vit_g.pth) or '
     'EVA02_CLIP_E_psz14_plus_s9B.pt (EVA-ViT-E, EVA-CLIP model zoo, '
-    'https://github.com/baaivision/EVA/tree/master/EVA-CLIP); ViSFT weights: merge a '
+    'https://github.com/baaivision/EVA/tree/master/EVA-CLIP); '
+    'ViSFT weights: merge a '
     'LoRA file into them with tools/model_converters/merge_lora.py')
 
 
 def resize_pos_table(table: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """A square (1, g*g, C) table of patch positions resized to (1, h*w, C):
-    bicubic, ``align_corners=False``, no antialias, as LAVIS and EVA-CLIP do."""
+    bicubic, ``align_corners=False``, no antialias, as LAVIS and EVA-CLIP
+    do."""
     grid_size = math.isqrt(table.shape[1])
     grid = table.reshape(1, grid_size, grid_size, -1).permute(0, 3, 1, 2)
     grid = F.interpolate(
@@ -50,9 +53,8 @@ class EVAAttention(nn.Module):
     def __init__(self, embed_dims: int, num_heads: int):
         super().__init__()
         if embed_dims % num_heads:
-            raise ValueError(
-                f'embed_dims {embed_dims} is not divisible by num_heads {num_heads}'
-            )
+            raise ValueError(f'embed_dims {embed_dims} is not divisible by '
+                             f'num_heads {num_heads}')
         self.num_heads = num_heads
         self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=False)
         self.q_bias = nn.Parameter(torch.zeros(embed_dims))
@@ -114,7 +116,8 @@ class EVABlock(nn.Module):
 
 @MODELS.register_module()
 class EVAViT(BaseModule):
-    """EVA vision transformer (EVA01-CLIP-g, EVA02-CLIP-bigE) as a dense backbone.
+    """EVA vision transformer (EVA01-CLIP-g, EVA02-CLIP-bigE) as a dense
+    backbone.
 
     Args:
         arch: ``'eva-g'`` (40 blocks, 1408 wide, pre-norm), ``'eva-e'``
@@ -232,11 +235,11 @@ class EVAViT(BaseModule):
             out_indices = [out_indices]
         parsed = []
         for index in out_indices:
-            real = index % num_layers if -num_layers <= index < num_layers else None
+            real = ((index % num_layers)
+                    if -num_layers <= index < num_layers else None)
             if real is None:
-                raise IndexError(
-                    f'out_indices {index} is out of range for {num_layers} blocks'
-                )
+                raise IndexError(f'out_indices {index} is out of range for '
+                                 f'{num_layers} blocks')
             parsed.append(real)
         return tuple(sorted(set(parsed)))
 

@@ -22,8 +22,9 @@ class FeaturesAsInput(nn.Module):
                 feats: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, ...]:
         if isinstance(feats, torch.Tensor):
             raise TypeError(
-                'FeaturesAsInput expects the shared backbone features (a tuple of '
-                'maps), got one tensor: was the task model called on images?')
+                'FeaturesAsInput expects the shared backbone features '
+                '(a tuple of maps), got one tensor: '
+                'was the task model called on images?')
         return tuple(feats)
 
     def init_weights(self) -> None:

@@ -3,8 +3,9 @@
 Probes (a light head on a frozen ViT) live in mmseg's ``EncoderDecoder`` and
 mmpretrain's ``ImageClassifier``, which would write the whole 1-4 B parameter
 ViT into every checkpoint. Wrapped in :class:`FrozenBackbone`, checkpoints hold
-only the head, as visft_mm's ViSFT and LoRA models do (``ExcludeFromCheckpoint``),
-and ``tools/test.py`` reloads the ViT from the config's checkpoint.
+only the head, as visft_mm's ViSFT and LoRA models do
+(``ExcludeFromCheckpoint``), and ``tools/test.py`` reloads the ViT from the
+config's checkpoint.
 """
 from typing import List, Optional
 
@@ -32,7 +33,8 @@ class FrozenBackbone(ExcludeFromCheckpoint, BaseModule):
                 'type') != 'Pretrained' or not module_init.get('checkpoint'):
             raise ValueError(
                 'FrozenBackbone needs a module with init_cfg=dict(type='
-                f"'Pretrained', checkpoint=...), got init_cfg={module_init or None}: "
+                "'Pretrained', checkpoint=...), "
+                f'got init_cfg={module_init or None}: '
                 'its weights are never saved, so they must be reloadable')
         self.module = MODELS.build(module)
         self.module.requires_grad_(False)

@@ -1,4 +1,5 @@
-"""Show-Attend-Tell caption head of ViSFT: an LSTM decoder with additive attention.
+"""Show-Attend-Tell caption head of ViSFT: an LSTM decoder with additive
+attention.
 
 Hand-written because no OpenMMLab package has an LSTM-attention caption
 decoder (mmpretrain's captioners are transformer language models). Layers,
@@ -37,9 +38,9 @@ class AdditiveAttention(nn.Module):
                 hidden: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Attend ``pixels`` (B, P, C) with ``hidden`` (B, D).
 
-        ``projected_pixels`` is ``encoder_att(pixels)`` (B, P, A), computed once
-        per caption rather than at every step. Returns the attention-weighted
-        pixel (B, C) and the weights (B, P).
+        ``projected_pixels`` is ``encoder_att(pixels)`` (B, P, A), computed
+        once per caption rather than at every step. Returns the
+        attention-weighted pixel (B, C) and the weights (B, P).
         """
         energy = self.full_att(
             F.relu(projected_pixels + self.decoder_att(hidden).unsqueeze(1)))
@@ -50,7 +51,8 @@ class AdditiveAttention(nn.Module):
 
 @MODELS.register_module()
 class ShowAttendTellHead(BaseModule):
-    """Caption head: teacher-forced loss for training, beam search for inference.
+    """Caption head: teacher-forced loss for training, beam search for
+    inference.
 
     Args:
         in_channels: Channels C of the backbone's last feature map.
@@ -118,7 +120,8 @@ class ShowAttendTellHead(BaseModule):
         nn.init.zeros_(self.fc.bias)
 
     def encode_image(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
-        """The last map (B, C, h, w) of ``feats`` as pooled pixels (B, P, C)."""
+        """The last map (B, C, h, w) of ``feats`` as pooled pixels (B, P,
+        C)."""
         return self.adaptive_pool(feats[-1]).flatten(2).transpose(1, 2)
 
     def init_state(self,
@@ -215,7 +218,8 @@ class ShowAttendTellHead(BaseModule):
     def generate(self,
                  feats: Sequence[torch.Tensor],
                  beam_size: Optional[int] = None) -> List[List[int]]:
-        """Beam-search word ids per image, without ``<start>`` and ``<end>``."""
+        """Beam-search word ids per image, without ``<start>`` and
+        ``<end>``."""
         pixels = self.encode_image(feats)
         return [
             self._beam_search(pixels[i:i + 1], beam_size or self.beam_size)
@@ -282,6 +286,6 @@ class ShowAttendTellHead(BaseModule):
             caption = caption[0]
         if not isinstance(caption, str):
             raise TypeError(
-                f'gt_caption must be a string or a list of strings, got {caption!r}'
-            )
+                'gt_caption must be a string or a list of strings, '
+                f'got {caption!r}')
         return caption

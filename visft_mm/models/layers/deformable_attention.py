@@ -108,7 +108,8 @@ class AnyDeviceMultiScaleDeformableAttention(MultiScaleDeformableAttention):
 
 def use_any_device_deformable_attention(module: nn.Module) -> nn.Module:
     """Switches every mmcv ``MultiScaleDeformableAttention`` inside ``module``
-    to ``AnyDeviceMultiScaleDeformableAttention`` in place; returns ``module``."""
+    to ``AnyDeviceMultiScaleDeformableAttention`` in place; returns
+    ``module``."""
     for submodule in module.modules():
         if type(submodule) is MultiScaleDeformableAttention:
             submodule.__class__ = AnyDeviceMultiScaleDeformableAttention
