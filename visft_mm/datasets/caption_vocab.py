@@ -63,11 +63,22 @@ class WordVocabulary:
     def build(cls,
               captions: Iterable[str],
               min_word_freq: int = 5) -> 'WordVocabulary':
-        """Keep the words seen more than ``min_word_freq`` times, numbered
-        from 1 in order of first appearance, then add the special tokens."""
+        """The map of ``captions`` split by :func:`tokenize` (see
+        :meth:`build_from_tokens`)."""
+        return cls.build_from_tokens(
+            (tokenize(caption) for caption in captions), min_word_freq)
+
+    @classmethod
+    def build_from_tokens(cls,
+                          token_lists: Iterable[Sequence[str]],
+                          min_word_freq: int = 5) -> 'WordVocabulary':
+        """Keep the words seen more than ``min_word_freq`` times in
+        ``token_lists``, numbered from 1 in order of first appearance, then
+        add the special tokens: the official ``create_input_files`` given
+        every caption's tokens."""
         word_freq = Counter()
-        for caption in captions:
-            word_freq.update(tokenize(caption))
+        for tokens in token_lists:
+            word_freq.update(tokens)
         words = [
             word for word, freq in word_freq.items() if freq > min_word_freq
         ]

@@ -7,11 +7,13 @@ import mmdet.models  # noqa: F401
 
 from .backbones import EVAViT, FeaturesAsInput, FrozenBackbone
 from .captioner import ImageCaptioner
+from .data_preprocessors import PadThenNormalizeDetDataPreprocessor
 from .detectors import AnyDeviceDINO
 from .eva_clip import EVACLIP
-from .heads import ShowAttendTellHead
+from .heads import ShiftedLabelMask2FormerHead, ShowAttendTellHead
 from .layers import (AnyDeviceMSDeformAttnPixelDecoder,
-                     AnyDeviceMultiScaleDeformableAttention)
+                     AnyDeviceMultiScaleDeformableAttention,
+                     RepeatedMapPixelDecoder)
 from .losses import AnyDeviceFocalLoss
 from .peft import LoRALinear, LoRAModel
 from .visft import MultiTaskDataPreprocessor, ViSFT
@@ -20,5 +22,7 @@ __all__ = [
     'AnyDeviceDINO', 'AnyDeviceFocalLoss', 'AnyDeviceMSDeformAttnPixelDecoder',
     'AnyDeviceMultiScaleDeformableAttention', 'EVACLIP', 'EVAViT',
     'FeaturesAsInput', 'FrozenBackbone', 'ImageCaptioner', 'LoRALinear',
-    'LoRAModel', 'MultiTaskDataPreprocessor', 'ShowAttendTellHead', 'ViSFT'
+    'LoRAModel', 'MultiTaskDataPreprocessor',
+    'PadThenNormalizeDetDataPreprocessor', 'RepeatedMapPixelDecoder',
+    'ShiftedLabelMask2FormerHead', 'ShowAttendTellHead', 'ViSFT'
 ]
