@@ -18,6 +18,7 @@ from visft_mm.datasets.demo_coco import DEMO_CLASSES, generate_demo_coco
 from visft_mm.models import (AnyDeviceFocalLoss,
                              AnyDeviceMultiScaleDeformableAttention, EVAViT,
                              FeaturesAsInput)
+from visft_mm.normalisation import CLIP_MEAN, CLIP_STD
 
 MODEL_DIR = Path(
     __file__).resolve().parents[1] / 'configs' / '_base_' / 'models'
@@ -38,8 +39,6 @@ MMDET_TYPES = {
 DEFORMABLE_ATTENTION_FRAGMENTS = [
     'visft_dino_demo.py', 'visft_mask2former.py', 'visft_mask2former_demo.py'
 ]
-CLIP_MEAN = [0.48145466 * 255, 0.4578275 * 255, 0.40821073 * 255]
-CLIP_STD = [0.26862954 * 255, 0.26130258 * 255, 0.27577711 * 255]
 TINY_VIT = dict(
     embed_dims=48, num_layers=1, num_heads=4, feedforward_channels=96)
 IMG_SIZE, RESIZED = 96, 80  # resized images are padded to 84 = 6 patches
@@ -114,8 +113,8 @@ def test_fragment_builds_on_shared_features(name):
     assert cfg.backbone == dict(type='visft_mm.FeaturesAsInput')
     preprocessor = cfg.data_preprocessor
     assert preprocessor.pad_size_divisor == 14 and preprocessor.bgr_to_rgb
-    assert preprocessor.mean == pytest.approx(CLIP_MEAN)
-    assert preprocessor.std == pytest.approx(CLIP_STD)
+    assert preprocessor.mean == pytest.approx([v * 255 for v in CLIP_MEAN])
+    assert preprocessor.std == pytest.approx([v * 255 for v in CLIP_STD])
     assert isinstance(build(cfg).backbone, FeaturesAsInput)
 
 
