@@ -8,7 +8,7 @@ _base_ = [
 model = dict(
     type='ViSFT',
     backbone=dict(**_base_.eva_backbone, frozen=True),
-    tasks=dict(detection=_base_.det_model))
+    tasks=dict(detection=_base_.detection_model))
 train_dataloader = dict(_delete_=True, **_base_.detection_train_dataloader)
 val_dataloader = dict(_delete_=True, **_base_.detection_val_dataloader)
 test_dataloader = val_dataloader

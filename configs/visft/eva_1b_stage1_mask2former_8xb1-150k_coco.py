@@ -9,7 +9,7 @@ _base_ = [
 model = dict(
     type='ViSFT',
     backbone=dict(**_base_.eva_backbone, frozen=True),
-    tasks=dict(segmentation=_base_.seg_model))
+    tasks=dict(segmentation=_base_.segmentation_model))
 train_dataloader = dict(_delete_=True, **_base_.segmentation_train_dataloader)
 val_dataloader = dict(_delete_=True, **_base_.segmentation_val_dataloader)
 test_dataloader = val_dataloader

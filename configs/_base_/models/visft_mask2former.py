@@ -1,8 +1,8 @@
 # ViSFT instance segmentation head (reference §4.3) as mmdet's Mask2Former on
-# the shared ViT map. Like `det_model` (see visft_detr.py for why the names
-# differ per task and why the CLIP mean/std are written out here), `seg_model`
-# is a whole mmdet model whose identity backbone `FeaturesAsInput` takes the
-# shared features `(feat,)` in place of images.
+# the shared ViT map. Like `detection_model` (see visft_detr.py for why the
+# names differ per task and why the CLIP mean/std are written out here),
+# `segmentation_model` is a whole mmdet model whose identity backbone
+# `FeaturesAsInput` takes the shared features `(feat,)` in place of images.
 #
 # Values are those of `mmdet::mask2former/mask2former_r50_8xb2-lsj-50e_coco.py`
 # (instance segmentation, 80 classes, no stuff) except:
@@ -29,7 +29,7 @@
 # The loss runs on every image of the batch (the official criterion used only
 # batch[0], reference §10.3), and labels are mmdet's contiguous 0..79 (the
 # official mapping to 1..80 trained toothbrush as background, §10.2).
-seg_model = dict(
+segmentation_model = dict(
     type='Mask2Former',
     data_preprocessor=dict(
         type='DetDataPreprocessor',

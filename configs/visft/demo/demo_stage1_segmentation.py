@@ -8,7 +8,7 @@ max_iters = 400
 model = dict(
     type='ViSFT',
     backbone=dict(**_base_.eva_backbone, frozen=True),
-    tasks=dict(segmentation=_base_.seg_model))
+    tasks=dict(segmentation=_base_.segmentation_model))
 optim_wrapper = dict(optimizer=dict(lr=5e-4))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=50),

@@ -27,8 +27,8 @@ model = dict(
         caption=dict(
             _base_.caption_model,
             head=dict(_base_.caption_model.head, **demo_caption_head)),
-        segmentation=_base_.seg_model,
-        detection=_base_.det_model),
+        segmentation=_base_.segmentation_model,
+        detection=_base_.detection_model),
     freeze_tasks=True,
     task_checkpoints=dict(
         caption=stage1 + 'stage1_caption/iter_300.pth',
