@@ -20,7 +20,7 @@
 #       [--backbone PATH]
 _base_ = [
     'mmpretrain::blip2/blip2-opt2.7b_8xb32_caption.py',
-    '../../_base_/blip2_eval.py',
+    '../../_base_/models/blip2_eval.py',
 ]
 
 # Local inputs; tools/test.py says how to obtain any that is missing.
