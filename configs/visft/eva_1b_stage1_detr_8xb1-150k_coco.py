@@ -1,5 +1,5 @@
 # ViSFT stage 1, detection: the frozen EVA-ViT-G under a DETR head on COCO
-# (8 GPUs x 1 image, 150k iterations, lr 5e-5; reference §4.2, §4.5).
+# (8 GPUs x 1 image, 150k iterations, lr 5e-5, as the official run).
 _base_ = [
     '../_base_/models/eva_vit_g.py', '../_base_/models/visft_detr.py',
     '../_base_/datasets/visft_coco.py', '../_base_/schedules/visft_stage1.py',

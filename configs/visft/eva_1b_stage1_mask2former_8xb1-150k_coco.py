@@ -1,6 +1,6 @@
 # ViSFT stage 1, instance segmentation: the frozen EVA-ViT-G under a
-# Mask2Former head on COCO (8 GPUs x 1 image, 150k iterations, lr 5e-5;
-# reference §4.3, §4.5).
+# Mask2Former head on COCO (8 GPUs x 1 image, 150k iterations, lr 5e-5, as
+# the official run).
 _base_ = [
     '../_base_/models/eva_vit_g.py', '../_base_/models/visft_mask2former.py',
     '../_base_/datasets/visft_coco.py', '../_base_/schedules/visft_stage1.py',

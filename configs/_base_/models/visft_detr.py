@@ -1,4 +1,4 @@
-# ViSFT detection head (reference §4.2) as mmdet's DETR on the shared ViT map.
+# ViSFT detection head as mmdet's DETR on the shared ViT map.
 #
 # `detection_model` is a whole mmdet detector whose backbone is the identity
 # `FeaturesAsInput`: it takes the shared EVA-ViT features `(feat,)` (one map,
@@ -12,8 +12,8 @@
 # Values are those of `mmdet::detr/detr_r50_8xb2-150e_coco.py` except:
 # - neck in_channels [1408], the EVA-ViT-G width (1792 for EVA-ViT-E);
 # - FFN 1024 in encoder and decoder (paper; mmdet 2048);
-# - DetDataPreprocessor: CLIP mean/std (EVA-CLIP's statistics; ViSFT used
-#   ImageNet's, reference §10.5) and pad_size_divisor 14, the ViT patch, so
+# - DetDataPreprocessor: CLIP mean/std (EVA-CLIP's statistics; the official
+#   code used ImageNet's) and pad_size_divisor 14, the ViT patch, so
 #   each feature cell covers exactly 14x14 input pixels.
 # Deliberate differences from the official UniT-style head, which mmdet's DETR
 # has no switch for: one width (256) for encoder and decoder instead of a
