@@ -59,7 +59,7 @@ NUM_RETRIEVAL_IMAGES = 10  # Recall@10 needs at least 10 candidates
 
 
 def tiny_arch(size: str) -> dict:
-    """EVA-G is pre-norm, EVA-E post-norm."""
+    """EVA-ViT-G is pre-norm, EVA-ViT-E post-norm."""
     return dict(
         embed_dims=32,
         num_layers=2,
