@@ -16,8 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Benchmarks in other scopes have their own tests (tests/test_eval_*.py).
 EVAL = ROOT / 'configs/visft/eval'
 CONFIGS = sorted(
-    p for p in (ROOT / 'configs/visft').rglob('*.py')
-    if not p.name.endswith('_schedule.py') and EVAL not in p.parents)
+    p for p in (ROOT / 'configs/visft').rglob('*.py') if EVAL not in p.parents)
 PAPER = [p for p in CONFIGS if p.name.startswith('eva_')]
 
 

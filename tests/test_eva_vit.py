@@ -108,8 +108,8 @@ def test_final_norm_applies_to_last_block_only():
 
 
 def test_arch_zoo_sizes():
-    """Parameter counts of the blocks match the reference (1.010 B and
-    4.347 B)."""
+    """Parameter counts of the blocks match those of the official models
+    (1.010 B; 4.347 B, as timm's eva02_enormous_patch14_clip_224)."""
     for arch, expected in (('eva-g', 1.010e9), ('eva-e', 4.347e9)):
         with torch.device('meta'):
             model = EVAViT(arch=arch)

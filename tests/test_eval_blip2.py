@@ -112,7 +112,7 @@ def model_files(tmp_path_factory):
     """Tiny OPT and Q-Former config folders, a BLIP-2 checkpoint in
     mmpretrain's layout (no OPT weights, as the real one) and a different
     vision backbone in BEiTViT layout at 224 pixels, as a converted ViSFT
-    EVA-G."""
+    EVA-ViT-G."""
     root = tmp_path_factory.mktemp('blip2_models')
     save_tiny_opt(root / 'opt')
     transformers.BertConfig(

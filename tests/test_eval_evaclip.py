@@ -5,8 +5,8 @@ EVA-CLIP, on generated data in the benchmark's own file layout. The tiny
 checkpoint's projection head is solved so that each image embeds exactly as
 the prompt of its true class (zero-shot) or its caption (retrieval), known
 from the generator, not from the code under test: top-1 and Recall@1 must
-then be 100. Also: parity with open_clip's EVA model, the numpy-2.4
-``RetrievalRecall`` against a hand computation, backbone replacement and
+then be 100. Also: parity with open_clip's EVA model,
+``Numpy2RetrievalRecall`` against a hand computation, backbone replacement and
 missing-asset errors.
 """
 import json
@@ -33,7 +33,7 @@ from PIL import Image
 from visft_mm.datasets.imagenet_variants import (IMAGENET_SYNSETS,
                                                  imagenet_class_names,
                                                  imagenet_variant_folders)
-from visft_mm.evaluation import RetrievalRecall
+from visft_mm.evaluation import Numpy2RetrievalRecall
 from visft_mm.models import EVACLIP, EVAViT
 from visft_mm.utils.checkpoint import CheckpointError
 
@@ -59,7 +59,7 @@ NUM_RETRIEVAL_IMAGES = 10  # Recall@10 needs at least 10 candidates
 
 
 def tiny_arch(size: str) -> dict:
-    """EVA-G is pre-norm, EVA-E post-norm."""
+    """EVA-ViT-G is pre-norm, EVA-ViT-E post-norm."""
     return dict(
         embed_dims=32,
         num_layers=2,
@@ -574,11 +574,11 @@ def test_retrieval_recall_matches_a_hand_computation():
     one_hot = torch.zeros(3, 4)
     for row, cols in enumerate(targets):
         one_hot[row, cols] = 1
-    got = RetrievalRecall.calculate(scores, one_hot, topk=(1, 2, 3))
+    got = Numpy2RetrievalRecall.calculate(scores, one_hot, topk=(1, 2, 3))
     assert [float(x)
             for x in got] == pytest.approx([expected[k] for k in (1, 2, 3)])
 
-    metric = RetrievalRecall(topk=(1, 2, 3))
+    metric = Numpy2RetrievalRecall(topk=(1, 2, 3))
     metric.process(None, [
         DataSample(gt_label=cols).set_pred_score(score).to_dict()
         for score, cols in zip(scores, targets)

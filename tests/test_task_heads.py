@@ -18,15 +18,16 @@ from visft_mm.datasets.demo_coco import DEMO_CLASSES, generate_demo_coco
 from visft_mm.models import (AnyDeviceFocalLoss,
                              AnyDeviceMultiScaleDeformableAttention, EVAViT,
                              FeaturesAsInput)
+from visft_mm.normalisation import CLIP_MEAN, CLIP_STD
 
 MODEL_DIR = Path(
     __file__).resolve().parents[1] / 'configs' / '_base_' / 'models'
 FRAGMENTS = {  # file -> its model variable
-    'visft_detr.py': 'det_model',
-    'visft_detr_demo.py': 'det_model',
-    'visft_dino_demo.py': 'det_model',
-    'visft_mask2former.py': 'seg_model',
-    'visft_mask2former_demo.py': 'seg_model',
+    'visft_detr.py': 'detection_model',
+    'visft_detr_demo.py': 'detection_model',
+    'visft_dino_demo.py': 'detection_model',
+    'visft_mask2former.py': 'segmentation_model',
+    'visft_mask2former_demo.py': 'segmentation_model',
 }
 # visft_mm's any-device modules in the fragments, and the mmdet modules they
 # stand for
@@ -38,8 +39,6 @@ MMDET_TYPES = {
 DEFORMABLE_ATTENTION_FRAGMENTS = [
     'visft_dino_demo.py', 'visft_mask2former.py', 'visft_mask2former_demo.py'
 ]
-CLIP_MEAN = [0.48145466 * 255, 0.4578275 * 255, 0.40821073 * 255]
-CLIP_STD = [0.26862954 * 255, 0.26130258 * 255, 0.27577711 * 255]
 TINY_VIT = dict(
     embed_dims=48, num_layers=1, num_heads=4, feedforward_channels=96)
 IMG_SIZE, RESIZED = 96, 80  # resized images are padded to 84 = 6 patches
@@ -114,8 +113,8 @@ def test_fragment_builds_on_shared_features(name):
     assert cfg.backbone == dict(type='visft_mm.FeaturesAsInput')
     preprocessor = cfg.data_preprocessor
     assert preprocessor.pad_size_divisor == 14 and preprocessor.bgr_to_rgb
-    assert preprocessor.mean == pytest.approx(CLIP_MEAN)
-    assert preprocessor.std == pytest.approx(CLIP_STD)
+    assert preprocessor.mean == pytest.approx([v * 255 for v in CLIP_MEAN])
+    assert preprocessor.std == pytest.approx([v * 255 for v in CLIP_STD])
     assert isinstance(build(cfg).backbone, FeaturesAsInput)
 
 
@@ -158,7 +157,7 @@ def test_mask2former_has_the_paper_numbers():
     ['visft_detr_demo.py', 'visft_dino_demo.py', 'visft_mask2former_demo.py'])
 def test_demo_fragments_fit_the_demo(name):
     model = build(load_fragment(name))
-    if FRAGMENTS[name] == 'seg_model':
+    if FRAGMENTS[name] == 'segmentation_model':
         head = model.panoptic_head
         assert head.num_classes == len(DEMO_CLASSES)
         assert head.class_weight == [1.0] * len(DEMO_CLASSES) + [0.1]
@@ -239,7 +238,7 @@ def test_one_config_inherits_detection_and_segmentation(tmp_path, bases):
     leaf = tmp_path / 'both.py'
     leaf.write_text(f'_base_ = {[str(MODEL_DIR / b) for b in bases]!r}\n')
     cfg = Config.fromfile(str(leaf))
-    assert set(cfg.keys()) == {'det_model', 'seg_model'}
+    assert set(cfg.keys()) == {'detection_model', 'segmentation_model'}
 
 
 @pytest.fixture(scope='module')
@@ -314,10 +313,10 @@ def test_loss_and_predict_on_tiny_vit_features(name, demo_dataset, vit):
         pred = result.pred_instances
         assert len(pred.bboxes) > 0
         assert pred.bboxes.min() >= 0 and pred.bboxes.max() <= IMG_SIZE
-        if FRAGMENTS[name] == 'seg_model':
+        if FRAGMENTS[name] == 'segmentation_model':
             assert pred.masks.shape[-2:] == (IMG_SIZE, IMG_SIZE)
     # boxes are scaled from the resized to the original image
-    if FRAGMENTS[name] == 'det_model':
+    if FRAGMENTS[name] == 'detection_model':
         rescaled = [r.pred_instances.bboxes.clone() for r in results]
         with torch.no_grad():  # predict writes into the same data samples
             unscaled = model.predict(

@@ -144,14 +144,14 @@ def test_unknown_task_is_a_clear_error(demo_coco):
 
 def test_task_with_its_own_backbone_is_rejected():
     init_default_scope('visft_mm')
-    det = tiny_detection_cfg()
-    det['backbone'] = dict(type='ResNet', depth=18)
+    detection = tiny_detection_cfg()
+    detection['backbone'] = dict(type='ResNet', depth=18)
     with pytest.raises(ValueError, match='its own backbone'):
         MODELS.build(
             dict(
                 type='ViSFT',
                 backbone=dict(type='EVAViT', arch=TINY_VIT),
-                tasks=dict(detection=det)))
+                tasks=dict(detection=detection)))
 
 
 def test_predict_routes_to_the_task(demo_coco):

@@ -1,6 +1,6 @@
 # ViSFT stage 1, captioning: the frozen EVA-ViT-G under the Show-Attend-Tell
-# head on COCO Karpathy (8 GPUs x 32 captions, 100k iterations, lr 4e-4;
-# reference §4.4, §4.5).
+# head on COCO Karpathy (8 GPUs x 32 captions, 100k iterations, lr 4e-4, as
+# the official run).
 _base_ = [
     '../_base_/models/eva_vit_g.py', '../_base_/models/visft_caption.py',
     '../_base_/datasets/visft_coco.py', '../_base_/schedules/visft_stage1.py',

@@ -1,5 +1,5 @@
 # ViSFT stage 1, detection: the frozen EVA-ViT-G under a DETR head on COCO
-# (8 GPUs x 1 image, 150k iterations, lr 5e-5; reference §4.2, §4.5).
+# (8 GPUs x 1 image, 150k iterations, lr 5e-5, as the official run).
 _base_ = [
     '../_base_/models/eva_vit_g.py', '../_base_/models/visft_detr.py',
     '../_base_/datasets/visft_coco.py', '../_base_/schedules/visft_stage1.py',
@@ -8,7 +8,7 @@ _base_ = [
 model = dict(
     type='ViSFT',
     backbone=dict(**_base_.eva_backbone, frozen=True),
-    tasks=dict(detection=_base_.det_model))
+    tasks=dict(detection=_base_.detection_model))
 train_dataloader = dict(_delete_=True, **_base_.detection_train_dataloader)
 val_dataloader = dict(_delete_=True, **_base_.detection_val_dataloader)
 test_dataloader = val_dataloader

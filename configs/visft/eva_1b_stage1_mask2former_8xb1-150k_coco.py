@@ -1,6 +1,6 @@
 # ViSFT stage 1, instance segmentation: the frozen EVA-ViT-G under a
-# Mask2Former head on COCO (8 GPUs x 1 image, 150k iterations, lr 5e-5;
-# reference §4.3, §4.5).
+# Mask2Former head on COCO (8 GPUs x 1 image, 150k iterations, lr 5e-5, as
+# the official run).
 _base_ = [
     '../_base_/models/eva_vit_g.py', '../_base_/models/visft_mask2former.py',
     '../_base_/datasets/visft_coco.py', '../_base_/schedules/visft_stage1.py',
@@ -9,7 +9,7 @@ _base_ = [
 model = dict(
     type='ViSFT',
     backbone=dict(**_base_.eva_backbone, frozen=True),
-    tasks=dict(segmentation=_base_.seg_model))
+    tasks=dict(segmentation=_base_.segmentation_model))
 train_dataloader = dict(_delete_=True, **_base_.segmentation_train_dataloader)
 val_dataloader = dict(_delete_=True, **_base_.segmentation_val_dataloader)
 test_dataloader = val_dataloader

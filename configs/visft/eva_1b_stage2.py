@@ -1,10 +1,10 @@
-# ViSFT stage 2 for EVA-ViT-G (visft_eva-1b_lora-r64-qv_8xb1-100k_coco):
-# heads and ViT frozen, LoRA (rank 64, alpha 1) on q and v of every block's
-# qkv, one task per iteration (caption 0.4, segmentation 0.3, detection 0.3;
-# per GPU: 8 captions, 1 detection image, 1 segmentation image), gradient
-# checkpointing, bf16. The heads come from the three stage-1 runs; set
-# `task_checkpoints` to their final checkpoints. Checkpoints hold heads + LoRA;
-# tools/model_converters/merge_lora.py merges the LoRA into the backbone.
+# ViSFT stage 2 for EVA-ViT-G: heads and ViT frozen, LoRA (rank 64, alpha 1) on
+# q and v of every block's qkv, one task per iteration (caption 0.4,
+# segmentation 0.3, detection 0.3; per GPU: 8 captions, 1 detection image, 1
+# segmentation image), gradient checkpointing, bf16. The heads come from the
+# three stage-1 runs; set `task_checkpoints` to their final checkpoints.
+# Checkpoints hold heads + LoRA; tools/model_converters/merge_lora.py merges
+# the LoRA into the backbone.
 _base_ = [
     '../_base_/models/eva_vit_g.py', '../_base_/models/visft_detr.py',
     '../_base_/models/visft_mask2former.py',
@@ -22,8 +22,8 @@ model = dict(
         drop_rate=0.),
     tasks=dict(
         caption=_base_.caption_model,
-        segmentation=_base_.seg_model,
-        detection=_base_.det_model),
+        segmentation=_base_.segmentation_model,
+        detection=_base_.detection_model),
     freeze_tasks=True,
     task_checkpoints=dict(
         caption='work_dirs/eva_1b_stage1_caption_8xb32-100k_coco/'

@@ -1,5 +1,5 @@
 # ViSFT stage 1 for EVA-ViT-E (4.4B, 1792 wide, post-norm): as the EVA-ViT-G
-# config, with the EVA-02-CLIP-E visual tower.
+# config, with the EVA02-CLIP-bigE-14-plus visual tower.
 _base_ = './eva_1b_stage1_mask2former_8xb1-150k_coco.py'
 model = dict(
     backbone=dict(

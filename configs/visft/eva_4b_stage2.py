@@ -1,9 +1,8 @@
-# ViSFT stage 2 for EVA-ViT-E (visft_eva-4b_lora-r64-qv_8xb1-100k_coco): as
-# the EVA-ViT-G config, with the EVA-02-CLIP-E visual tower (4.4B parameters,
-# 29.4M of them LoRA) and the heads of the EVA-E stage-1 runs. The official
-# script's batch override (2 per run, reference §10.10) cannot be split over
-# 8 GPUs; this config keeps 1 detection / 1 segmentation image and 8 captions
-# per GPU.
+# ViSFT stage 2 for EVA-ViT-E: as the EVA-ViT-G config, with the
+# EVA02-CLIP-bigE-14-plus visual tower (4.4B parameters, 29.4M of them LoRA)
+# and the heads of the eva_4b stage-1 runs. The official script's batch
+# override (2 per run) cannot be split over 8 GPUs (mmf refuses it); this
+# config keeps 1 detection / 1 segmentation image and 8 captions per GPU.
 _base_ = './eva_1b_stage2.py'
 model = dict(
     backbone=dict(

@@ -7,7 +7,7 @@ models; the output loads with ``init_cfg=dict(type='Pretrained', checkpoint=DST)
 Example::
 
     python tools/model_converters/eva2visft.py \\
-        EVA02_CLIP_E_psz14_plus_s9B.pt eva_e_visual.pth
+        EVA02_CLIP_E_psz14_plus_s9B.pt eva_e_base.pth
 """
 import argparse
 import os

@@ -11,8 +11,10 @@ Example::
 
     python tools/model_converters/visft2evaclip.py eva_g_visft.pth eva01_g_visft_clip.pt \\
         --clip-checkpoint EVA01_CLIP_g_14_psz14_s11B.pt
-    python tools/model_converters/visft2evaclip.py eva_e_visual.pth eva02_e_visft_clip.pt \\
-        --clip-checkpoint EVA02_CLIP_E_psz14_plus_s9B.pt --lora eva_e_lora_5000.pt
+    python tools/model_converters/visft2evaclip.py \\
+        eva_e_base.pth eva02_e_visft_clip.pt \\
+        --clip-checkpoint EVA02_CLIP_E_psz14_plus_s9B.pt \\
+        --lora eva_e_lora_5000.pt
 """
 import argparse
 import os

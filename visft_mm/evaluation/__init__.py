@@ -3,6 +3,6 @@
 import mmdet.evaluation  # noqa: F401
 
 from .caption_metric import CaptionMetric
-from .retrieval_metric import RetrievalRecall
+from .retrieval_metric import Numpy2RetrievalRecall
 
-__all__ = ['CaptionMetric', 'RetrievalRecall']
+__all__ = ['CaptionMetric', 'Numpy2RetrievalRecall']

@@ -1,16 +1,16 @@
-"""Recall@k of image-text retrieval that runs on numpy 2.4.
+"""mmpretrain's retrieval Recall@k, made to run on numpy 2.
 
 mmpretrain 1.2.0's ``RetrievalRecall.calculate`` calls ``np.in1d``, which
 numpy 2.4 removed (``np.isin`` replaces it), and its ``process`` calls
 ``RetrievalRecall.calculate`` by class name, so both are overridden here;
-everything else is mmpretrain's.
+everything else is mmpretrain's. Its own class name keeps ``RetrievalRecall``
+meaning mmpretrain's metric alone.
 """
 from typing import Sequence, Union
 
 import numpy as np
 import torch
-from mmpretrain.evaluation.metrics import \
-    RetrievalRecall as MMPretrainRetrievalRecall
+from mmpretrain.evaluation.metrics import RetrievalRecall
 from mmpretrain.evaluation.metrics.retrieval import (_format_pred,
                                                      _format_target)
 from mmpretrain.evaluation.metrics.single_label import to_tensor
@@ -20,7 +20,7 @@ from visft_mm.registry import METRICS
 
 
 @METRICS.register_module()
-class RetrievalRecall(MMPretrainRetrievalRecall):
+class Numpy2RetrievalRecall(RetrievalRecall):
     """mmpretrain's ``RetrievalRecall`` (same arguments and metric names,
     ``retrieval/Recall@k`` in percent) with ``np.isin`` for ``np.in1d``."""
 

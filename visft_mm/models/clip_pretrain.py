@@ -22,10 +22,7 @@ from visft_mm.datasets.caption_vocab import WordVocabulary, tokenize
 from visft_mm.datasets.coco_caption import (COCO_LAYOUT, parse_caption_images,
                                             read_caption_json)
 from visft_mm.models.backbones import EVAViT
-
-# EVA-CLIP's (OpenAI CLIP's) normalisation of 0..1 RGB images.
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+from visft_mm.normalisation import CLIP_MEAN, CLIP_STD
 
 MAX_CAPTION_WORDS = 30
 EMBED_DIMS = 128  # joint image-text embedding

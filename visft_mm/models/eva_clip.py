@@ -36,6 +36,7 @@ from visft_mm.models.backbones.eva_layouts import (DDP_PREFIX,
                                                    load_checkpoint_file,
                                                    load_eva_checkpoint,
                                                    refuse_unmerged_lora)
+from visft_mm.normalisation import CLIP_MEAN, CLIP_STD
 from visft_mm.registry import MODELS
 from visft_mm.utils.checkpoint import (CheckpointError, describe_keys,
                                        state_dict_misfit)
@@ -51,9 +52,6 @@ BACKBONE_HOW_TO_GET = (
     'ViSFT one with tools/model_converters/merge_lora.py')
 HEAD_PREFIX = 'visual.head.'
 TEXT_PREFIX = 'text.'
-# EVA-CLIP's (OpenAI CLIP's) normalisation, of 0..255 RGB pixels.
-CLIP_MEAN = [0.48145466 * 255, 0.4578275 * 255, 0.40821073 * 255]
-CLIP_STD = [0.26862954 * 255, 0.26130258 * 255, 0.27577711 * 255]
 # Prompts per text-tower call when building the zero-shot classifier.
 TEXT_BATCH_SIZE = 1024
 
@@ -146,8 +144,8 @@ class EVACLIP(BaseModel):
         if data_preprocessor is None:
             data_preprocessor = dict(
                 type='mmpretrain.MultiModalDataPreprocessor',
-                mean=CLIP_MEAN,
-                std=CLIP_STD,
+                mean=[v * 255 for v in CLIP_MEAN],
+                std=[v * 255 for v in CLIP_STD],
                 to_rgb=True)
         super().__init__(
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)

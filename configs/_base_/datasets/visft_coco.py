@@ -1,10 +1,10 @@
-# COCO data of ViSFT's three tasks, with the official pipelines (§4.6) built
-# from mmdet's transforms. mmdet's COCO instance base provides the dataset
-# type, data root and evaluator defaults. Each task gets its
+# COCO data of ViSFT's three tasks, with the official pipelines built from
+# mmdet's transforms. mmdet's COCO instance base provides the dataset type,
+# data root and evaluator defaults. Each task gets its
 # `<task>_train_dataloader`, `<task>_val_dataloader` and
 # `<task>_val_evaluator`. Stage-1 configs pick one task; stage 2 uses all
-# three, keyed by task. Demo configs swap this file for
-# `visft_demo_coco.py`, which defines the same names.
+# three, keyed by task. Demo configs swap this file for `visft_demo_coco.py`,
+# which defines the same names.
 _base_ = 'mmdet::_base_/datasets/coco_instance.py'
 
 data_root = 'data/coco/'
@@ -46,8 +46,8 @@ detection_train_pipeline = [
 ]
 detection_test_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
-    # the official RandomResize([800], max_size=672) is a long side of 672
-    # (§10.13)
+    # the official RandomResize([800], max_size=672) never reaches 800: it is
+    # a long side of 672
     dict(type='Resize', scale=(672, 672), keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(

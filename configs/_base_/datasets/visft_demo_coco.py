@@ -7,14 +7,14 @@ data_root = 'data/demo_coco/'
 classes = ('circle', 'square', 'triangle', 'cross')
 img_size = 112
 
-det_train_pipeline = [
+detection_train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='Resize', scale=(img_size, img_size), keep_ratio=True),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs'),
 ]
-det_test_pipeline = [
+detection_test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=(img_size, img_size), keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
@@ -56,13 +56,13 @@ detection_train_dataloader = dict(
     batch_size=8,
     num_workers=0,
     sampler=infinite,
-    dataset=dict(**demo_train, pipeline=det_train_pipeline))
+    dataset=dict(**demo_train, pipeline=detection_train_pipeline))
 detection_val_dataloader = dict(
     batch_size=8,
     num_workers=0,
     drop_last=False,
     sampler=in_order,
-    dataset=dict(**demo_val, pipeline=det_test_pipeline))
+    dataset=dict(**demo_val, pipeline=detection_test_pipeline))
 detection_val_evaluator = dict(
     type='CocoMetric', metric='bbox', ann_file=val_ann_file)
 

@@ -1,25 +1,26 @@
-# ViSFT detection head (reference §4.2) as mmdet's DETR on the shared ViT map.
+# ViSFT detection head as mmdet's DETR on the shared ViT map.
 #
-# `det_model` is a whole mmdet detector whose backbone is the identity
+# `detection_model` is a whole mmdet detector whose backbone is the identity
 # `FeaturesAsInput`: it takes the shared EVA-ViT features `(feat,)` (one map,
 # stride 14, C channels) in place of images. Task fragments use distinct
-# names (`det_model`, `seg_model`, ...) so that one config can inherit all of
-# them: mmengine refuses a key that two sibling bases both define, which is
-# also why the CLIP mean/std below are written out in every fragment rather
-# than inherited from a shared base (tests check that the copies agree).
+# names (`detection_model`, `segmentation_model`, ...) so that one config can
+# inherit all of them: mmengine refuses a key that two sibling bases both
+# define, which is also why the CLIP mean/std below are written out in every
+# fragment rather than inherited from a shared base (tests check that the
+# copies agree).
 #
 # Values are those of `mmdet::detr/detr_r50_8xb2-150e_coco.py` except:
 # - neck in_channels [1408], the EVA-ViT-G width (1792 for EVA-ViT-E);
 # - FFN 1024 in encoder and decoder (paper; mmdet 2048);
-# - DetDataPreprocessor: CLIP mean/std (EVA-CLIP's statistics; ViSFT used
-#   ImageNet's, reference §10.5) and pad_size_divisor 14, the ViT patch, so
+# - DetDataPreprocessor: CLIP mean/std (EVA-CLIP's statistics; the official
+#   code used ImageNet's) and pad_size_divisor 14, the ViT patch, so
 #   each feature cell covers exactly 14x14 input pixels.
 # Deliberate differences from the official UniT-style head, which mmdet's DETR
 # has no switch for: one width (256) for encoder and decoder instead of a
 # 128-d encoder projected to the 256-d decoder, no prepended task token, no
 # encoder residual (memory = src + encoder(src)), and 80 contiguous classes
 # (mmdet's cat2label) instead of 91 raw COCO ids.
-det_model = dict(
+detection_model = dict(
     type='DETR',
     num_queries=100,
     data_preprocessor=dict(

@@ -1,6 +1,6 @@
 # Detection head for the CPU demo: mmdet's DINO on the single stride-14 ViT
 # map, 4 demo classes, small ViT (192 wide; a config using another width
-# overrides `det_model.neck.in_channels`).
+# overrides `detection_model.neck.in_channels`).
 #
 # Not the paper's head (that is visft_detr.py): DETR learns too slowly for a
 # demo of minutes on a CPU, and DINO's two-stage query selection, box
@@ -10,20 +10,21 @@
 # 2 CPU cores: this head reached val bbox mAP 0.15 / 0.40 / 0.55 (mAP@50 0.74)
 # after 200 / 400 / 600 iterations at about 0.4 s per iteration, while
 # visft_detr_demo.py stayed at mAP 0.00 after 600 iterations (0.3 s each).
-# It takes the slot of the paper's head (`det_model`), so a config inherits
-# one of the two. Values follow `mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py`
-# except: one feature level (num_feature_levels=1, ChannelMapper num_outs=1,
-# num_levels=1 in the deformable attention), 3+3 layers, 30 matching and up
-# to 50 denoising queries (scenes hold a few objects, and a 112 px image has
-# only 8x8 encoder tokens to select queries from), and the CLIP mean/std with
-# pad_size_divisor 14 of the paper fragments, and visft_mm's AnyDeviceDINO and
-# AnyDeviceFocalLoss for mmdet's DINO and FocalLoss: the same modules and state
-# dict, whose deformable attention and focal loss fall back to mmcv's and
-# mmdet's PyTorch code where mmcv has no compiled kernel for the device (the
-# CPU, or a GPU with the CPU-ops mmcv that tools/misc/install_env.sh builds).
+# It takes the slot of the paper's head (`detection_model`), so a config
+# inherits one of the two. Values follow
+# `mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py` except: one feature level
+# (num_feature_levels=1, ChannelMapper num_outs=1, num_levels=1 in the
+# deformable attention), 3+3 layers, 30 matching and up to 50 denoising queries
+# (scenes hold a few objects, and a 112 px image has only 8x8 encoder tokens to
+# select queries from), and the CLIP mean/std with pad_size_divisor 14 of the
+# paper fragments, and visft_mm's AnyDeviceDINO and AnyDeviceFocalLoss for
+# mmdet's DINO and FocalLoss: the same modules and state dict, whose deformable
+# attention and focal loss fall back to mmcv's and mmdet's PyTorch code where
+# mmcv has no compiled kernel for the device (the CPU, or a GPU with the
+# CPU-ops mmcv that tools/misc/install_env.sh builds).
 # `init_weights()` must run before training (the Runner does it): DINO's
 # level_embed is uninitialised memory until then.
-det_model = dict(
+detection_model = dict(
     type='visft_mm.AnyDeviceDINO',
     # matching queries; two-stage selection picks them among the encoder's
     # tokens, so at most one per feature cell: 30 fits images down to 84 px

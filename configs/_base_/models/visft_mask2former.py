@@ -1,7 +1,7 @@
-# ViSFT instance segmentation head (reference §4.3) as mmdet's Mask2Former on
-# the shared ViT map. Like `det_model` (see visft_detr.py for why the names
-# differ per task and why the CLIP mean/std are written out here), `seg_model`
-# is a whole mmdet model whose identity backbone `FeaturesAsInput` takes the
+# ViSFT instance segmentation head as mmdet's Mask2Former on the shared ViT
+# map. Like `detection_model` (see visft_detr.py for why the names differ per
+# task and why the CLIP mean/std are written out here), `segmentation_model` is
+# a whole mmdet model whose identity backbone `FeaturesAsInput` takes the
 # shared features `(feat,)` in place of images.
 #
 # Values are those of `mmdet::mask2former/mask2former_r50_8xb2-lsj-50e_coco.py`
@@ -13,9 +13,9 @@
 #   are therefore at stride 14, not 4;
 # - pixel-decoder encoder FFN 512 and transformer-decoder FFN 1024 (official;
 #   mmdet 1024 and 2048);
-# - DetDataPreprocessor: CLIP mean/std (reference §10.5), pad_size_divisor 14
-#   (the ViT patch) and no LSJ batch padding to 1024 (a dataset choice, left
-#   to the pipeline);
+# - DetDataPreprocessor: CLIP mean/std (EVA-CLIP's statistics; the official
+#   code used ImageNet's), pad_size_divisor 14 (the ViT patch) and no LSJ batch
+#   padding to 1024 (a dataset choice, left to the pipeline);
 # - the pixel decoder is visft_mm's AnyDeviceMSDeformAttnPixelDecoder: mmdet's,
 #   whose deformable attention falls back to mmcv's PyTorch code where mmcv has
 #   no compiled kernel for the device (a GPU with the CPU-ops mmcv that
@@ -27,9 +27,10 @@
 # GN) of the same ViT map to the encoder output and passes the sum through a
 # Conv3x3(GN, ReLU) before the mask Conv1x1.
 # The loss runs on every image of the batch (the official criterion used only
-# batch[0], reference §10.3), and labels are mmdet's contiguous 0..79 (the
-# official mapping to 1..80 trained toothbrush as background, §10.2).
-seg_model = dict(
+# batch[0]), and labels are mmdet's contiguous 0..79 (the official mapping to
+# 1..80, where index 80 is the no-object class, trained toothbrush as
+# background).
+segmentation_model = dict(
     type='Mask2Former',
     data_preprocessor=dict(
         type='DetDataPreprocessor',

@@ -1,10 +1,10 @@
 # The paper's segmentation head (visft_mask2former.py) sized for the CPU demo:
 # small ViT (192 wide), 4 demo classes, fewer layers and sampled points. Only
 # what differs is overridden; mmengine merges these keys into the inherited
-# `seg_model`. The class count sits in three places (head, loss class weights
-# with the trailing no-object weight, fusion head), all set here; it is written
-# out rather than kept in a top-level variable, which would become a config key
-# that clashes when one config inherits several task fragments.
+# `segmentation_model`. The class count sits in three places (head, loss class
+# weights with the trailing no-object weight, fusion head), all set here; it is
+# written out rather than kept in a top-level variable, which would become a
+# config key that clashes when one config inherits several task fragments.
 # Measured on the demo data (400 train / 100 val images, 112 px), features of
 # a frozen, randomly initialised 4-layer 192-wide EVAViT, AdamW 2e-4, batch 8,
 # 2 CPU cores: val segm mAP 0.08 / 0.10 / 0.13 (bbox 0.08 / 0.11 / 0.13) after
@@ -13,7 +13,7 @@
 # quality at this size.
 _base_ = ['./visft_mask2former.py']
 
-seg_model = dict(
+segmentation_model = dict(
     panoptic_head=dict(
         in_channels=[192],
         num_things_classes=4,

@@ -1,4 +1,4 @@
-# Stage 1 (official stage-1 configs, §4.5): AdamW eps 1e-8, weight decay 1e-4,
+# Stage 1 (as the official stage-1 configs): AdamW eps 1e-8, weight decay 1e-4,
 # 2000 linear warmup iterations then cosine to 0, gradient clipping at L2 0.1,
 # mixed precision (bf16 here; the official runs fp16 on V100). No in-training
 # evaluation, as in the official configs: the model is evaluated at the end.

@@ -1,4 +1,4 @@
-# Stage 2 (official stage-2 configs, §5): only LoRA trains, lr 1e-5, AdamW
+# Stage 2 (as the official stage-2 config): only LoRA trains, lr 1e-5, AdamW
 # eps 1e-8 / weight decay 1e-4, 2000 linear warmup iterations then cosine over
 # 100k iterations, gradient clipping 0.1, bf16 mixed precision. The official
 # releases are snapshots at 5k-50k iterations of this 100k schedule.

@@ -3,7 +3,8 @@
 _base_ = [
     '../../_base_/models/eva_vit_demo.py',
     '../../_base_/models/visft_caption.py',
-    '../../_base_/datasets/visft_demo_coco.py', './demo_stage1_schedule.py'
+    '../../_base_/datasets/visft_demo_coco.py',
+    '../../_base_/schedules/visft_demo_stage1.py'
 ]
 max_iters = 300
 demo_caption_head = dict(

@@ -2,13 +2,14 @@
 _base_ = [
     '../../_base_/models/eva_vit_demo.py',
     '../../_base_/models/visft_mask2former_demo.py',
-    '../../_base_/datasets/visft_demo_coco.py', './demo_stage1_schedule.py'
+    '../../_base_/datasets/visft_demo_coco.py',
+    '../../_base_/schedules/visft_demo_stage1.py'
 ]
 max_iters = 400
 model = dict(
     type='ViSFT',
     backbone=dict(**_base_.eva_backbone, frozen=True),
-    tasks=dict(segmentation=_base_.seg_model))
+    tasks=dict(segmentation=_base_.segmentation_model))
 optim_wrapper = dict(optimizer=dict(lr=5e-4))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=50),

@@ -5,7 +5,8 @@ _base_ = [
     '../../_base_/models/visft_dino_demo.py',
     '../../_base_/models/visft_mask2former_demo.py',
     '../../_base_/models/visft_caption.py',
-    '../../_base_/datasets/visft_demo_coco.py', './demo_stage2_schedule.py'
+    '../../_base_/datasets/visft_demo_coco.py',
+    '../../_base_/schedules/visft_demo_stage2.py'
 ]
 max_iters = 300
 stage1 = 'work_dirs/visft_demo/'
@@ -27,8 +28,8 @@ model = dict(
         caption=dict(
             _base_.caption_model,
             head=dict(_base_.caption_model.head, **demo_caption_head)),
-        segmentation=_base_.seg_model,
-        detection=_base_.det_model),
+        segmentation=_base_.segmentation_model,
+        detection=_base_.detection_model),
     freeze_tasks=True,
     task_checkpoints=dict(
         caption=stage1 + 'stage1_caption/iter_300.pth',

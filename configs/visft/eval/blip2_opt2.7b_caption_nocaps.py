@@ -20,7 +20,7 @@
 #       [--backbone PATH]
 _base_ = [
     'mmpretrain::blip2/blip2-opt2.7b_8xb32_caption.py',
-    '../../_base_/blip2_eval.py',
+    '../../_base_/models/blip2_eval.py',
 ]
 
 # Local inputs; tools/test.py says how to obtain any that is missing.
@@ -30,7 +30,7 @@ opt_dir = 'checkpoints/opt-2.7b'
 qformer_config_dir = 'checkpoints/bert-base-uncased'
 data_root = 'data/nocaps'
 ann_file = 'annotations/nocaps_val_4500_captions.json'
-# The vision backbone: a ViSFT EVA-G in BEiTViT layout from
+# The vision backbone: a ViSFT EVA-ViT-G in BEiTViT layout from
 # $BACKBONE_CHECKPOINT (tools/test.py --backbone PATH sets it), or None,
 # BLIP-2's own, when it is unset.
 backbone_checkpoint = (None if '{{$BACKBONE_CHECKPOINT:own}}' == 'own' else

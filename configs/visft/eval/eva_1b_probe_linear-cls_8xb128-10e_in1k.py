@@ -1,6 +1,6 @@
 # Out-of-domain linear probe: ImageNet-1k classification (top-1/top-5) from
 # the frozen EVA-ViT-G. The paper's classification protocol is not known
-# (reference §8.2); this one is ours:
+# (the official code released no out-of-domain evaluation); this one is ours:
 # - feature: the mean of the patch tokens after the final LayerNorm. ViSFT
 #   runs and fine-tunes the ViT without a cls token, and a ViSFT-merged
 #   checkpoint may not contain one, so the pooled patch tokens are the

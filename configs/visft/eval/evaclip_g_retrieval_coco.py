@@ -54,8 +54,7 @@ test_dataloader = dict(
         pipeline=test_pipeline,
         test_mode=True),
     sampler=dict(type='SequentialSampler', subsample_type='sequential'))
-test_evaluator = dict(
-    type='visft_mm.RetrievalRecall', topk=(1, 5, 10))  # runs on numpy 2.4
+test_evaluator = dict(type='visft_mm.Numpy2RetrievalRecall', topk=(1, 5, 10))
 test_cfg = dict(type='RetrievalTestLoop')
 
 # evaluation only

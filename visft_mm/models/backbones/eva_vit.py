@@ -1,10 +1,10 @@
 """EVA vision transformer as ViSFT fine-tunes it (EVA-ViT-G and EVA-ViT-E).
 
 Written here because no OpenMMLab package has this exact variant: mmpretrain's
-``BEiTViT`` (eva-g) has no post-norm blocks and computes ``qkv`` with
-``F.linear(x, self.qkv.weight)``, which a LoRA layer cannot intercept, and
-``ViTEVA02`` has RoPE and SwiGLU. Parameter names equal the EVA-CLIP / LAVIS
-checkpoints minus the ``visual.`` prefix, so loading them is a rename.
+``BEiTViT`` (arch ``'eva-g'``) has no post-norm blocks and computes ``qkv``
+with ``F.linear(x, self.qkv.weight)``, which a LoRA layer cannot intercept,
+and ``ViTEVA02`` has RoPE and SwiGLU. Parameter names equal the EVA-CLIP /
+LAVIS checkpoints minus the ``visual.`` prefix, so loading them is a rename.
 
 Shapes: an image (B, 3, H, W) becomes a (B, h*w, C) token sequence, with
 h = H // 14 and w = W // 14; outputs are (B, C, h, w) feature maps.
@@ -90,7 +90,7 @@ class EVAMlp(nn.Module):
 
 
 class EVABlock(nn.Module):
-    """Transformer block; ``post_norm`` selects EVA-02-E's
+    """Transformer block; ``post_norm`` selects EVA-ViT-E's
     ``x + norm(attn(x))`` over the usual pre-norm ``x + attn(norm(x))``."""
 
     def __init__(self,
@@ -116,8 +116,29 @@ class EVABlock(nn.Module):
 
 @MODELS.register_module()
 class EVAViT(BaseModule):
-    """EVA vision transformer (EVA01-CLIP-g, EVA02-CLIP-bigE) as a dense
-    backbone.
+    """EVA vision transformer (EVA-ViT-G, EVA-ViT-E) as a dense backbone.
+
+    The code names the two models by their ``arch`` key; every other name of
+    them means the same model:
+
+    =========  =========  =======================  ===========================
+    ``arch``   paper      EVA-CLIP model           config prefixes
+    =========  =========  =======================  ===========================
+    ``eva-g``  EVA-ViT-G  EVA01-CLIP-g/14          ``eva_1b_``, ``evaclip_g_``
+    ``eva-e``  EVA-ViT-E  EVA02-CLIP-bigE-14-plus  ``eva_4b_``, ``evaclip_e_``
+    =========  =========  =======================  ===========================
+
+    - Checkpoints: ViSFT trains ``eva-g`` from LAVIS's ``eva_vit_g.pth``
+      (BLIP-2's vision encoder; BLIP-2 and mmpretrain's ``BEiTViT`` arch
+      ``'eva-g'`` run its first 39 blocks) and ``eva-e`` from the visual
+      tower of ``EVA02_CLIP_E_psz14_plus_s9B.pt``. The EVA-CLIP benchmarks load
+      ``EVA01_CLIP_g_14_psz14_s11B.pt`` (open_clip ``EVA01-g-14``) and
+      ``EVA02_CLIP_E_psz14_plus_s9B.pt`` (open_clip ``EVA02-E-14-plus``). The
+      official ViSFT heads and LoRA files are ``eva_g_*`` and ``eva_e_*``.
+    - Configs: ``eva_1b_*`` / ``eva_4b_*`` (1.0B / 4.4B parameters) train
+      ViSFT and probe the backbone; ``evaclip_g_*`` / ``evaclip_e_*`` run the
+      EVA-CLIP benchmarks; ``_base_/models/eva_vit_{g,e}.py`` hold the
+      backbones.
 
     Args:
         arch: ``'eva-g'`` (40 blocks, 1408 wide, pre-norm), ``'eva-e'``

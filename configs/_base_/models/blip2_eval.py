@@ -31,7 +31,7 @@ required_paths = dict(model=[
     dict(
         key='backbone_checkpoint',
         what='ViSFT vision backbone (mmpretrain BEiTViT layout)',
-        how='convert the LoRA-merged ViSFT EVA-G with '
+        how='convert the LoRA-merged ViSFT EVA-ViT-G with '
         'tools/model_converters/visft2mmpretrain.py, '
         'or set backbone_checkpoint=None '
         "to test BLIP-2's own vision backbone"),

@@ -1,9 +1,7 @@
-# What the CPU demo changes in the stage-2 schedule: minutes instead of days,
+# What the CPU demo changes in the stage-1 schedule: minutes instead of days,
 # hence fewer iterations, higher learning rates, short warmups and full
 # precision (no AMP on CPU). Everything else comes from the stage schedules.
-_base_ = [
-    '../../_base_/schedules/visft_stage2.py', '../../_base_/default_runtime.py'
-]
+_base_ = ['./visft_stage1.py', '../default_runtime.py']
 
 optim_wrapper = dict(
     type='OptimWrapper',
