@@ -7,4 +7,4 @@ _base_ = [
     './eva_1b_stage1_mask2former_8xb1-150k_coco.py',
     '../_base_/models/visft_mask2former_official.py'
 ]
-model = dict(tasks=dict(segmentation=_base_.seg_model_to_official))
+model = dict(tasks=dict(segmentation=_base_.segmentation_model_to_official))

@@ -1,12 +1,14 @@
 # ViSFT instance segmentation head in the layout of the released stage-1
 # heads (Hugging Face TencentARC/ViSFT, eva_{g,e}_segment_heads.ckpt; key
 # mapping in visft_mm/checkpoints/official_heads.py).
-# `seg_model_to_official` holds the changes that turn `seg_model` of
-# visft_mask2former.py into that layout; a config that has the `seg_model`
-# task merges them in: model = dict(tasks=dict(
-#     segmentation=_base_.seg_model_to_official)). Everything else (queries,
-# layers, widths, losses, matcher, test settings) is seg_model's, and so is
-# the ViT width (`in_channels`) the config already sets.
+# `segmentation_model_to_official` holds the changes that turn
+# `segmentation_model` of visft_mask2former.py into that layout; a config
+# that has the `segmentation_model` task merges them in:
+#     model = dict(tasks=dict(
+#         segmentation=_base_.segmentation_model_to_official))
+# Everything else (queries, layers, widths, losses, matcher, test settings)
+# is segmentation_model's, and so is the ViT width (`in_channels`) the
+# config already sets.
 # - the pixel decoder is visft_mm.RepeatedMapPixelDecoder: mmdet's
 #   MSDeformAttnPixelDecoder given the one ViT map twice, so that besides the
 #   deformable encoder on the map, a lateral Conv1x1(GN) + output
@@ -19,7 +21,7 @@
 # - inputs as the official ones (reference §4.6): ImageNet mean/std, padded
 #   with grey 128 BEFORE normalisation to a multiple of 32 and, in training,
 #   to the 1024x1024 crop size.
-seg_model_to_official = dict(
+segmentation_model_to_official = dict(
     data_preprocessor=dict(
         _delete_=True,
         type='visft_mm.PadThenNormalizeDetDataPreprocessor',
