@@ -6,7 +6,7 @@ import mmdet.models  # noqa: F401
 
 from .backbones import EVAViT, FeaturesAsInput, FrozenBackbone
 from .captioner import ImageCaptioner
-from .detectors import AnyDeviceDINO
+from .detectors import AnyDeviceDINO, UniTDETR, UniTDETRHead
 from .eva_clip import EVACLIP
 from .heads import ShowAttendTellHead
 from .layers import (AnyDeviceMSDeformAttnPixelDecoder,
@@ -19,5 +19,6 @@ __all__ = [
     'AnyDeviceDINO', 'AnyDeviceFocalLoss', 'AnyDeviceMSDeformAttnPixelDecoder',
     'AnyDeviceMultiScaleDeformableAttention', 'EVACLIP', 'EVAViT',
     'FeaturesAsInput', 'FrozenBackbone', 'ImageCaptioner', 'LoRALinear',
-    'LoRAModel', 'MultiTaskDataPreprocessor', 'ShowAttendTellHead', 'ViSFT'
+    'LoRAModel', 'MultiTaskDataPreprocessor', 'ShowAttendTellHead', 'UniTDETR',
+    'UniTDETRHead', 'ViSFT'
 ]
