@@ -16,6 +16,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData
 
+from visft_mm.analysis import task_inputs
 from visft_mm.checkpoints.official_heads import (detection_backbone_arch,
                                                  detection_state_dict)
 from visft_mm.registry import MODELS
@@ -384,6 +385,15 @@ def test_a_released_file_loads_into_its_stage1_config(size, arch):
     init_default_scope('visft_mm')
     model = MODELS.build(cfg.model.tasks.detection)
     model.load_state_dict(detection_state_dict(official), strict=True)
+
+
+def test_synthetic_batches_draw_contiguous_labels():
+    """The analysis tools' batches for the official head take the 80
+    dataset labels, not its 91 classifier rows."""
+    cfg = Config.fromfile(
+        str(ROOT / 'configs/visft' /
+            'eva_1b_stage1_unit-detr_official_8xb1-150k_coco.py'))
+    assert task_inputs(cfg)['detection'].num_classes == 80
 
 
 def test_visft_loads_the_mapped_head_as_its_detection_task(tmp_path):
