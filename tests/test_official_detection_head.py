@@ -105,6 +105,12 @@ def make_random_official(width, seed):
     return official
 
 
+def stage1_config(size):
+    return Config.fromfile(
+        str(ROOT / 'configs/visft' /
+            f'eva_{size}_stage1_unit-detr_official_8xb1-150k_coco.py'))
+
+
 def build_model(width=WIDTH, **test_cfg):
     init_default_scope('visft_mm')
     cfg = Config.fromfile(str(FRAGMENT)).official_det_model
@@ -373,9 +379,7 @@ def test_training_step_takes_92_way_targets_and_the_official_loss(monkeypatch):
 def test_a_released_file_loads_into_its_stage1_config(size, arch):
     """A file in the released layout at the backbone's width loads strictly
     into the detection model of the matching stage-1 config."""
-    cfg = Config.fromfile(
-        str(ROOT / 'configs/visft' /
-            f'eva_{size}_stage1_unit-detr_official_8xb1-150k_coco.py'))
+    cfg = stage1_config(size)
     width = cfg.model.tasks.detection.neck.in_channels[0]
     official = {
         key: torch.zeros(shape)
@@ -390,18 +394,14 @@ def test_a_released_file_loads_into_its_stage1_config(size, arch):
 def test_synthetic_batches_draw_contiguous_labels():
     """The analysis tools' batches for the official head take the 80
     dataset labels, not its 91 classifier rows."""
-    cfg = Config.fromfile(
-        str(ROOT / 'configs/visft' /
-            'eva_1b_stage1_unit-detr_official_8xb1-150k_coco.py'))
+    cfg = stage1_config('1b')
     assert task_inputs(cfg)['detection'].num_classes == 80
 
 
 def test_visft_loads_the_mapped_head_as_its_detection_task(tmp_path):
     """The mapping's keys are those ViSFT(task_checkpoints=...) loads under
     ``tasks.detection.``, strictly, in the stage-1 config's model."""
-    cfg = Config.fromfile(
-        str(ROOT / 'configs/visft' /
-            'eva_1b_stage1_unit-detr_official_8xb1-150k_coco.py'))
+    cfg = stage1_config('1b')
     model_cfg = with_tiny_vit(cfg.model)
     width = model_cfg.tasks.detection.neck.in_channels[0]
     state = detection_state_dict(random_official(width))
