@@ -95,6 +95,7 @@ def test_one_gpu_stage2_takes_the_eight_gpu_steps(size):
 
 @pytest.mark.parametrize('task,lr,iters',
                          [('detr_8xb1-150k', 5e-5, 150000),
+                          ('unit-detr_official_8xb1-150k', 5e-5, 150000),
                           ('mask2former_8xb1-150k', 5e-5, 150000),
                           ('mask2former_official_8xb1-150k', 5e-5, 150000),
                           ('caption_8xb32-100k', 4e-4, 100000)])

@@ -26,6 +26,7 @@ from mmpretrain.structures import DataSample
 from visft_mm.datasets.caption_vocab import (END, PAD, START, UNK,
                                              WordVocabulary)
 from visft_mm.models.backbones import EVAViT
+from visft_mm.models.detectors.unit_detr import COCO_CATEGORY_IDS
 
 # Karpathy-COCO word map of the official caption head
 # (WORDMAP_coco_5_cap_per_img_5_min_word_freq).
@@ -200,8 +201,12 @@ def largest_image_shape(
 
 
 def _num_classes(task_model: dict) -> int:
+    """How many (contiguous) labels the task's targets take."""
     for head in ('bbox_head', 'panoptic_head'):
         head_cfg = task_model.get(head) or {}
+        if head_cfg.get('type', '').endswith('UniTDETRHead'):
+            # its num_classes counts classifier rows (raw category ids)
+            return len(head_cfg.get('category_ids', COCO_CATEGORY_IDS))
         for key in ('num_classes', 'num_things_classes'):
             if key in head_cfg:
                 return head_cfg[key]

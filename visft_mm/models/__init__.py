@@ -8,7 +8,7 @@ import mmdet.models  # noqa: F401
 from .backbones import EVAViT, FeaturesAsInput, FrozenBackbone
 from .captioner import ImageCaptioner
 from .data_preprocessors import PadThenNormalizeDetDataPreprocessor
-from .detectors import AnyDeviceDINO
+from .detectors import AnyDeviceDINO, UniTDETR, UniTDETRHead
 from .eva_clip import EVACLIP
 from .heads import ShiftedLabelMask2FormerHead, ShowAttendTellHead
 from .layers import (AnyDeviceMSDeformAttnPixelDecoder,
@@ -24,5 +24,6 @@ __all__ = [
     'FeaturesAsInput', 'FrozenBackbone', 'ImageCaptioner', 'LoRALinear',
     'LoRAModel', 'MultiTaskDataPreprocessor',
     'PadThenNormalizeDetDataPreprocessor', 'RepeatedMapPixelDecoder',
-    'ShiftedLabelMask2FormerHead', 'ShowAttendTellHead', 'ViSFT'
+    'ShiftedLabelMask2FormerHead', 'ShowAttendTellHead', 'UniTDETR',
+    'UniTDETRHead', 'ViSFT'
 ]
