@@ -6,4 +6,5 @@ _base_ = [
     '../_base_/models/visft_detr_official.py'
 ]
 model = dict(
-    tasks=dict(detection=dict(_delete_=True, **_base_.official_detection_model)))
+    tasks=dict(
+        detection=dict(_delete_=True, **_base_.official_detection_model)))

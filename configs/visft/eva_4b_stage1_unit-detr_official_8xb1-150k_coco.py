@@ -10,4 +10,5 @@ model = dict(
         detection=dict(
             _base_.official_detection_model,
             _delete_=True,
-            neck=dict(_base_.official_detection_model.neck, in_channels=[1792]))))
+            neck=dict(
+                _base_.official_detection_model.neck, in_channels=[1792]))))

@@ -5,7 +5,8 @@
 #
 # As `visft_detr.py`, a whole mmdet detector whose backbone is the identity
 # `FeaturesAsInput` (the shared ViT map, stride 14, C channels), named
-# `official_detection_model` so that a config can inherit it next to `detection_model`.
+# `official_detection_model` so that a config can inherit it next to
+# `detection_model`.
 # It differs from `visft_detr.py` where the official head does:
 # - `UniTDETR`: 1x1 input projection C -> 128 (the neck), a 128-d encoder
 #   (6 post-norm layers, 8 heads, FFN 1024) with a prepended task token and
