@@ -13,6 +13,7 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.hub import get_config
 from mmengine.registry import init_default_scope
+from tiny import TINY_VIT
 
 from visft_mm.datasets.demo_coco import DEMO_CLASSES, generate_demo_coco
 from visft_mm.models import (AnyDeviceFocalLoss,
@@ -40,8 +41,6 @@ DEFORMABLE_ATTENTION_FRAGMENTS = [
 ]
 CLIP_MEAN = [0.48145466 * 255, 0.4578275 * 255, 0.40821073 * 255]
 CLIP_STD = [0.26862954 * 255, 0.26130258 * 255, 0.27577711 * 255]
-TINY_VIT = dict(
-    embed_dims=48, num_layers=1, num_heads=4, feedforward_channels=96)
 IMG_SIZE, RESIZED = 96, 80  # resized images are padded to 84 = 6 patches
 
 
