@@ -5,6 +5,7 @@ import copy
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from tiny import NARROW_VIT
 
 from visft_mm.models import EVAViT, LoRALinear, LoRAModel
@@ -163,6 +164,41 @@ def test_only_lora_trains_and_gets_gradients():
     model(torch.randn(2, 3, 56, 56))[0].square().mean().backward()
     for name, p in model.named_parameters():
         assert (p.grad is not None) == (name in trainable), name
+
+
+def test_learns_a_low_rank_change_of_q_and_v():
+    """Stage 2's premise: LoRA on q and v, trained on features alone, imitates
+    a teacher whose q and v projections differ from the frozen weights by a
+    rank-2 change."""
+    torch.manual_seed(0)
+    teacher = EVAViT(arch=NARROW_VIT, pretrain_img_size=56)
+    student = LoRAModel(copy.deepcopy(teacher), rank=4, alpha=4)
+    with torch.no_grad():
+        for block in teacher.blocks:
+            for rows in (slice(0, C), slice(2 * C, 3 * C)):
+                change = torch.randn(C, 2) @ torch.randn(2, C)
+                block.attn.qkv.weight[rows] += 0.15**2 * change
+    teacher.eval()
+    held_out = torch.randn(8, 3, 56, 56)
+
+    def held_out_error() -> torch.Tensor:
+        student.eval()
+        with torch.no_grad():
+            return F.mse_loss(student(held_out)[0], teacher(held_out)[0])
+
+    before = held_out_error()
+    optimizer = torch.optim.AdamW(
+        [p for p in student.parameters() if p.requires_grad], lr=1e-2)
+    student.train()
+    for _ in range(50):
+        images = torch.randn(8, 3, 56, 56)
+        with torch.no_grad():
+            target = teacher(images)[0]
+        loss = F.mse_loss(student(images)[0], target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert held_out_error() < 0.25 * before
 
 
 def test_lora_dropout_follows_train_mode_inside_frozen_backbone():
