@@ -2,26 +2,17 @@
 one line per task and LoRA changed by the steps (timings are never
 asserted)."""
 import re
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tiny import run_script
 
 
 def test_benchmark_train_runs_every_task_and_trains_lora():
-    result = subprocess.run([
-        sys.executable, 'tools/analysis_tools/benchmark_train.py',
-        'configs/visft/demo/demo_stage2.py', '--arch', 'tiny', '--iters', '1',
-        '--warmup', '0', '--cfg-options',
-        'train_dataloader.caption.batch_size=2',
-        'train_dataloader.segmentation.batch_size=1',
-        'train_dataloader.detection.batch_size=1'
-    ],
-                            cwd=ROOT,
-                            capture_output=True,
-                            text=True,
-                            timeout=300)
+    result = run_script('tools/analysis_tools/benchmark_train.py',
+                        'configs/visft/demo/demo_stage2.py', '--arch', 'tiny',
+                        '--iters', '1', '--warmup', '0', '--cfg-options',
+                        'train_dataloader.caption.batch_size=2',
+                        'train_dataloader.segmentation.batch_size=1',
+                        'train_dataloader.detection.batch_size=1')
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.strip().splitlines()
     for task in ('caption', 'segmentation', 'detection'):

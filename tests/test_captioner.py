@@ -9,76 +9,44 @@ import torch
 from mmengine.dataset import pseudo_collate
 from mmengine.model import ImgDataPreprocessor
 from mmengine.registry import init_default_scope
+from tiny import CAPTION_PIPELINE, NARROW_VIT, tiny_caption_cfg
 
-from visft_mm.datasets.demo_coco import generate_demo_coco
 from visft_mm.models import EVAViT, FeaturesAsInput, ImageCaptioner
 from visft_mm.registry import DATASETS, MODELS
 
-TINY = dict(embed_dims=32, num_layers=1, num_heads=4, feedforward_channels=64)
+# One block: the overfitting test trains the ViT too, at 256 px.
+TINY = dict(NARROW_VIT, num_layers=1)
 VIT = dict(type='EVAViT', arch=TINY, pretrain_img_size=56)
-PIPELINE = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(256, 256), keep_ratio=False),
-    dict(
-        type='mmpretrain.PackInputs',
-        algorithm_keys=['gt_caption'],
-        meta_keys=[
-            'image_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'
-        ]),
-]
-# ImageNet statistics on the 0..255 scale, RGB, as ViSFT normalises every task.
-PREPROCESSOR = dict(
-    type='ImgDataPreprocessor',
-    mean=[123.675, 116.28, 103.53],
-    std=[58.395, 57.12, 57.375],
-    bgr_to_rgb=True)
 # Demo images 1 and 4 (train mode: items 0 and 15): 'a blue triangle',
 # 'a yellow square'.
 TRAIN_ITEMS, SHAPES = (0, 15), ('triangle', 'square')
 
 
-@pytest.fixture(scope='module')
-def demo_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp('demo')
-    generate_demo_coco(str(root), num_train=6, num_val=2, img_size=112, seed=0)
-    return root
-
-
-def build_captioner(demo_root: Path, **kwargs) -> ImageCaptioner:
+def build_captioner(root: Path, **kwargs) -> ImageCaptioner:
     init_default_scope('visft_mm')
-    cfg = dict(
-        type='ImageCaptioner',
-        data_preprocessor=PREPROCESSOR,
-        head=dict(
-            type='ShowAttendTellHead',
-            in_channels=TINY['embed_dims'],
-            vocab_file=str(demo_root / 'annotations/vocab.json'),
-            attention_dim=32,
-            embed_dim=32,
-            decoder_dim=32,
-            dropout=0.0,
-            encoded_size=4))
+    cfg = tiny_caption_cfg(root, in_channels=TINY['embed_dims'])
     cfg.update(kwargs)
     return MODELS.build(cfg)
 
 
-def batch(demo_root: Path, items, test_mode: bool = False) -> dict:
+def batch(root: Path, items, test_mode: bool = False) -> dict:
     dataset = DATASETS.build(
         dict(
             type='CocoCaptionDataset',
-            data_root=str(demo_root),
+            data_root=str(root),
             ann_file='annotations/captions_train.json',
             data_prefix=dict(img_path='train/'),
-            pipeline=PIPELINE,
+            pipeline=CAPTION_PIPELINE,
             test_mode=test_mode))
     return pseudo_collate([dataset[i] for i in items])
 
 
-def test_built_from_config_in_the_visft_mm_scope(demo_root):
-    captioner = build_captioner(demo_root)
+def test_built_from_config_in_the_visft_mm_scope(small_demo_coco):
+    captioner = build_captioner(small_demo_coco)
     assert isinstance(captioner.backbone, FeaturesAsInput)
     assert type(captioner.data_preprocessor) is ImgDataPreprocessor
-    data = captioner.data_preprocessor(batch(demo_root, TRAIN_ITEMS), True)
+    data = captioner.data_preprocessor(
+        batch(small_demo_coco, TRAIN_ITEMS), True)
     assert data['inputs'].shape == (
         2, 3, 256, 256) and data['inputs'].dtype == torch.float32
     assert abs(data['inputs'].mean().item()) < 3  # normalised
@@ -86,11 +54,12 @@ def test_built_from_config_in_the_visft_mm_scope(demo_root):
             ] == ['a blue triangle', 'a yellow square']
 
 
-def test_forward_modes_on_shared_features(demo_root):
+def test_forward_modes_on_shared_features(small_demo_coco):
     torch.manual_seed(0)
-    captioner = build_captioner(demo_root).eval()
+    captioner = build_captioner(small_demo_coco).eval()
     vit = EVAViT(arch=TINY, pretrain_img_size=56).eval()
-    data = captioner.data_preprocessor(batch(demo_root, TRAIN_ITEMS), True)
+    data = captioner.data_preprocessor(
+        batch(small_demo_coco, TRAIN_ITEMS), True)
     feats = vit(data['inputs'])
     assert feats[-1].shape == (2, 32, 18, 18)  # patch 14 at 256 px
 
@@ -113,19 +82,20 @@ def test_forward_modes_on_shared_features(demo_root):
         captioner(data['inputs'], data['data_samples'], mode='loss')
 
 
-def test_vit_inside_equals_vit_shared(demo_root):
+def test_vit_inside_equals_vit_shared(small_demo_coco):
     """With the ViT as its own backbone the captioner takes images and
     computes what the FeaturesAsInput captioner computes on the ViT's
     output."""
     torch.manual_seed(0)
-    with_vit = build_captioner(demo_root, backbone=VIT).eval()
-    on_features = build_captioner(demo_root).eval()
+    with_vit = build_captioner(small_demo_coco, backbone=VIT).eval()
+    on_features = build_captioner(small_demo_coco).eval()
     on_features.load_state_dict({
         k: v
         for k, v in with_vit.state_dict().items()
         if not k.startswith('backbone.')
     })
-    data = with_vit.data_preprocessor(batch(demo_root, TRAIN_ITEMS), True)
+    data = with_vit.data_preprocessor(
+        batch(small_demo_coco, TRAIN_ITEMS), True)
     with torch.no_grad():
         expected = with_vit(data['inputs'], data['data_samples'], mode='loss')
         got = on_features(
@@ -135,13 +105,14 @@ def test_vit_inside_equals_vit_shared(demo_root):
     torch.testing.assert_close(got, expected)
 
 
-def test_overfits_two_images_and_is_scored(demo_root):
+def test_overfits_two_images_and_is_scored(small_demo_coco):
     torch.manual_seed(0)
-    captioner = build_captioner(demo_root)
+    captioner = build_captioner(small_demo_coco)
     vit = EVAViT(arch=TINY, pretrain_img_size=56)
     optimizer = torch.optim.Adam([*vit.parameters(), *captioner.parameters()],
                                  lr=1e-2)
-    data = captioner.data_preprocessor(batch(demo_root, TRAIN_ITEMS), True)
+    data = captioner.data_preprocessor(
+        batch(small_demo_coco, TRAIN_ITEMS), True)
     losses: List[float] = []
     for _ in range(40):
         parts = captioner.loss(vit(data['inputs']), data['data_samples'])
@@ -155,7 +126,7 @@ def test_overfits_two_images_and_is_scored(demo_root):
     # Test mode: one item per image, all five captions as references.
     captioner.eval(), vit.eval()
     test_data = captioner.data_preprocessor(
-        batch(demo_root, (0, 3), test_mode=True), False)
+        batch(small_demo_coco, (0, 3), test_mode=True), False)
     with torch.no_grad():
         predictions = captioner.predict(
             vit(test_data['inputs']), test_data['data_samples'])

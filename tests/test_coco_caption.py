@@ -1,37 +1,16 @@
 """CocoCaptionDataset on COCO and Karpathy layouts, its errors, the caption
 pipeline built from a config, and the word-map tool."""
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from mmengine.registry import init_default_scope
 from mmpretrain.structures import DataSample
+from tiny import CAPTION_PIPELINE, run_script
 
 from visft_mm.datasets import CocoCaptionDataset, WordVocabulary
-from visft_mm.datasets.demo_coco import generate_demo_coco
 from visft_mm.registry import DATASETS
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-CAPTION_PIPELINE = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(256, 256), keep_ratio=False),
-    dict(
-        type='mmpretrain.PackInputs',
-        algorithm_keys=['gt_caption'],
-        meta_keys=[
-            'image_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'
-        ]),
-]
-
-
-@pytest.fixture(scope='module')
-def demo_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp('demo')
-    generate_demo_coco(str(root), num_train=6, num_val=2, img_size=112, seed=0)
-    return root
 
 
 def demo_dataset(root: Path, test_mode: bool, **kwargs) -> CocoCaptionDataset:
@@ -70,24 +49,24 @@ def write_karpathy(path: Path) -> None:
                 ])))
 
 
-def test_train_mode_one_item_per_caption(demo_root):
-    dataset = demo_dataset(demo_root, test_mode=False)
+def test_train_mode_one_item_per_caption(small_demo_coco):
+    dataset = demo_dataset(small_demo_coco, test_mode=False)
     captions = json.loads(
-        (demo_root / 'annotations/captions_train.json').read_text())
+        (small_demo_coco / 'annotations/captions_train.json').read_text())
     assert len(dataset) == 6 * 5
     for i in range(len(dataset)):
         item = dataset.get_data_info(i)
         assert item['image_id'] == i // 5 + 1
-        assert item['img_path'] == str(demo_root / 'train' /
+        assert item['img_path'] == str(small_demo_coco / 'train' /
                                        f'{i // 5 + 1:012d}.png')
         assert item['gt_caption'] == captions['annotations'][i]['caption']
         assert isinstance(item['gt_caption'], str)
     assert dataset.metainfo['task'] == 'caption'
 
 
-def test_test_mode_one_item_per_image_with_all_references(demo_root):
-    dataset = demo_dataset(demo_root, test_mode=True)
-    train_mode = demo_dataset(demo_root, test_mode=False)
+def test_test_mode_one_item_per_image_with_all_references(small_demo_coco):
+    dataset = demo_dataset(small_demo_coco, test_mode=True)
+    train_mode = demo_dataset(small_demo_coco, test_mode=False)
     assert len(dataset) == 6
     for i in range(len(dataset)):
         item = dataset.get_data_info(i)
@@ -129,9 +108,9 @@ def test_karpathy_layout_and_splits(tmp_path):
         load('restval', test_mode=False)
 
 
-def test_split_is_refused_for_a_coco_json(demo_root):
+def test_split_is_refused_for_a_coco_json(small_demo_coco):
     with pytest.raises(ValueError, match='Karpathy layout only'):
-        demo_dataset(demo_root, test_mode=False, split='val')
+        demo_dataset(small_demo_coco, test_mode=False, split='val')
 
 
 @pytest.mark.parametrize('content, error, message', [
@@ -154,7 +133,7 @@ def test_bad_annotation_file(tmp_path, content, error, message):
 
 
 @pytest.mark.parametrize('resize', ['Resize', 'mmdet.Resize'])
-def test_pipeline_from_config(demo_root, resize):
+def test_pipeline_from_config(small_demo_coco, resize):
     init_default_scope('visft_mm')
     pipeline = [
         dict(t, type=resize) if t['type'] == 'Resize' else t
@@ -164,7 +143,7 @@ def test_pipeline_from_config(demo_root, resize):
         dataset = DATASETS.build(
             dict(
                 type='CocoCaptionDataset',
-                data_root=str(demo_root),
+                data_root=str(small_demo_coco),
                 ann_file='annotations/captions_train.json',
                 data_prefix=dict(img_path='train/'),
                 pipeline=pipeline,
@@ -180,24 +159,18 @@ def test_pipeline_from_config(demo_root, resize):
 
 
 def run_vocab_tool(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([
-        sys.executable,
-        str(REPO_ROOT / 'tools/misc/build_caption_vocab.py'), *args
-    ],
-                          capture_output=True,
-                          text=True,
-                          env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)))
+    return run_script('tools/misc/build_caption_vocab.py', *args)
 
 
-def test_vocab_tool_coco_layout(demo_root, tmp_path):
+def test_vocab_tool_coco_layout(small_demo_coco, tmp_path):
     out = tmp_path / 'vocab.json'
     result = run_vocab_tool(
-        str(demo_root / 'annotations/captions_train.json'), str(out),
+        str(small_demo_coco / 'annotations/captions_train.json'), str(out),
         '--min-word-freq', '1')
     assert result.returncode == 0, result.stderr
     # The demo writes the word map of its train captions with
     # min_word_freq=1: the same file.
-    assert out.read_bytes() == (demo_root /
+    assert out.read_bytes() == (small_demo_coco /
                                 'annotations/vocab.json').read_bytes()
 
 

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny import NARROW_VIT
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'tools/analysis_tools'))
 import compare_visft  # noqa: E402
-
-TINY = dict(embed_dims=32, num_layers=1, num_heads=2, feedforward_channels=64)
 
 # A benchmark whose score is known from the backbone alone: the sum of the
 # patch-embedding weights, so a checkpoint filled with c scores c * numel.
@@ -65,7 +64,7 @@ def toy_config(tmp_path: Path, reads_backbone: bool = True) -> str:
             imports=['toy_benchmark'], allow_failed_imports=False)
         backbone_checkpoint = {checkpoint}
         model = dict(type='ToyBenchmark', backbone=dict(
-            type='EVAViT', arch={TINY!r}, pretrain_img_size=28,
+            type='EVAViT', arch={NARROW_VIT!r}, pretrain_img_size=28,
             init_cfg=dict(type='Pretrained', checkpoint=backbone_checkpoint)))
         test_dataloader = dict(
             batch_size=2, num_workers=0, dataset=dict(type='ToyImages'),
@@ -78,7 +77,7 @@ def toy_config(tmp_path: Path, reads_backbone: bool = True) -> str:
 
 def filled_backbone(path: Path, value: float) -> str:
     from visft_mm.models import EVAViT
-    backbone = EVAViT(arch=TINY, pretrain_img_size=28)
+    backbone = EVAViT(arch=NARROW_VIT, pretrain_img_size=28)
     state = {
         k: torch.full_like(v, value)
         for k, v in backbone.state_dict().items()
@@ -100,7 +99,7 @@ def test_compare_runs_each_benchmark_with_its_backbone(tmp_path, monkeypatch):
         str(tmp_path / 't.md')
     ])
 
-    numel = 3 * 14 * 14 * TINY['embed_dims']
+    numel = 3 * 14 * 14 * NARROW_VIT['embed_dims']
     row = [line for line in table.splitlines() if 'weight_sum' in line]
     assert row == [
         f'| toy_benchmark_cfg | weight_sum | {numel:.4g} | {2 * numel:.4g} '

@@ -3,11 +3,11 @@ settings and build (with a tiny ViT standing in for the 1B/4.4B one)."""
 from pathlib import Path
 
 import pytest
-from conftest import with_tiny_vit
 from mmcv.ops import MultiScaleDeformableAttention
 from mmdet.models.losses import FocalLoss
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
+from tiny import with_tiny_vit
 
 from visft_mm.analysis.synthetic import train_dataloaders
 from visft_mm.registry import MODELS

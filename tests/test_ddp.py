@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import free_port
-from test_multi_task_loop import stage2_cfg
+from tiny import free_port, stage2_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
 

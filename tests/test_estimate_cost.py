@@ -2,14 +2,12 @@
 count by hand, memory split, and the lines
 tools/analysis_tools/estimate_cost.py ends with."""
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_VIT
 from mmengine.config import Config
+from tiny import TINY_VIT, run_script
 
 from visft_mm.analysis import estimate_cost, task_inputs
 from visft_mm.analysis.cost_model import LiveTensorBytes
@@ -139,14 +137,8 @@ def test_live_tensor_bytes_counts_storages_once():
 
 
 def test_tool_ends_with_the_machine_readable_lines(tiny_stage2):
-    result = subprocess.run([
-        sys.executable, 'tools/analysis_tools/estimate_cost.py',
-        str(tiny_stage2), '--gpus', '1'
-    ],
-                            cwd=ROOT,
-                            capture_output=True,
-                            text=True,
-                            timeout=300)
+    result = run_script('tools/analysis_tools/estimate_cost.py', tiny_stage2,
+                        '--gpus', '1')
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.strip().splitlines()[-8:]
     number = r'(\d+(?:\.\d+)?(?:e[-+]?\d+)?)'

@@ -5,6 +5,7 @@ import logging
 import pytest
 import torch
 from mmengine.logging import MMLogger
+from tiny import NARROW_VIT
 
 from visft_mm.models.backbones import EVAViT
 from visft_mm.models.backbones.eva_layouts import (CheckpointError,
@@ -13,12 +14,11 @@ from visft_mm.models.backbones.eva_layouts import (CheckpointError,
                                                    load_eva_checkpoint)
 from visft_mm.models.peft import LoRAModel
 
-ARCH = dict(embed_dims=32, num_layers=2, num_heads=4, feedforward_channels=64)
 NORM_KEYS = ['norm.weight', 'norm.bias']
 
 
 def make_vit(**kwargs) -> EVAViT:
-    return EVAViT(arch=ARCH, pretrain_img_size=56, **kwargs)
+    return EVAViT(arch=NARROW_VIT, pretrain_img_size=56, **kwargs)
 
 
 @pytest.fixture(scope='module')
@@ -300,7 +300,7 @@ def test_model_deeper_than_checkpoint(ref_sd, tmp_path):
     torch.save(ref_sd, path)
     model = EVAViT(
         arch={
-            **ARCH, 'num_layers': 3
+            **NARROW_VIT, 'num_layers': 3
         },
         pretrain_img_size=56,
         with_cls_token=True,
@@ -315,7 +315,7 @@ def test_wrong_width_is_an_error(ref_sd, tmp_path):
     torch.save(ref_sd, path)
     model = EVAViT(
         arch={
-            **ARCH, 'embed_dims': 48
+            **NARROW_VIT, 'embed_dims': 48
         },
         pretrain_img_size=56,
         with_cls_token=True,
@@ -330,7 +330,7 @@ def test_wrong_position_grid_is_an_error(ref_sd, tmp_path):
     path = tmp_path / 'eva.pth'
     torch.save(ref_sd, path)
     model = EVAViT(
-        arch=ARCH,
+        arch=NARROW_VIT,
         pretrain_img_size=70,
         with_cls_token=True,
         init_cfg=dict(type='Pretrained', checkpoint=str(path)))

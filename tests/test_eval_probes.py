@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_VIT
 from mmengine.runner import Runner
 from PIL import Image
+from tiny import TINY_VIT
 
 from visft_mm.datasets.fewshot import fewshot_lines, read_labelled_images
 from visft_mm.models import EVAViT, FrozenBackbone

@@ -6,10 +6,9 @@ import pytest
 import torch
 from mmengine.hub import get_config
 from mmengine.registry import init_default_scope
+from tiny import TINY_VIT
 
 from visft_mm.models import EVAViT, FeaturesAsInput
-
-TINY = dict(embed_dims=48, num_layers=2, num_heads=4, feedforward_channels=96)
 
 
 def test_detr_on_shared_features_equals_detr_with_vit_inside():
@@ -18,8 +17,8 @@ def test_detr_on_shared_features_equals_detr_with_vit_inside():
     from mmdet.testing import demo_mm_inputs
     cfg = get_config('mmdet::detr/detr_r50_8xb2-150e_coco.py').model
     cfg.backbone = dict(
-        type='visft_mm.EVAViT', arch=TINY, pretrain_img_size=56)
-    cfg.neck.in_channels = [TINY['embed_dims']]
+        type='visft_mm.EVAViT', arch=TINY_VIT, pretrain_img_size=56)
+    cfg.neck.in_channels = [TINY_VIT['embed_dims']]
     cfg.encoder.num_layers = cfg.decoder.num_layers = 1
     torch.manual_seed(0)
     with_vit = MODELS.build(copy.deepcopy(cfg))
@@ -47,5 +46,6 @@ def test_detr_on_shared_features_equals_detr_with_vit_inside():
 def test_refuses_images():
     with pytest.raises(TypeError, match='shared backbone features'):
         FeaturesAsInput()(torch.zeros(1, 3, 28, 28))
-    feats = EVAViT(arch=TINY, pretrain_img_size=56)(torch.zeros(1, 3, 28, 28))
+    vit = EVAViT(arch=TINY_VIT, pretrain_img_size=56)
+    feats = vit(torch.zeros(1, 3, 28, 28))
     assert FeaturesAsInput()(feats) == feats

@@ -17,11 +17,11 @@ from pathlib import Path
 import ddp_probe  # noqa: F401
 import pytest
 import torch
-from conftest import (IMG, TINY_VIT, demo_caption_dataloader,
-                      demo_det_dataloader, free_port, tiny_caption_cfg,
-                      tiny_detection_cfg)
 from mmengine.config import Config
 from mmengine.runner import Runner
+from tiny import (IMG, TINY_VIT, demo_caption_dataloader, demo_det_dataloader,
+                  free_port, stage2_schedule, tiny_caption_cfg,
+                  tiny_detection_cfg)
 
 from visft_mm.datasets.demo_coco import generate_demo_coco
 
@@ -89,23 +89,7 @@ def accumulation_cfg(root: Path, work_dir: Path, micro_steps: int) -> Config:
                 task_ratios=dict(caption=0.5, detection=0.5)),
             # AdamW with clipping and warmup: the step must see the whole
             # batch's gradient, and the schedule must count optimizer steps
-            optim_wrapper=dict(
-                optimizer=dict(type='AdamW', lr=1e-3, weight_decay=1e-4),
-                clip_grad=dict(max_norm=0.1),
-                accumulative_counts=micro_steps),
-            param_scheduler=[
-                dict(
-                    type='LinearLR',
-                    start_factor=0.5,
-                    by_epoch=False,
-                    begin=0,
-                    end=2),
-                dict(
-                    type='CosineAnnealingLR',
-                    by_epoch=False,
-                    begin=2,
-                    end=STEPS)
-            ],
+            **stage2_schedule(1e-3, STEPS, micro_steps),
             default_hooks=dict(
                 checkpoint=None, logger=dict(type='LoggerHook', interval=1)),
             custom_hooks=[dict(type='RecordTasksAndLoRA')],

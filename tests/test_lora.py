@@ -5,14 +5,14 @@ import copy
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+from tiny import NARROW_VIT
 
 from visft_mm.models import EVAViT, LoRALinear, LoRAModel
 from visft_mm.models.backbones import eva_vit
 from visft_mm.models.peft.lora import fused_lora_delta, parse_slices
 
-C = 32
-TINY_ARCH = dict(
-    embed_dims=C, num_layers=2, num_heads=4, feedforward_channels=64)
+C = NARROW_VIT['embed_dims']
 
 
 def _randomise_lora(module: nn.Module, seed: int = 0) -> None:
@@ -25,7 +25,7 @@ def _randomise_lora(module: nn.Module, seed: int = 0) -> None:
 
 def _tiny_lora_vit(**kwargs) -> LoRAModel:
     torch.manual_seed(0)
-    vit = EVAViT(arch=TINY_ARCH, pretrain_img_size=56)
+    vit = EVAViT(arch=NARROW_VIT, pretrain_img_size=56)
     vit.init_weights()
     model = LoRAModel(vit, rank=4, alpha=2, **kwargs)
     _randomise_lora(model)
@@ -166,8 +166,43 @@ def test_only_lora_trains_and_gets_gradients():
         assert (p.grad is not None) == (name in trainable), name
 
 
+def test_learns_a_low_rank_change_of_q_and_v():
+    """Stage 2's premise: LoRA on q and v, trained on features alone, imitates
+    a teacher whose q and v projections differ from the frozen weights by a
+    rank-2 change."""
+    torch.manual_seed(0)
+    teacher = EVAViT(arch=NARROW_VIT, pretrain_img_size=56)
+    student = LoRAModel(copy.deepcopy(teacher), rank=4, alpha=4)
+    with torch.no_grad():
+        for block in teacher.blocks:
+            for rows in (slice(0, C), slice(2 * C, 3 * C)):
+                change = torch.randn(C, 2) @ torch.randn(2, C)
+                block.attn.qkv.weight[rows] += 0.15**2 * change
+    teacher.eval()
+    held_out = torch.randn(8, 3, 56, 56)
+
+    def held_out_error() -> torch.Tensor:
+        student.eval()
+        with torch.no_grad():
+            return F.mse_loss(student(held_out)[0], teacher(held_out)[0])
+
+    before = held_out_error()
+    optimizer = torch.optim.AdamW(
+        [p for p in student.parameters() if p.requires_grad], lr=1e-2)
+    student.train()
+    for _ in range(50):
+        images = torch.randn(8, 3, 56, 56)
+        with torch.no_grad():
+            target = teacher(images)[0]
+        loss = F.mse_loss(student(images)[0], target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert held_out_error() < 0.25 * before
+
+
 def test_lora_dropout_follows_train_mode_inside_frozen_backbone():
-    vit = EVAViT(arch=TINY_ARCH, pretrain_img_size=56, frozen=True)
+    vit = EVAViT(arch=NARROW_VIT, pretrain_img_size=56, frozen=True)
     model = LoRAModel(vit, rank=2, drop_rate=0.5)
     model.train()
     layer = next(iter(model.lora_layers.values()))
@@ -194,7 +229,7 @@ def test_gradient_checkpointing_gives_same_lora_grads(frozen, dtype,
     for with_cp in (False, True):
         torch.manual_seed(0)
         vit = EVAViT(
-            arch=TINY_ARCH,
+            arch=NARROW_VIT,
             pretrain_img_size=56,
             with_cp=with_cp,
             frozen=frozen)
@@ -212,7 +247,7 @@ def test_gradient_checkpointing_gives_same_lora_grads(frozen, dtype,
             n: p.grad.clone()
             for n, p in model.named_parameters() if p.requires_grad
         })
-    assert len(checkpointed) == TINY_ARCH['num_layers']
+    assert len(checkpointed) == NARROW_VIT['num_layers']
     tolerance = dict(
         atol=1e-5, rtol=1e-4) if dtype == torch.float32 else dict(
             atol=0.05, rtol=0.05)
@@ -223,20 +258,20 @@ def test_gradient_checkpointing_gives_same_lora_grads(frozen, dtype,
 def test_no_target_matches():
     with pytest.raises(ValueError, match='No layer'):
         LoRAModel(
-            EVAViT(arch=TINY_ARCH, pretrain_img_size=56),
+            EVAViT(arch=NARROW_VIT, pretrain_img_size=56),
             targets=[dict(type='nope')])
 
 
 def test_target_must_be_linear():
     with pytest.raises(TypeError, match='nn.Linear'):
         LoRAModel(
-            EVAViT(arch=TINY_ARCH, pretrain_img_size=56),
+            EVAViT(arch=NARROW_VIT, pretrain_img_size=56),
             targets=[dict(type='norm1')])
 
 
 def test_per_target_settings():
     model = LoRAModel(
-        EVAViT(arch=TINY_ARCH, pretrain_img_size=56),
+        EVAViT(arch=NARROW_VIT, pretrain_img_size=56),
         targets=[
             dict(type=r'blocks\.0\.attn\.qkv', rank=2, slices='q'),
             dict(type='fc1', rank=3, alpha=6)

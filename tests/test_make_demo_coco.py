@@ -3,8 +3,6 @@ masks that match the pixels, and captions that match the annotations."""
 import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Dict, List, Set, Tuple
 
@@ -13,12 +11,12 @@ import pycocotools.mask as mask_utils
 import pytest
 from PIL import Image
 from pycocotools.coco import COCO
+from tiny import run_script
 
 from visft_mm.datasets.demo_coco import (COLORS, DEMO_CLASSES, NUMBER_WORDS,
                                          PLURALS, SceneObject,
                                          generate_demo_coco, make_captions)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SMALL = dict(num_train=12, num_val=4, img_size=112, max_objects=3)
 
 
@@ -214,17 +212,10 @@ def test_caption_templates():
 
 
 def test_cli_prints_one_summary_per_split(demo_root, tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    result = subprocess.run([
-        sys.executable,
-        str(REPO_ROOT / 'tools/misc/make_demo_coco.py'),
-        str(tmp_path), '--num-train', '12', '--num-val', '4', '--img-size',
-        '112', '--seed', '0', '--max-objects', '3'
-    ],
-                            capture_output=True,
-                            text=True,
-                            check=True,
-                            env=env)
+    result = run_script('tools/misc/make_demo_coco.py', tmp_path,
+                        '--num-train', '12', '--num-val', '4', '--img-size',
+                        '112', '--seed', '0', '--max-objects', '3')
+    assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == 2
     assert lines[0].startswith('train: 12 images, ')

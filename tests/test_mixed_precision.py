@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn as nn
-from conftest import with_tiny_vit
 from mmdet.datasets import CocoDataset
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
+from tiny import with_tiny_vit
 
 from visft_mm.analysis.synthetic import train_dataloaders
 from visft_mm.datasets.demo_coco import generate_demo_coco

@@ -1,13 +1,12 @@
 """The checkpoint tools (eva2visft.py, merge_lora.py) run as scripts, and the
 LoRA file helpers behind them, on tiny synthetic checkpoints."""
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import loralib
 import pytest
 import torch
+from tiny import NARROW_VIT
+from tiny import run_script as run_tool
 
 from visft_mm.models.backbones import EVAViT
 from visft_mm.models.backbones.eva_layouts import CheckpointError
@@ -16,25 +15,9 @@ from visft_mm.models.peft.lora_files import (LoRAWeights, load_lora,
                                              merge_lora_state_dict, save_lora,
                                              to_official_layout)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 EVA2VISFT = 'tools/model_converters/eva2visft.py'
 MERGE_LORA = 'tools/model_converters/merge_lora.py'
-C, RANK = 32, 4
-ARCH = dict(embed_dims=C, num_layers=2, num_heads=4, feedforward_channels=64)
-
-
-def run_tool(*args):
-    env = {
-        **os.environ, 'PYTHONPATH':
-        os.pathsep.join([str(REPO_ROOT),
-                         os.environ.get('PYTHONPATH', '')])
-    }
-    return subprocess.run([sys.executable, *map(str, args)],
-                          cwd=REPO_ROOT,
-                          env=env,
-                          capture_output=True,
-                          text=True,
-                          timeout=300)
+C, RANK = NARROW_VIT['embed_dims'], 4
 
 
 def assert_single_error(result):
@@ -49,7 +32,7 @@ def assert_single_error(result):
 
 
 def make_vit(**kwargs) -> EVAViT:
-    return EVAViT(arch=ARCH, pretrain_img_size=56, **kwargs)
+    return EVAViT(arch=NARROW_VIT, pretrain_img_size=56, **kwargs)
 
 
 @pytest.fixture(scope='module')

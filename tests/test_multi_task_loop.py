@@ -11,13 +11,12 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn as nn
-from conftest import (TINY_VIT, demo_det_dataloader, free_port,
-                      tiny_detection_cfg, tiny_segmentation_cfg)
 from mmengine.config import Config
 from mmengine.evaluator import BaseMetric
 from mmengine.hooks import Hook
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
+from tiny import free_port, stage2_cfg
 from torch.utils.data import Dataset
 
 from visft_mm.engine import sample_task, task_counts
@@ -66,72 +65,6 @@ class RecordValidations(Hook):
 
     def after_val_epoch(self, runner, metrics=None):
         self.validations.append((runner.iter, dict(metrics)))
-
-
-def stage2_cfg(root,
-               work_dir,
-               max_iters=6,
-               val_interval=1000,
-               extra_hooks=(),
-               micro_steps=1):
-    vit = dict(type='EVAViT', arch=TINY_VIT, pretrain_img_size=112)
-    return Config(
-        dict(
-            default_scope='visft_mm',
-            work_dir=str(work_dir),
-            randomness=dict(seed=0),
-            model=dict(
-                type='ViSFT',
-                freeze_tasks=True,
-                backbone=dict(type='LoRAModel', module=vit, rank=4, alpha=4),
-                tasks=dict(
-                    detection=tiny_detection_cfg(),
-                    segmentation=tiny_segmentation_cfg())),
-            train_dataloader=dict(
-                detection=demo_det_dataloader(root, 'train'),
-                segmentation=demo_det_dataloader(root, 'train', batch_size=1)),
-            train_cfg=dict(
-                type='MultiTaskTrainLoop',
-                max_iters=max_iters,
-                val_interval=val_interval,
-                task_ratios=dict(detection=0.5, segmentation=0.5)),
-            val_dataloader=dict(
-                detection=demo_det_dataloader(root, 'val', train=False),
-                segmentation=demo_det_dataloader(root, 'val', train=False)),
-            val_evaluator=dict(
-                detection=dict(
-                    type='CocoMetric',
-                    metric='bbox',
-                    ann_file=str(root / 'annotations/instances_val.json')),
-                segmentation=dict(
-                    type='CocoMetric',
-                    metric='segm',
-                    ann_file=str(root / 'annotations/instances_val.json'))),
-            val_cfg=dict(type='MultiTaskValLoop'),
-            optim_wrapper=dict(
-                optimizer=dict(type='AdamW', lr=1e-2, weight_decay=1e-4),
-                clip_grad=dict(max_norm=0.1),
-                accumulative_counts=micro_steps),
-            param_scheduler=[
-                dict(
-                    type='LinearLR',
-                    start_factor=0.5,
-                    by_epoch=False,
-                    begin=0,
-                    end=2),
-                dict(
-                    type='CosineAnnealingLR',
-                    by_epoch=False,
-                    begin=2,
-                    end=max_iters)
-            ],
-            default_hooks=dict(
-                checkpoint=dict(
-                    type='CheckpointHook', interval=3, by_epoch=False),
-                logger=dict(type='LoggerHook', interval=1)),
-            custom_hooks=[dict(type='RandomStateHook'), *extra_hooks],
-            log_processor=dict(by_epoch=False),
-            log_level='WARNING'))
 
 
 def lora_weights(runner):

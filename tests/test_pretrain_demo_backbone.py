@@ -1,12 +1,10 @@
 """CLIP-style pretraining of the demo backbone (visft_mm.models.clip_pretrain)
 and its tool, on a tiny generated demo dataset."""
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from tiny import NARROW_VIT, run_script
 
 from visft_mm.datasets.caption_vocab import WordVocabulary
 from visft_mm.datasets.demo_coco import generate_demo_coco
@@ -15,9 +13,7 @@ from visft_mm.models.clip_pretrain import (CaptionedBatches, contrastive_loss,
                                            load_captioned_split, pretrain_clip)
 from visft_mm.utils import save_atomic
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 TOOL = 'tools/misc/pretrain_demo_backbone.py'
-ARCH = dict(embed_dims=32, num_layers=2, num_heads=4, feedforward_channels=64)
 IMG = 56
 RUN = dict(img_size=IMG, iters=10, batch_size=8, lr=3e-3, seed=0)
 
@@ -32,21 +28,11 @@ def data_root(tmp_path_factory) -> str:
 
 @pytest.fixture(scope='module')
 def pretrained(data_root):
-    return pretrain_clip(data_root, ARCH, **RUN)
+    return pretrain_clip(data_root, NARROW_VIT, **RUN)
 
 
 def run_tool(*args):
-    env = {
-        **os.environ, 'PYTHONPATH':
-        os.pathsep.join([str(REPO_ROOT),
-                         os.environ.get('PYTHONPATH', '')])
-    }
-    return subprocess.run([sys.executable, TOOL, *map(str, args)],
-                          cwd=REPO_ROOT,
-                          env=env,
-                          capture_output=True,
-                          text=True,
-                          timeout=300)
+    return run_script(TOOL, *args)
 
 
 def test_loss_falls_on_a_fixed_batch(pretrained):
@@ -66,9 +52,9 @@ def test_saved_backbone_loads_through_init_cfg_with_identical_outputs(
     path = tmp_path / 'backbone.pth'
     save_atomic(backbone.state_dict(), path)
     assert set(torch.load(path)) == set(
-        EVAViT(arch=ARCH, pretrain_img_size=IMG).state_dict())
+        EVAViT(arch=NARROW_VIT, pretrain_img_size=IMG).state_dict())
     loaded = EVAViT(
-        arch=ARCH,
+        arch=NARROW_VIT,
         pretrain_img_size=IMG,
         init_cfg=dict(type='Pretrained', checkpoint=str(path)))
     loaded.init_weights()
@@ -80,7 +66,7 @@ def test_saved_backbone_loads_through_init_cfg_with_identical_outputs(
 
 def test_same_seed_gives_the_same_weights(pretrained, data_root):
     backbone, report = pretrained
-    again, again_report = pretrain_clip(data_root, ARCH, **RUN)
+    again, again_report = pretrain_clip(data_root, NARROW_VIT, **RUN)
     assert again_report.losses == report.losses
     for name, tensor in backbone.state_dict().items():
         assert torch.equal(tensor, again.state_dict()[name]), name
@@ -90,7 +76,8 @@ def test_another_seed_starts_another_run(pretrained, data_root):
     """The seed reaches the run: the same-seed test above would also pass for
     a run that ignored it."""
     _, report = pretrained
-    _, other = pretrain_clip(data_root, ARCH, **{**RUN, 'seed': 1, 'iters': 1})
+    one_step = dict(RUN, seed=1, iters=1)
+    _, other = pretrain_clip(data_root, NARROW_VIT, **one_step)
     assert other.fixed_batch_loss_before != report.fixed_batch_loss_before
     assert other.losses[0] != report.losses[0]
 
@@ -148,7 +135,7 @@ def test_tool_writes_a_loadable_backbone_and_reports(data_root, tmp_path):
     assert 'loss' in result.stdout
     assert 'val image->caption top-1' in result.stdout
     backbone = EVAViT(
-        arch=ARCH,
+        arch=NARROW_VIT,
         pretrain_img_size=IMG,
         init_cfg=dict(type='Pretrained', checkpoint=str(out)))
     backbone.init_weights()

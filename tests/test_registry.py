@@ -5,15 +5,14 @@ import textwrap
 import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
-
-TINY = dict(embed_dims=48, num_layers=2, num_heads=4, feedforward_channels=96)
+from tiny import TINY_VIT
 
 CONFIG = textwrap.dedent(f"""
     _base_ = 'mmdet::detr/detr_r50_8xb2-150e_coco.py'
     model = dict(
-        backbone=dict(_delete_=True, type='visft_mm.EVAViT', arch={TINY!r},
+        backbone=dict(_delete_=True, type='visft_mm.EVAViT', arch={TINY_VIT!r},
                       pretrain_img_size=56, frozen=True),
-        neck=dict(in_channels=[{TINY['embed_dims']}]),
+        neck=dict(in_channels=[{TINY_VIT['embed_dims']}]),
         encoder=dict(num_layers=1),
         decoder=dict(num_layers=1))
 """)
@@ -86,7 +85,10 @@ def test_prefix_resolves_from_mmseg_and_mmpretrain_scopes():
                                                         mmpretrain.registry)):
         with DefaultScope.overwrite_default_scope(scope):
             backbone = registry.MODELS.build(
-                dict(type='visft_mm.EVAViT', arch=TINY, pretrain_img_size=28))
+                dict(
+                    type='visft_mm.EVAViT',
+                    arch=TINY_VIT,
+                    pretrain_img_size=28))
             assert isinstance(backbone, EVAViT)
             assert registry.METRICS.get(
                 'visft_mm.CaptionMetric') is CaptionMetric

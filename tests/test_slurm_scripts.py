@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import free_port
+from tiny import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 # `python` stand-in: each srun task writes its rank and arguments.

@@ -13,6 +13,7 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.hub import get_config
 from mmengine.registry import init_default_scope
+from tiny import TINY_VIT
 
 from visft_mm.datasets.demo_coco import DEMO_CLASSES, generate_demo_coco
 from visft_mm.models import (AnyDeviceFocalLoss,
@@ -39,8 +40,6 @@ MMDET_TYPES = {
 DEFORMABLE_ATTENTION_FRAGMENTS = [
     'visft_dino_demo.py', 'visft_mask2former.py', 'visft_mask2former_demo.py'
 ]
-TINY_VIT = dict(
-    embed_dims=48, num_layers=1, num_heads=4, feedforward_channels=96)
 IMG_SIZE, RESIZED = 96, 80  # resized images are padded to 84 = 6 patches
 
 

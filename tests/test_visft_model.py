@@ -2,12 +2,11 @@
 strict loading of stage-1 task checkpoints."""
 import pytest
 import torch
-from conftest import (TINY_VIT, demo_caption_dataloader, demo_det_dataloader,
-                      tiny_caption_cfg, tiny_detection_cfg,
-                      tiny_segmentation_cfg)
 from mmengine.optim import OptimWrapper
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
+from tiny import (TINY_VIT, demo_caption_dataloader, demo_det_dataloader,
+                  tiny_caption_cfg, tiny_detection_cfg, tiny_segmentation_cfg)
 
 from visft_mm.registry import MODELS
 

@@ -13,8 +13,9 @@
 6. Evaluate again and print both rows side by side, with how far LoRA moved
    the q and v weights.
 
-tools/misc/check_foundation.py is a one-minute check of the pieces underneath
-(converter, Pretrained loading, LoRA, merge tool).
+The pieces underneath (converter, Pretrained loading, LoRA learning a low-rank
+q/v change, merge tool) are tested in tests/test_model_converters.py,
+tests/test_eva_layouts.py and tests/test_lora.py.
 """
 import argparse
 import json
