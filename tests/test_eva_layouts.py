@@ -6,11 +6,10 @@ import pytest
 import torch
 from mmengine.logging import MMLogger
 
+from visft_mm.checkpoints.eva_layouts import (convert_eva_state_dict,
+                                              load_eva_checkpoint)
+from visft_mm.checkpoints.io import CheckpointError, load_model_state_dict
 from visft_mm.models.backbones import EVAViT
-from visft_mm.models.backbones.eva_layouts import (CheckpointError,
-                                                   convert_eva_state_dict,
-                                                   load_checkpoint_file,
-                                                   load_eva_checkpoint)
 from visft_mm.models.peft import LoRAModel
 
 ARCH = dict(embed_dims=32, num_layers=2, num_heads=4, feedforward_channels=64)
@@ -155,7 +154,7 @@ def test_corrupt_file(tmp_path):
     path.write_bytes(b'\x00\x13not a checkpoint' * 20)
     with pytest.raises(
             CheckpointError, match='cannot read the checkpoint') as info:
-        load_checkpoint_file(path)
+        load_model_state_dict(path)
     assert str(path) in str(info.value)
     assert '\n' not in str(info.value)
 
@@ -174,7 +173,7 @@ def test_random_bytes_are_rejected(tmp_path):
 
 def test_missing_file(tmp_path):
     with pytest.raises(CheckpointError, match='not found'):
-        load_checkpoint_file(tmp_path / 'absent.pth')
+        load_model_state_dict(tmp_path / 'absent.pth')
 
 
 @pytest.mark.parametrize('obj, message', [
@@ -189,7 +188,7 @@ def test_not_a_state_dict(tmp_path, obj, message):
     path = tmp_path / 'odd.pth'
     torch.save(obj, path)
     with pytest.raises(CheckpointError, match=message):
-        load_checkpoint_file(path)
+        load_model_state_dict(path)
 
 
 def test_unrecognised_file():

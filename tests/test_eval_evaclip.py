@@ -30,12 +30,12 @@ from open_clip import get_model_config
 from open_clip.model import _build_text_tower
 from PIL import Image
 
+from visft_mm.checkpoints.io import CheckpointError
 from visft_mm.datasets.imagenet_variants import (IMAGENET_SYNSETS,
                                                  imagenet_class_names,
                                                  imagenet_variant_folders)
 from visft_mm.evaluation import RetrievalRecall
 from visft_mm.models import EVACLIP, EVAViT
-from visft_mm.utils.checkpoint import CheckpointError
 
 ROOT = Path(__file__).resolve().parents[1]
 EVAL_CONFIGS = ROOT / 'configs/visft/eval'

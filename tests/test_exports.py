@@ -18,11 +18,11 @@ from timm.models.eva import (Eva, checkpoint_filter_fn,
                              eva02_enormous_patch14_clip_224,
                              eva_giant_patch14_224)
 
+from visft_mm.checkpoints.exports import export_lavis, to_beit_key
+from visft_mm.checkpoints.io import CheckpointError
+from visft_mm.checkpoints.lora_files import load_lora, save_lora
 from visft_mm.models.backbones import EVAViT
-from visft_mm.models.backbones.eva_exports import export_lavis, to_beit_key
-from visft_mm.models.backbones.eva_layouts import CheckpointError
 from visft_mm.models.peft import LoRAModel
-from visft_mm.models.peft.lora_files import load_lora, save_lora
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TOOLS = REPO_ROOT / 'tools' / 'model_converters'
@@ -297,7 +297,8 @@ def test_eva_clip_keeps_clip_norm_pos_embed_and_dtype(tool, tmp_path):
 
 CLIP_MISMATCH_ERRORS = {
     'wider_mlp':
-    'shape mismatches (backbone vs',
+    'shape mismatches 1 (blocks.1.mlp.fc1.weight (64, 32) in the file vs '
+    '(128, 32))',
     'deeper_clip':
     f'the backbone ({DEPTH} blocks) does not fit the visual tower of',
     'open_clip_layout':
@@ -503,10 +504,9 @@ def test_lavis_cls_token_from_overrides_the_backbone():
 def test_backbone_with_unmerged_lora_is_refused(tmp_path):
     """A file holding base weights and LoRA tensors would otherwise export
     (or load) as the base model under a ViSFT name."""
+    from visft_mm.checkpoints.eva_layouts import (load_backbone,
+                                                  load_eva_weights)
     from visft_mm.models import EVAViT, LoRAModel
-    from visft_mm.models.backbones.eva_exports import load_backbone
-    from visft_mm.models.backbones.eva_layouts import load_eva_weights
-    from visft_mm.utils.checkpoint import CheckpointError
     arch = dict(
         embed_dims=32, num_layers=1, num_heads=2, feedforward_channels=64)
     lora_model = LoRAModel(

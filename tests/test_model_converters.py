@@ -9,12 +9,12 @@ import loralib
 import pytest
 import torch
 
-from visft_mm.models.backbones import EVAViT
-from visft_mm.models.backbones.eva_layouts import CheckpointError
-from visft_mm.models.peft import LoRAModel
-from visft_mm.models.peft.lora_files import (LoRAWeights, load_lora,
+from visft_mm.checkpoints.io import CheckpointError
+from visft_mm.checkpoints.lora_files import (LoRAWeights, load_lora,
                                              merge_lora_state_dict, save_lora,
                                              to_official_layout)
+from visft_mm.models.backbones import EVAViT
+from visft_mm.models.peft import LoRAModel
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EVA2VISFT = 'tools/model_converters/eva2visft.py'
@@ -149,6 +149,30 @@ def test_eva2visft_incomplete_checkpoint(base_sd, tmp_path):
     line = assert_single_error(run_tool(EVA2VISFT, src, dst))
     assert 'missing blocks.1.mlp.fc1.bias' in line
     assert not dst.exists()
+
+
+@pytest.mark.parametrize('tool', [EVA2VISFT, MERGE_LORA])
+def test_converters_refuse_a_backbone_with_unmerged_lora(
+        tool, base_sd, tmp_path):
+    """The converters read backbones through the shared loader, so a file
+    holding base weights and LoRA tensors is refused as everywhere else
+    instead of being written out as the base model."""
+    backbone, lora, out = (tmp_path / 'base_and_lora.pth',
+                           tmp_path / 'lora.pth', tmp_path / 'out.pth')
+    lora_model = lora_wrapped(base_sd, alpha=1.)
+    torch.save(
+        {
+            f'backbone.module.{k}': v
+            for k, v in lora_model.module.state_dict().items()
+        }, backbone)
+    save_lora(lora_model, lora)
+    args = [backbone, out] if tool == EVA2VISFT else [backbone, lora, out]
+
+    line = assert_single_error(run_tool(tool, *args))
+
+    assert f'{backbone}: holds 4 LoRA tensors' in line
+    assert 'merge_lora.py' in line
+    assert not out.exists()
 
 
 # ----------------------------------------------------------------- merge_lora

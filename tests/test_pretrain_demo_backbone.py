@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from visft_mm.checkpoints.io import save_atomic
 from visft_mm.datasets.caption_vocab import WordVocabulary
 from visft_mm.datasets.demo_coco import generate_demo_coco
 from visft_mm.models import EVAViT
 from visft_mm.models.clip_pretrain import (CaptionedBatches, contrastive_loss,
                                            load_captioned_split, pretrain_clip)
-from visft_mm.utils import save_atomic
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TOOL = 'tools/misc/pretrain_demo_backbone.py'

@@ -166,9 +166,9 @@ def test_predict_routes_to_the_task(demo_coco):
 
 
 def test_stage2_checkpoint_merges_into_a_plain_backbone(tmp_path):
-    from visft_mm.models import EVAViT
-    from visft_mm.models.peft.lora_files import (load_lora,
+    from visft_mm.checkpoints.lora_files import (load_lora,
                                                  merge_lora_state_dict)
+    from visft_mm.models import EVAViT
     model = build_visft(stage=2)
     with torch.no_grad():
         for name, p in model.backbone.named_parameters():

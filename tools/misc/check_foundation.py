@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 from mmengine.logging import MMLogger
 
+from visft_mm.checkpoints.lora_files import save_lora
 from visft_mm.models import EVAViT, LoRAModel
-from visft_mm.models.peft.lora_files import save_lora
 
 ROOT = Path(__file__).resolve().parents[2]
 ARCH = dict(embed_dims=96, num_layers=4, num_heads=4, feedforward_channels=256)

@@ -10,14 +10,11 @@ Example::
         EVA02_CLIP_E_psz14_plus_s9B.pt eva_e_visual.pth
 """
 import argparse
-import os
 import sys
 
-from visft_mm.models.backbones.eva_layouts import (NORM_DEFAULT_INIT_NOTE,
-                                                   NORM_KEYS, CheckpointError,
-                                                   describe_keys,
-                                                   load_eva_checkpoint)
-from visft_mm.utils import save_atomic
+from visft_mm.checkpoints.eva_layouts import (NORM_DEFAULT_INIT_NOTE,
+                                              load_backbone)
+from visft_mm.checkpoints.io import save_atomic
 from visft_mm.utils.cli import exit_on_bad_input
 
 
@@ -56,13 +53,9 @@ def print_missing_norm_warning(src: str, missing_norm) -> None:
 
 
 def convert(args) -> None:
-    converted = load_eva_checkpoint(args.src)
-    incomplete = [k for k in converted.missing if k not in NORM_KEYS]
-    if incomplete:
-        raise CheckpointError(
-            f'{args.src}: incomplete {converted.layout} checkpoint, '
-            f'missing {describe_keys(incomplete)}')
-    state_dict = dict(converted.state_dict)
+    backbone = load_backbone(args.src)
+    converted = backbone.converted
+    state_dict = dict(backbone.state_dict)
     if 'cls_token' not in state_dict:
         cls_status = 'absent from the source'
     elif args.keep_cls_token:
@@ -71,7 +64,6 @@ def convert(args) -> None:
         del state_dict['cls_token']
         cls_status = 'dropped (--drop-cls-token)'
 
-    os.makedirs(os.path.dirname(os.path.abspath(args.dst)), exist_ok=True)
     save_atomic(state_dict, args.dst)
 
     arch = converted.arch

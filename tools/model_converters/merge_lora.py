@@ -12,17 +12,13 @@ Examples::
     python tools/model_converters/merge_lora.py --export-official lora.pth eva_g_lora_official.pt
 """
 import argparse
-import os
 import sys
 
-from visft_mm.models.backbones.eva_layouts import (NORM_DEFAULT_INIT_NOTE,
-                                                   NORM_KEYS, CheckpointError,
-                                                   describe_keys,
-                                                   load_eva_checkpoint)
-from visft_mm.models.peft.lora_files import (describe_lora, load_lora,
-                                             merge_lora_state_dict,
+from visft_mm.checkpoints.eva_layouts import (NORM_DEFAULT_INIT_NOTE,
+                                              load_backbone)
+from visft_mm.checkpoints.io import save_atomic
+from visft_mm.checkpoints.lora_files import (describe_lora, load_lora,
                                              to_official_layout)
-from visft_mm.utils import save_atomic
 from visft_mm.utils.cli import exit_on_bad_input
 
 
@@ -60,31 +56,20 @@ def parse_args():
     return args
 
 
-def write(obj, path: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    save_atomic(obj, path)
-
-
 def export_official(lora_path: str, out: str) -> None:
     weights = load_lora(lora_path)
-    write(to_official_layout(weights), out)
+    save_atomic(to_official_layout(weights), out)
     print(f'lora:  {describe_lora(weights)}')
     print(f'saved: {out} (official ViSFT layout)')
 
 
 def merge(backbone_path: str, lora_path: str, out: str, alpha) -> None:
-    converted = load_eva_checkpoint(backbone_path)
-    incomplete = [k for k in converted.missing if k not in NORM_KEYS]
-    if incomplete:
-        raise CheckpointError(
-            f'{backbone_path}: incomplete {converted.layout} checkpoint, '
-            f'missing {describe_keys(incomplete)}')
-    weights = load_lora(lora_path, alpha=alpha)
-    merged = merge_lora_state_dict(converted.state_dict, weights)
-    write(merged, out)
+    backbone = load_backbone(backbone_path, lora_path, alpha)
+    converted, merged = backbone.converted, backbone.state_dict
+    save_atomic(merged, out)
     print(f'backbone: {converted.layout} layout, {len(merged)} tensors')
     print(f'dropped:  {", ".join(converted.dropped_groups()) or "nothing"}')
-    print(f'lora:     {describe_lora(weights)}')
+    print(f'lora:     {describe_lora(backbone.lora)}')
     print(f'saved:    {out} (EVAViT state dict with LoRA merged)')
     if converted.missing:
         rule = 'WARNING ' + '=' * 70

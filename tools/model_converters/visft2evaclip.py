@@ -15,13 +15,11 @@ Example::
         --clip-checkpoint EVA02_CLIP_E_psz14_plus_s9B.pt --lora eva_e_lora_5000.pt
 """
 import argparse
-import os
 
-from visft_mm.models.backbones.eva_exports import (export_eva_clip,
-                                                   load_backbone)
-from visft_mm.models.backbones.eva_layouts import load_checkpoint_file
-from visft_mm.models.peft.lora_files import describe_lora
-from visft_mm.utils import save_atomic
+from visft_mm.checkpoints.eva_layouts import load_backbone
+from visft_mm.checkpoints.exports import export_eva_clip
+from visft_mm.checkpoints.io import load_model_state_dict, save_atomic
+from visft_mm.checkpoints.lora_files import describe_lora
 from visft_mm.utils.cli import exit_on_bad_input
 
 
@@ -52,10 +50,9 @@ def parse_args():
 
 def export(args) -> None:
     backbone = load_backbone(args.backbone, args.lora, args.alpha)
-    clip_sd = load_checkpoint_file(args.clip_checkpoint)
+    clip_sd = load_model_state_dict(args.clip_checkpoint)
     result = export_eva_clip(
         backbone.state_dict, clip_sd, source=args.clip_checkpoint)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     save_atomic(result.state_dict, args.out)
     print(f'backbone: {backbone.layout} layout, {backbone.num_layers} blocks')
     print(

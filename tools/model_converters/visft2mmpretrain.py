@@ -21,14 +21,13 @@ Example::
         --lora eva_g_lora_5000.pt
 """
 import argparse
-import os
 
-from visft_mm.models.backbones.eva_exports import (BLIP2_NUM_BLOCKS,
-                                                   export_mmpretrain_beit,
-                                                   load_backbone,
-                                                   load_cls_token)
-from visft_mm.models.peft.lora_files import describe_lora
-from visft_mm.utils import save_atomic
+from visft_mm.checkpoints.eva_layouts import load_backbone
+from visft_mm.checkpoints.exports import (BLIP2_NUM_BLOCKS,
+                                          export_mmpretrain_beit,
+                                          load_cls_token)
+from visft_mm.checkpoints.io import save_atomic
+from visft_mm.checkpoints.lora_files import describe_lora
 from visft_mm.utils.cli import exit_on_bad_input
 
 
@@ -70,7 +69,6 @@ def export(args) -> None:
         args.cls_token_from) if args.cls_token_from else None
     result = export_mmpretrain_beit(backbone.state_dict, args.num_layers,
                                     cls_token)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     save_atomic(result.state_dict, args.out)
     print(f'backbone: {backbone.layout} layout, {backbone.num_layers} blocks')
     print(

@@ -1,7 +1,7 @@
 """Training loops and hooks of ViSFT, and the backbone swap of its evaluations."""
 import mmdet.engine  # noqa: F401  (registers mmdet's loops and hooks for the visft_mm scope)
 
-from visft_mm.utils.checkpoint import allow_mmengine_checkpoints
+from visft_mm.checkpoints.io import allow_mmengine_checkpoints
 from .backbone_checkpoint_hook import (BackboneCheckpointHook,
                                        load_module_weights)
 from .multi_task_loops import (MultiTaskTestLoop, MultiTaskTrainLoop,

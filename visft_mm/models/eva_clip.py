@@ -28,17 +28,14 @@ from open_clip import get_model_config
 from open_clip.model import _build_text_tower
 from open_clip.tokenizer import SimpleTokenizer
 
+from visft_mm.checkpoints.eva_layouts import (eva_clip_model_weights,
+                                              load_backbone)
+from visft_mm.checkpoints.exports import export_eva_clip
+from visft_mm.checkpoints.io import (CheckpointError, load_model_state_dict,
+                                     module_misfit)
 from visft_mm.datasets.imagenet_variants import imagenet_class_names
 from visft_mm.models.backbones import EVAViT
-from visft_mm.models.backbones.eva_exports import export_eva_clip
-from visft_mm.models.backbones.eva_layouts import (DDP_PREFIX,
-                                                   convert_eva_state_dict,
-                                                   load_checkpoint_file,
-                                                   load_eva_checkpoint,
-                                                   refuse_unmerged_lora)
 from visft_mm.registry import MODELS
-from visft_mm.utils.checkpoint import (CheckpointError, describe_keys,
-                                       state_dict_misfit)
 
 # Original EVA-CLIP checkpoints of the open_clip configs, for error messages.
 EVA_CLIP_FILES = {
@@ -49,8 +46,6 @@ EVA_CLIP_URL = 'https://huggingface.co/QuanSun/EVA-CLIP'
 BACKBONE_HOW_TO_GET = (
     'write a base backbone with tools/model_converters/eva2visft.py or a '
     'ViSFT one with tools/model_converters/merge_lora.py')
-HEAD_PREFIX = 'visual.head.'
-TEXT_PREFIX = 'text.'
 # EVA-CLIP's (OpenAI CLIP's) normalisation, of 0..255 RGB pixels.
 CLIP_MEAN = [0.48145466 * 255, 0.4578275 * 255, 0.40821073 * 255]
 CLIP_STD = [0.26862954 * 255, 0.26130258 * 255, 0.27577711 * 255]
@@ -189,13 +184,10 @@ class EVACLIP(BaseModel):
         ``backbone_checkpoint`` if given (both existing files) exactly as
         ``tools/model_converters/visft2evaclip.py`` exports it; every key must
         fit (strict), else :class:`CheckpointError` before anything is loaded."""
-        clip_sd = load_checkpoint_file(clip_checkpoint)
-        if all(k.startswith(DDP_PREFIX) for k in clip_sd):
-            clip_sd = {k[len(DDP_PREFIX):]: v for k, v in clip_sd.items()}
+        clip_sd = load_model_state_dict(clip_checkpoint)
         source = clip_checkpoint
         if backbone_checkpoint:
-            backbone = load_eva_checkpoint(backbone_checkpoint)
-            refuse_unmerged_lora(backbone, backbone_checkpoint)
+            backbone = load_backbone(backbone_checkpoint)
             export = export_eva_clip(
                 backbone.state_dict, clip_sd, source=clip_checkpoint)
             clip_sd = export.state_dict
@@ -205,44 +197,17 @@ class EVACLIP(BaseModel):
                     f'{backbone_checkpoint} ({backbone.layout} layout): {note}',
                     logger='current',
                     level=logging.INFO)
-        weights = self.clip_state_dict(clip_sd, source)
+        weights = eva_clip_model_weights(clip_sd, source)
 
-        problems = state_dict_misfit(self.state_dict(), weights)
-        if problems:
-            raise CheckpointError(
-                f'{source}: the weights do not fit this '
-                f'{type(self).__name__}: {"; ".join(problems)}')
+        misfit = module_misfit(self, weights)
+        if misfit:
+            raise CheckpointError(f'{source}: the weights do not fit this '
+                                  f'{type(self).__name__}: {misfit}')
         self.load_state_dict(weights, strict=True)
         print_log(
             f'{source}: loaded {len(weights)} EVA-CLIP tensors',
             logger='current',
             level=logging.INFO)
-
-    @staticmethod
-    def clip_state_dict(clip_sd: Dict[str, torch.Tensor],
-                        source: str) -> Dict[str, torch.Tensor]:
-        """The tensors of an original EVA-CLIP checkpoint under this model's
-        names (``visual.head.*`` becomes ``visual_proj.*``)."""
-        converted = convert_eva_state_dict(clip_sd, source=source)
-        if converted.layout != 'eva_clip':
-            raise CheckpointError(
-                f'{source}: a {converted.layout} vision-tower checkpoint, not a '
-                'full EVA-CLIP one (visual.*, text.*, logit_scale); pass it '
-                'as backbone_checkpoint')
-        weights = {f'visual.{k}': v for k, v in converted.state_dict.items()}
-        unknown = []
-        for key, value in clip_sd.items():
-            if key.startswith(HEAD_PREFIX):
-                weights['visual_proj.' + key[len(HEAD_PREFIX):]] = value
-            elif key.startswith(TEXT_PREFIX) or key == 'logit_scale':
-                weights[key] = value
-            elif not key.startswith('visual.'):
-                unknown.append(key)
-        if unknown:
-            raise CheckpointError(
-                f'{source}: {len(unknown)} keys are neither visual.*, text.* '
-                f'nor logit_scale: {describe_keys(unknown)}')
-        return weights
 
     # ---------------------------------------------------------------- forward
     def forward(self,

@@ -1,30 +1,36 @@
-"""LoRA weight files: visft_mm's own format and the official ViSFT layout.
+"""LoRA weight files: visft_mm's own format, the official ViSFT layout, and
+the LoRA of visft_mm stage-2 run checkpoints.
 
 Ours stores rank, alpha and slices next to the tensors::
 
     {'meta': {'format': 'visft_mm.lora', 'version': 1,
-              'layers': {'blocks.0.attn.qkv': {'rank': 64, 'alpha': 1.0,
-                                               'slices': [True, False, True]}}},
-     'state_dict': {'blocks.0.attn.qkv.lora_A': ..., 'blocks.0.attn.qkv.lora_B': ...}}
+              'layers': {'blocks.0.attn.qkv': {
+                  'rank': 64, 'alpha': 1.0, 'slices': [True, False, True]}}},
+     'state_dict': {'blocks.0.attn.qkv.lora_A': ...,
+                    'blocks.0.attn.qkv.lora_B': ...}}
 
 The official files (``scripts/postprocess/extract_lora_weights.py``) are a flat
 dict ``visual.blocks.{i}.attn.qkv.lora_{A,B}`` of loralib ``MergedLinear``
 tensors on q and v: rank comes from the shapes and alpha is always 1.
+
+The tensor layout is loralib's ``MergedLinear``: for a fused projection of
+``S`` slices of width ``d``, with ``n`` of them adapted at rank ``r``,
+
+    lora_A: (n*r, in_features)      lora_B: (n*d, r)
+    ΔW[slice_j] = lora_B[j*d:(j+1)*d] @ lora_A[j*r:(j+1)*r] * alpha / r
+
+where ``j`` counts the adapted slices in order. :class:`LoRALinear` computes
+its update with :func:`fused_lora_delta`, as merging a file does.
 """
 import os
 import re
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 
-from visft_mm.models.backbones.eva_layouts import DDP_PREFIX
-from visft_mm.utils import save_atomic
-from visft_mm.utils.checkpoint import (CheckpointError,
-                                       allow_mmengine_checkpoints,
-                                       describe_keys, read_torch_file,
-                                       unwrap_state_dict)
-from .lora import LoRAModel, fused_lora_delta, is_lora_key, parse_slices
+from .io import (CheckpointError, describe_keys, read_torch_file, save_atomic,
+                 state_dict_misfit, unwrap_state_dict)
 
 LORA_FORMAT = 'visft_mm.lora'
 LORA_VERSION = 1
@@ -35,6 +41,58 @@ OFFICIAL_EXPORT_PREFIX = 'visual.'
 OFFICIAL_ALPHA = 1.
 QV_SLICES = (True, False, True)
 QKV_LAYER = re.compile(r'(.+\.)?qkv')
+QKV_SLICE_NAMES = 'qkv'
+LORA_TENSORS = ('lora_A', 'lora_B')
+
+
+def is_lora_key(name: str) -> bool:
+    """Whether a parameter name is a LoRA tensor (``...lora_A`` or
+    ``...lora_B``)."""
+    return name.rsplit('.', 1)[-1] in LORA_TENSORS
+
+
+def parse_slices(
+        slices: Union[None, str,
+                      Sequence[bool]]) -> Optional[Tuple[bool, ...]]:
+    """``'qv'`` → (True, False, True); a bool sequence passes through; None
+    means the whole output is one adapted slice."""
+    if slices is None:
+        return None
+    if isinstance(slices, str):
+        unknown = set(slices) - set(QKV_SLICE_NAMES)
+        if unknown or not slices:
+            raise ValueError(
+                f"slices must be letters of 'qkv', got {slices!r}")
+        return tuple(name in slices for name in QKV_SLICE_NAMES)
+    mask = tuple(bool(s) for s in slices)
+    if not any(mask):
+        raise ValueError('slices adapts nothing')
+    return mask
+
+
+def fused_lora_delta(lora_A: torch.Tensor, lora_B: torch.Tensor,
+                     slices: Optional[Sequence[bool]],
+                     scaling: float) -> torch.Tensor:
+    """The full (out_features, in_features) weight update of a fused LoRA,
+    zero on slices that are not adapted. Computed in float32."""
+    mask = tuple(slices) if slices is not None else (True, )
+    n = sum(mask)
+    rank = lora_A.shape[0] // n
+    width = lora_B.shape[0] // n
+    if lora_A.shape[0] != n * rank or lora_B.shape != (n * width, rank):
+        raise ValueError(
+            f'LoRA shapes A{tuple(lora_A.shape)} B{tuple(lora_B.shape)} do '
+            f'not fit {n} adapted slices')
+    A, B = lora_A.float(), lora_B.float()
+    delta = A.new_zeros(len(mask) * width, A.shape[1])
+    j = 0
+    for s, enabled in enumerate(mask):
+        if enabled:
+            delta[s * width:(s + 1) *
+                  width] = (B[j * width:(j + 1) * width]
+                            @ A[j * rank:(j + 1) * rank]) * scaling
+            j += 1
+    return delta
 
 
 @dataclass
@@ -47,8 +105,9 @@ class LoRAWeights:
     layout: str = 'visft_mm'
 
 
-def save_lora(lora_model: LoRAModel, path) -> None:
-    """Write the LoRA tensors and settings of ``lora_model`` in our format."""
+def save_lora(lora_model, path) -> None:
+    """Write the LoRA tensors and settings of ``lora_model`` (a
+    :class:`LoRAModel`) in our format."""
     layers = {
         name:
         dict(
@@ -77,8 +136,8 @@ def _check_layer(name: str, layer: dict, sd: Dict[str, torch.Tensor],
     A, B = sd[f'{name}.lora_A'], sd[f'{name}.lora_B']
     n = sum(layer['slices']) if layer['slices'] is not None else 1
     rank = layer['rank']
-    if A.dim() != 2 or B.dim() != 2 or A.shape[0] != n * rank or B.shape[1] != rank \
-            or B.shape[0] % n:
+    if A.dim() != 2 or B.dim() != 2 or A.shape[0] != n * rank \
+            or B.shape[1] != rank or B.shape[0] % n:
         raise CheckpointError(
             f'{source}: LoRA layer {name} has A{tuple(A.shape)} and '
             f'B{tuple(B.shape)}, which do not fit rank {rank} on {n} slices')
@@ -99,13 +158,12 @@ def _load_ours(obj: dict, source: str, alpha: Optional[float]) -> LoRAWeights:
             slices=parse_slices(cfg['slices']))
         for name, cfg in meta['layers'].items()
     }
-    expected = {f'{name}.{p}' for name in layers for p in ('lora_A', 'lora_B')}
-    if set(sd) != expected:
-        missing, extra = sorted(expected - set(sd)), sorted(set(sd) - expected)
+    misfit = state_dict_misfit(
+        dict.fromkeys(f'{name}.{p}' for name in layers for p in LORA_TENSORS),
+        sd)
+    if misfit:
         raise CheckpointError(
-            f'{source}: tensors do not match the layers in its meta '
-            f'(missing: {describe_keys(missing) or "none"}; '
-            f'extra: {describe_keys(extra) or "none"})')
+            f'{source}: tensors do not match the layers in its meta: {misfit}')
     if alpha is not None:
         stored = {cfg['alpha'] for cfg in layers.values()}
         if stored != {float(alpha)}:
@@ -121,8 +179,6 @@ def _load_ours(obj: dict, source: str, alpha: Optional[float]) -> LoRAWeights:
 def _load_official(sd: Dict[str,
                             torch.Tensor], source: str, alpha: Optional[float],
                    slices: Sequence[bool]) -> LoRAWeights:
-    if all(k.startswith(DDP_PREFIX) for k in sd):
-        sd = {k[len(DDP_PREFIX):]: v for k, v in sd.items()}
     not_lora = [k for k in sd if not is_lora_key(k)]
     if not_lora:
         raise CheckpointError(
@@ -175,7 +231,6 @@ def load_lora(path,
             of each fused layer (default q and v).
     """
     source = os.fspath(path)
-    allow_mmengine_checkpoints()
     obj = read_torch_file(path)
     if isinstance(obj, dict) and isinstance(obj.get('meta'), dict) \
             and obj['meta'].get('format') == LORA_FORMAT:
@@ -186,7 +241,9 @@ def load_lora(path,
         for k, v in sd.items()
         if k.startswith(RUN_CHECKPOINT_PREFIX) and is_lora_key(k)
     }
-    if run_lora:  # a stage-2 checkpoint: heads + LoRA, rank from shapes like the official files
+    # A stage-2 checkpoint: heads + LoRA, rank from the shapes as in the
+    # official files.
+    if run_lora:
         weights = _load_official(
             {
                 f'visual.{k}': v
@@ -198,13 +255,13 @@ def load_lora(path,
 
 
 def describe_lora(weights: LoRAWeights) -> str:
-    """One line for a tool's report: ``official layout, 40 layers, rank 64, alpha 1``."""
+    """One line for a tool's report: ``official layout, 40 layers, rank 64,
+    alpha 1``."""
     ranks = sorted({layer['rank'] for layer in weights.layers.values()})
     alphas = sorted({layer['alpha'] for layer in weights.layers.values()})
-    return (
-        f'{weights.layout} layout, {len(weights.layers)} layers, '
-        f'rank {"/".join(map(str, ranks))}, alpha {"/".join(f"{a:g}" for a in alphas)}'
-    )
+    return (f'{weights.layout} layout, {len(weights.layers)} layers, '
+            f'rank {"/".join(map(str, ranks))}, '
+            f'alpha {"/".join(f"{a:g}" for a in alphas)}')
 
 
 def to_official_layout(weights: LoRAWeights) -> Dict[str, torch.Tensor]:
@@ -222,8 +279,9 @@ def to_official_layout(weights: LoRAWeights) -> Dict[str, torch.Tensor]:
     ]
     if unfit:
         raise ValueError(
-            'the official ViSFT LoRA layout only holds qkv layers with LoRA on q '
-            f'and v and alpha 1, which does not fit {describe_keys(unfit, 3)}')
+            'the official ViSFT LoRA layout only holds qkv layers with LoRA '
+            f'on q and v and alpha 1, which does not fit '
+            f'{describe_keys(unfit, 3)}')
     return {
         f'{OFFICIAL_EXPORT_PREFIX}{key}': tensor
         for key, tensor in weights.state_dict.items()
@@ -252,7 +310,7 @@ def merge_lora_state_dict(backbone_sd: Dict[str, torch.Tensor],
         weight = merged[key]
         if delta.shape != weight.shape:
             raise ValueError(
-                f'LoRA layer {name} gives a {tuple(delta.shape)} update for the '
-                f'{tuple(weight.shape)} weight {key}')
+                f'LoRA layer {name} gives a {tuple(delta.shape)} update for '
+                f'the {tuple(weight.shape)} weight {key}')
         merged[key] = (weight.float() + delta).to(weight.dtype)
     return merged

@@ -1,4 +1,4 @@
-"""Recognise EVA vision-tower checkpoints and convert them to :class:`EVAViT` keys.
+"""Recognise EVA vision-tower checkpoints and convert them to EVAViT keys.
 
 Every key of a file is accounted for (kept, dropped with a reason, or an
 error), so a wrong or partial checkpoint never loads silently, as it does with
@@ -6,7 +6,8 @@ the official ``load_state_dict(strict=False)``. Layouts, by their keys:
 
 * ``lavis``: LAVIS ``eva_vit_g.pth``, bare keys with ``cls_token`` (``norm.*``
   may be absent);
-* ``visft_visual``: the official ViSFT visual file, bare keys, no ``cls_token``;
+* ``visft_visual``: the official ViSFT visual file, bare keys, no
+  ``cls_token``;
 * ``eva_clip``: a full EVA-CLIP checkpoint (``visual.*``, ``text.*``,
   ``logit_scale``); the text tower and the CLIP projection ``visual.head`` go;
 * ``visft_mm``: a visft_mm / mmengine model checkpoint (``backbone.*``, or
@@ -16,25 +17,25 @@ the official ``load_state_dict(strict=False)``. Layouts, by their keys:
   (``visft_heads.backbone.0.*``).
 
 A DDP ``module.`` prefix on every key, and ``{'state_dict' | 'model' |
-'module': ...}`` containers, are unwrapped first.
+'module': ...}`` containers, are unwrapped first (:mod:`.io`).
+:func:`eva_clip_model_weights` maps a full EVA-CLIP checkpoint onto the keys
+of :class:`EVACLIP`.
 """
 import logging
 import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
 from mmengine.logging import print_log
 
-from visft_mm.models.peft.lora import is_lora_key
-from visft_mm.utils.checkpoint import (CheckpointError, describe_keys,
-                                       read_torch_file, state_dict_misfit,
-                                       unwrap_state_dict)
-
-DDP_PREFIX = 'module.'
+from .io import (CheckpointError, describe_keys, load_model_state_dict,
+                 state_dict_misfit)
+from .lora_files import (LoRAWeights, is_lora_key, load_lora,
+                         merge_lora_state_dict)
 
 # Prefixes under which a model checkpoint holds the vision tower.
 TOWER_PREFIXES = {
@@ -64,9 +65,17 @@ BLOCK_PARAMS = (
 )
 BLOCK_KEY = re.compile(r'blocks\.(\d+)\.(.+)')
 CLIP_HEAD_PREFIX = 'head.'
+# Width of EVA02-CLIP-E's vision tower (EVA-ViT-E), whose blocks are post-norm.
+EVA_E_WIDTH = 1792
+# A full EVA-CLIP checkpoint: its vision tower, the tower's projection head,
+# the text tower and the logit scale.
+EVA_CLIP_VISUAL_PREFIX = 'visual.'
+EVA_CLIP_TEXT_PREFIX = 'text.'
+EVA_CLIP_LOGIT_SCALE = 'logit_scale'
 
-# EVA variants whose parameters EVAViT has no place for (EVA-02 B/L, EVA-02-CLIP
-# B/L, BEiT-style towers), recognised by a key of the vision tower.
+# EVA variants whose parameters EVAViT has no place for (EVA-02 B/L,
+# EVA-02-CLIP B/L, BEiT-style towers), recognised by a key of the vision
+# tower.
 UNSUPPORTED_FEATURES = (
     (re.compile(r'(^|\.)rope\.'), 'rotary position embedding (rope.*)'),
     (re.compile(r'\.(mlp|ffn)\.w\d+\.'), 'SwiGLU MLP (mlp.w12 / mlp.w3)'),
@@ -92,7 +101,8 @@ class ConvertedCheckpoint:
         kept: Source keys that made it into ``state_dict``.
         dropped: Source keys left out (text tower, CLIP head, LoRA, ...).
         missing: EVAViT keys the source lacks, e.g. ``norm.*`` of LAVIS files.
-        arch: Inferred ``embed_dims``, ``num_layers``, ``feedforward_channels``.
+        arch: Inferred ``embed_dims``, ``num_layers``,
+            ``feedforward_channels``.
         prefix: Prefix of the vision tower's keys in the source.
     """
     state_dict: Dict[str, torch.Tensor]
@@ -133,11 +143,6 @@ def refuse_unmerged_lora(converted: 'ConvertedCheckpoint',
             'tools/model_converters/merge_lora.py')
 
 
-def load_checkpoint_file(path) -> Dict[str, torch.Tensor]:
-    """The state dict stored in ``path`` (containers unwrapped)."""
-    return unwrap_state_dict(read_torch_file(path), os.fspath(path))
-
-
 def _find_tower(sd: Dict[str, torch.Tensor], source: str):
     """Prefix of the vision tower's keys and the layout it implies."""
     if PATCH_EMBED_WEIGHT in sd:
@@ -160,11 +165,14 @@ def _check_supported(names: Sequence[str], source: str) -> None:
                 f'(e.g. {hits[0]}), which EVAViT cannot represent')
 
 
-def _is_eva_vit_key(name: str) -> bool:
-    if name in ('cls_token', *EMBED_KEYS, *NORM_KEYS):
-        return True
-    match = BLOCK_KEY.fullmatch(name)
-    return bool(match) and match.group(2) in BLOCK_PARAMS
+def eva_vit_keys(num_layers: int) -> List[str]:
+    """The state-dict keys of an EVAViT with ``num_layers`` blocks, a cls
+    token and a final norm."""
+    return [
+        'cls_token', *EMBED_KEYS, *(f'blocks.{i}.{p}'
+                                    for i in range(num_layers)
+                                    for p in BLOCK_PARAMS), *NORM_KEYS
+    ]
 
 
 def convert_eva_state_dict(sd: Dict[str, torch.Tensor],
@@ -172,58 +180,53 @@ def convert_eva_state_dict(sd: Dict[str, torch.Tensor],
     """Convert a state dict in any supported layout to EVAViT's keys.
 
     Args:
-        sd: The source state dict (containers already unwrapped).
+        sd: The source state dict (containers and DDP prefix already
+            unwrapped).
         source: How error messages name the source, e.g. its path.
 
     Raises:
         CheckpointError: unrecognised file, unsupported EVA variant, keys of
             the vision tower EVAViT has no place for, or no blocks at all.
     """
-    if sd and all(k.startswith(DDP_PREFIX) for k in sd):
-        sd = {k[len(DDP_PREFIX):]: v for k, v in sd.items()}
     prefix, layout = _find_tower(sd, source)
     _check_supported([k[len(prefix):] for k in sd if k.startswith(prefix)],
                      source)
 
-    state_dict, kept, dropped, unknown = {}, [], [], []
+    tower, dropped = {}, []
     for key in sd:
         name = key[len(prefix):]
         if not key.startswith(prefix) or is_lora_key(name) or name.startswith(
                 CLIP_HEAD_PREFIX):
             dropped.append(key)
-        elif _is_eva_vit_key(name):
-            state_dict[name] = sd[key]
-            kept.append(key)
         else:
-            unknown.append(key)
-    if unknown:
+            tower[name] = sd[key]
+    block_ids = {
+        int(match.group(1))
+        for match in map(BLOCK_KEY.fullmatch, tower)
+        if match and match.group(2) in BLOCK_PARAMS
+    }
+    num_layers = max(block_ids) + 1 if block_ids else 0
+    misfit = state_dict_misfit(
+        dict.fromkeys(eva_vit_keys(num_layers)), tower, may_miss=['cls_token'])
+    if misfit.unexpected:
+        unknown = [prefix + name for name in misfit.unexpected]
         raise CheckpointError(
             f'{source}: {len(unknown)} keys of the {layout} vision tower '
             f'have no place in EVAViT: {describe_keys(unknown)}')
-
-    block_ids = {
-        int(match.group(1))
-        for match in map(BLOCK_KEY.fullmatch, state_dict) if match
-    }
-    if not block_ids:
+    if not num_layers:
         raise CheckpointError(
             f'{source}: the {layout} checkpoint has no transformer blocks')
-    num_layers = max(block_ids) + 1
-    expected = [
-        *EMBED_KEYS, *(f'blocks.{i}.{p}' for i in range(num_layers)
-                       for p in BLOCK_PARAMS), *NORM_KEYS
-    ]
-    fc1 = state_dict.get('blocks.0.mlp.fc1.weight')
+    fc1 = tower.get('blocks.0.mlp.fc1.weight')
     arch = dict(
-        embed_dims=state_dict[PATCH_EMBED_WEIGHT].shape[0],
+        embed_dims=tower[PATCH_EMBED_WEIGHT].shape[0],
         num_layers=num_layers,
         feedforward_channels=fc1.shape[0] if fc1 is not None else None)
     return ConvertedCheckpoint(
-        state_dict=state_dict,
+        state_dict=tower,
         layout=layout,
-        kept=kept,
+        kept=[prefix + name for name in tower],
         dropped=dropped,
-        missing=[k for k in expected if k not in state_dict],
+        missing=misfit.missing,
         arch=arch,
         prefix=prefix)
 
@@ -231,7 +234,100 @@ def convert_eva_state_dict(sd: Dict[str, torch.Tensor],
 def load_eva_checkpoint(path) -> ConvertedCheckpoint:
     """Read ``path`` and convert it (:func:`convert_eva_state_dict`)."""
     return convert_eva_state_dict(
-        load_checkpoint_file(path), source=os.fspath(path))
+        load_model_state_dict(path), source=os.fspath(path))
+
+
+@dataclass
+class Backbone:
+    """An EVA backbone read for use, and where it came from.
+
+    Attributes:
+        state_dict: EVAViT keys, LoRA merged when one was given.
+        converted: What the file held and how it was read.
+        lora: The merged LoRA weights, if any.
+    """
+    state_dict: Dict[str, torch.Tensor]
+    converted: ConvertedCheckpoint
+    lora: Optional[LoRAWeights] = None
+
+    @property
+    def layout(self) -> str:
+        return self.converted.layout
+
+    @property
+    def num_layers(self) -> int:
+        return self.converted.arch['num_layers']
+
+
+def load_backbone(path,
+                  lora_path=None,
+                  alpha: Optional[float] = None) -> Backbone:
+    """Read an EVA backbone in any supported layout for a tool to convert or
+    export, merging the LoRA file at ``lora_path`` (any layout
+    :func:`load_lora` reads) into it.
+
+    Raises:
+        CheckpointError: unreadable or incomplete backbone (only ``norm.*``
+            may be missing), a backbone holding unmerged LoRA tensors, or a
+            LoRA file that does not fit it.
+    """
+    converted = load_eva_checkpoint(path)
+    refuse_unmerged_lora(converted, os.fspath(path))
+    incomplete = [k for k in converted.missing if k not in NORM_KEYS]
+    if incomplete:
+        raise CheckpointError(
+            f'{os.fspath(path)}: incomplete {converted.layout} checkpoint, '
+            f'missing {describe_keys(incomplete)}')
+    state_dict, lora = converted.state_dict, None
+    if lora_path is not None:
+        lora = load_lora(lora_path, alpha=alpha)
+        try:
+            state_dict = merge_lora_state_dict(state_dict, lora)
+        except (KeyError, ValueError) as e:
+            message = e.args[0] if e.args else str(e)
+            raise CheckpointError(
+                f'{message} ({os.fspath(lora_path)} does not fit '
+                f'{os.fspath(path)})') from e
+    return Backbone(state_dict=state_dict, converted=converted, lora=lora)
+
+
+def eva_clip_model_weights(clip_sd: Dict[str, torch.Tensor],
+                           source: str) -> Dict[str, torch.Tensor]:
+    """The tensors of an original EVA-CLIP checkpoint under the names of
+    :class:`EVACLIP`: the vision tower's EVAViT keys under ``visual.``, its
+    projection ``visual.head.*`` as ``visual_proj.*``, ``text.*`` and
+    ``logit_scale`` as they are.
+
+    Raises:
+        CheckpointError: not a full EVA-CLIP checkpoint, unmerged LoRA
+            tensors, or keys that belong to none of its parts.
+    """
+    converted = convert_eva_state_dict(clip_sd, source=source)
+    if converted.layout != 'eva_clip':
+        raise CheckpointError(
+            f'{source}: a {converted.layout} vision-tower checkpoint, not a '
+            'full EVA-CLIP one (visual.*, text.*, logit_scale); pass it '
+            'as backbone_checkpoint')
+    refuse_unmerged_lora(converted, source)
+    head_prefix = EVA_CLIP_VISUAL_PREFIX + CLIP_HEAD_PREFIX
+    weights = {
+        EVA_CLIP_VISUAL_PREFIX + k: v
+        for k, v in converted.state_dict.items()
+    }
+    unknown = []
+    for key, value in clip_sd.items():
+        if key.startswith(head_prefix):
+            weights['visual_proj.' + key[len(head_prefix):]] = value
+        elif key.startswith(EVA_CLIP_TEXT_PREFIX) or \
+                key == EVA_CLIP_LOGIT_SCALE:
+            weights[key] = value
+        elif not key.startswith(EVA_CLIP_VISUAL_PREFIX):
+            unknown.append(key)
+    if unknown:
+        raise CheckpointError(
+            f'{source}: {len(unknown)} keys are neither visual.*, text.* '
+            f'nor logit_scale: {describe_keys(unknown)}')
+    return weights
 
 
 def load_eva_weights(model: nn.Module, path) -> ConvertedCheckpoint:
@@ -265,21 +361,22 @@ def load_eva_weights(model: nn.Module, path) -> ConvertedCheckpoint:
             logger='current',
             level=logging.INFO)
 
-    problems = state_dict_misfit(own, weights, may_miss=NORM_KEYS)
-    if problems:
+    misfit = state_dict_misfit(own, weights, may_miss=NORM_KEYS)
+    if misfit:
         raise CheckpointError(
             f'{path}: the {converted.layout} checkpoint does not fit '
-            f'{type(model).__name__}: {"; ".join(problems)}')
+            f'{type(model).__name__}: {misfit}')
     missing_norm = [k for k in NORM_KEYS if k in own and k not in weights]
     if missing_norm:
         print_log(
-            f'{path}: the checkpoint has no final LayerNorm ({", ".join(missing_norm)}); '
-            f'{NORM_DEFAULT_INIT_NOTE}',
+            f'{path}: the checkpoint has no final LayerNorm '
+            f'({", ".join(missing_norm)}); {NORM_DEFAULT_INIT_NOTE}',
             logger='current',
             level=logging.WARNING)
     model.load_state_dict(weights, strict=False)
     print_log(
-        f'{path}: loaded {len(weights)} tensors of the {converted.layout} layout',
+        f'{path}: loaded {len(weights)} tensors of the {converted.layout} '
+        'layout',
         logger='current',
         level=logging.INFO)
     return converted
