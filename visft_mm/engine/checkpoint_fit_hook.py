@@ -1,0 +1,38 @@
+"""Refuse a checkpoint the Runner would load into a model it does not fit.
+
+mmengine's ``Runner.load_checkpoint`` loads non-strictly: a key the model has
+no place for (a block it does not have, another task's head) is only logged
+and the run goes on. This hook sees the checkpoint before it is loaded and
+raises :class:`CheckpointError` naming every surplus or misshapen key.
+Missing keys stay a warning of mmengine's: some models take part of their
+weights from elsewhere (BLIP-2's OPT from its Hugging Face folder, a frozen
+backbone from its ``init_cfg``).
+"""
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+
+from visft_mm.checkpoints.io import (CheckpointError, Misfit, module_misfit,
+                                     strip_ddp_prefix)
+from visft_mm.registry import HOOKS
+
+
+@HOOKS.register_module()
+class CheckpointFitHook(Hook):
+    """Before the Runner loads ``load_from`` (or resumes), check that every
+    key of the checkpoint fits the model; ``tools/test.py`` registers it."""
+
+    priority = 'VERY_HIGH'  # before other hooks read the checkpoint
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+        # What mmengine loads: the 'state_dict' entry (or the whole file),
+        # without a DDP 'module.' prefix.
+        state_dict = strip_ddp_prefix(checkpoint.get('state_dict', checkpoint))
+        misfit = module_misfit(model, state_dict)
+        surplus = Misfit(
+            unexpected=misfit.unexpected, mismatched=misfit.mismatched)
+        if surplus:
+            raise CheckpointError(
+                f'{runner.cfg.get("load_from")} does not fit the '
+                f'{type(model).__name__} under test: {surplus}')
