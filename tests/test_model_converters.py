@@ -4,17 +4,22 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import loralib
 import pytest
 import torch
+from conftest import TINY_VIT, tiny_detection_cfg
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
 
-from visft_mm.checkpoints.io import CheckpointError
+from visft_mm.checkpoints.io import CheckpointError, load_model_state_dict
 from visft_mm.checkpoints.lora_files import (LoRAWeights, load_lora,
                                              merge_lora_state_dict, save_lora,
                                              to_official_layout)
 from visft_mm.models.backbones import EVAViT
 from visft_mm.models.peft import LoRAModel
+from visft_mm.registry import HOOKS, MODELS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EVA2VISFT = 'tools/model_converters/eva2visft.py'
@@ -254,6 +259,66 @@ def test_merge_official_layout_with_alpha(base_sd, tmp_path):
     merged = torch.load(out, weights_only=True)['blocks.0.attn.qkv.weight']
     W = base_sd['blocks.0.attn.qkv.weight']
     torch.testing.assert_close(merged[:C], W[:C] + B[:C] @ A[:RANK] * 8 / RANK)
+
+
+def test_stage2_run_merges_at_its_own_alpha(tmp_path):
+    """A stage-2 run checkpoint stores its LoRA settings (the shipped
+    runtime's hooks write them as the Runner saves), so merge_lora.py merges
+    it at the run's alpha 2 without --alpha; an alpha that contradicts the
+    stored one is refused."""
+    init_default_scope('visft_mm')
+    torch.manual_seed(0)
+    model = MODELS.build(
+        dict(
+            type='ViSFT',
+            backbone=dict(
+                type='LoRAModel',
+                module=dict(
+                    type='EVAViT', arch=TINY_VIT, pretrain_img_size=112),
+                rank=RANK,
+                alpha=2),
+            tasks=dict(detection=tiny_detection_cfg()),
+            freeze_tasks=True))
+    model.init_weights()
+    lora_model = model.backbone
+    with torch.no_grad():
+        for layer in lora_model.lora_layers.values():
+            layer.lora_B.normal_(std=0.1)
+    # What Runner.save_checkpoint writes, hooks included.
+    checkpoint = {'meta': {'iter': 1}, 'state_dict': model.state_dict()}
+    runtime = Config.fromfile(
+        str(REPO_ROOT / 'configs/_base_/default_runtime.py'))
+    for hook in runtime.custom_hooks:
+        HOOKS.build(hook).before_save_checkpoint(
+            SimpleNamespace(model=model), checkpoint)
+    backbone, run_checkpoint = tmp_path / 'eva.pth', tmp_path / 'iter_1.pth'
+    torch.save(checkpoint, run_checkpoint)
+    base = {
+        k: v.clone()
+        for k, v in lora_model.module.state_dict().items() if 'lora_' not in k
+    }
+    torch.save(base, backbone)
+    lora_model.merge()
+    expected = {k: lora_model.module.state_dict()[k] for k in base}
+
+    result = run_tool(MERGE_LORA, backbone, run_checkpoint,
+                      tmp_path / 'merged.pth')
+
+    assert result.returncode == 0, result.stderr
+    assert 'visft_mm_run layout, 2 layers, rank 4, alpha 2' in result.stdout
+    merged = load_model_state_dict(tmp_path / 'merged.pth')
+    assert sorted(merged) == sorted(expected)
+    for key, value in expected.items():
+        torch.testing.assert_close(merged[key], value, msg=key)
+    assert not torch.equal(merged['blocks.0.attn.qkv.weight'],
+                           base['blocks.0.attn.qkv.weight'])
+    with pytest.raises(
+            ValueError,
+            match=r'alpha 1.0 was requested but the file stores alpha '
+            r'\[2.0\]'):
+        load_lora(run_checkpoint, alpha=1)
+    assert load_lora(
+        run_checkpoint, alpha=2).layers == load_lora(run_checkpoint).layers
 
 
 def test_export_official_round_trip(base_sd, tmp_path):

@@ -1,10 +1,13 @@
 """Merge a LoRA file into an EVA backbone, or export a LoRA file in the
 official ViSFT layout.
 
-The backbone may be in any layout ``eva2visft.py`` accepts; the LoRA file in
-visft_mm's format or the official one (``eva_{g,e}_lora_*.pt``: rank from the
-shapes, alpha 1 unless ``--alpha`` says otherwise). The output is a plain
-EVAViT state dict with ``W + alpha / rank * B @ A`` on the adapted slices.
+The backbone may be in any layout ``eva2visft.py`` accepts. The LoRA file may
+be visft_mm's format or a stage-2 run checkpoint, which store rank, alpha and
+slices (``--alpha`` may only repeat the stored alpha), or the official layout
+(``eva_{g,e}_lora_*.pt``: rank from the shapes, q and v, alpha 1 unless
+``--alpha`` says otherwise; run checkpoints saved without their LoRA settings
+read the same way). The output is an EVAViT state dict with
+``W + alpha / rank * B @ A`` on the adapted slices.
 
 Examples::
 
@@ -39,8 +42,8 @@ def parse_args():
         '--alpha',
         type=float,
         default=None,
-        help='LoRA alpha of an official-layout file (default 1); scaling is '
-        'alpha / rank')
+        help='LoRA alpha of a file that does not store it (official layout; '
+        'default 1); scaling is alpha / rank')
     parser.add_argument(
         '--export-official',
         action='store_true',

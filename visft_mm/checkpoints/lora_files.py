@@ -13,6 +13,11 @@ The official files (``scripts/postprocess/extract_lora_weights.py``) are a flat
 dict ``visual.blocks.{i}.attn.qkv.lora_{A,B}`` of loralib ``MergedLinear``
 tensors on q and v: rank comes from the shapes and alpha is always 1.
 
+A stage-2 run checkpoint holds the LoRA tensors under ``backbone.module.``;
+:class:`LoRAMetaHook` stores each layer's settings, keyed by the layer's name
+in the checkpoint, in ``meta['lora']`` (older checkpoints, without it, read
+like the official files).
+
 The tensor layout is loralib's ``MergedLinear``: for a fused projection of
 ``S`` slices of width ``d``, with ``n`` of them adapted at rank ``r``,
 
@@ -37,6 +42,8 @@ LORA_VERSION = 1
 OFFICIAL_PREFIXES = ('visual.', 'visft_heads.backbone.0.')
 # LoRA of a visft_mm stage-2 run checkpoint (ViSFT model, LoRAModel backbone).
 RUN_CHECKPOINT_PREFIX = 'backbone.module.'
+# Where a run checkpoint's meta holds the settings of its LoRA layers.
+RUN_META_KEY = 'lora'
 OFFICIAL_EXPORT_PREFIX = 'visual.'
 OFFICIAL_ALPHA = 1.
 QV_SLICES = (True, False, True)
@@ -105,17 +112,23 @@ class LoRAWeights:
     layout: str = 'visft_mm'
 
 
-def save_lora(lora_model, path) -> None:
-    """Write the LoRA tensors and settings of ``lora_model`` (a
-    :class:`LoRAModel`) in our format."""
-    layers = {
-        name:
+def lora_layers_meta(lora_model, prefix: str = '') -> Dict[str, dict]:
+    """Rank, alpha and slices of each layer of ``lora_model`` (a
+    :class:`LoRAModel`) as files store them, keyed ``prefix + layer name``."""
+    return {
+        prefix + name:
         dict(
             rank=cfg['rank'],
             alpha=float(cfg['alpha']),
             slices=list(cfg['slices']) if cfg['slices'] is not None else None)
         for name, cfg in lora_model.lora_config().items()
     }
+
+
+def save_lora(lora_model, path) -> None:
+    """Write the LoRA tensors and settings of ``lora_model`` (a
+    :class:`LoRAModel`) in our format."""
+    layers = lora_layers_meta(lora_model)
     state_dict = {k: v.cpu() for k, v in lora_model.lora_state_dict().items()}
     save_atomic(
         {
@@ -143,20 +156,18 @@ def _check_layer(name: str, layer: dict, sd: Dict[str, torch.Tensor],
             f'B{tuple(B.shape)}, which do not fit rank {rank} on {n} slices')
 
 
-def _load_ours(obj: dict, source: str, alpha: Optional[float]) -> LoRAWeights:
-    meta = obj['meta']
-    if meta.get('version') != LORA_VERSION:
-        raise CheckpointError(
-            f'{source}: unsupported {LORA_FORMAT} version '
-            f'{meta.get("version")!r} (this code reads {LORA_VERSION})')
-    sd = unwrap_state_dict(obj.get('state_dict'), source)
+def _stored_layers(meta_layers: Dict[str, dict], sd: Dict[str, torch.Tensor],
+                   source: str, alpha: Optional[float],
+                   slices: Optional[Sequence[bool]]) -> Dict[str, dict]:
+    """The layer settings a file stores, checked against its tensors and
+    against the ``alpha`` and ``slices`` asked for (None: the stored)."""
     layers = {
         name:
         dict(
             rank=int(cfg['rank']),
             alpha=float(cfg['alpha']),
             slices=parse_slices(cfg['slices']))
-        for name, cfg in meta['layers'].items()
+        for name, cfg in meta_layers.items()
     }
     misfit = state_dict_misfit(
         dict.fromkeys(f'{name}.{p}' for name in layers for p in LORA_TENSORS),
@@ -164,15 +175,29 @@ def _load_ours(obj: dict, source: str, alpha: Optional[float]) -> LoRAWeights:
     if misfit:
         raise CheckpointError(
             f'{source}: tensors do not match the layers in its meta: {misfit}')
-    if alpha is not None:
-        stored = {cfg['alpha'] for cfg in layers.values()}
-        if stored != {float(alpha)}:
+    for setting, requested in (('alpha',
+                                None if alpha is None else float(alpha)),
+                               ('slices', slices)):
+        stored = {layer[setting] for layer in layers.values()}
+        if requested is not None and stored != {requested}:
             raise ValueError(
-                f'{source}: alpha {alpha} was requested but the file stores '
-                f'alpha {sorted(stored)}; leave alpha unset for visft_mm files'
-            )
+                f'{source}: {setting} {requested} was requested but the file '
+                f'stores {setting} {sorted(stored, key=str)}; leave {setting} '
+                'unset for files that store it')
     for name, layer in layers.items():
         _check_layer(name, layer, sd, source)
+    return layers
+
+
+def _load_ours(obj: dict, source: str, alpha: Optional[float],
+               slices: Optional[Sequence[bool]]) -> LoRAWeights:
+    meta = obj['meta']
+    if meta.get('version') != LORA_VERSION:
+        raise CheckpointError(
+            f'{source}: unsupported {LORA_FORMAT} version '
+            f'{meta.get("version")!r} (this code reads {LORA_VERSION})')
+    sd = unwrap_state_dict(obj.get('state_dict'), source)
+    layers = _stored_layers(meta['layers'], sd, source, alpha, slices)
     return LoRAWeights(state_dict=sd, layers=layers, layout='visft_mm')
 
 
@@ -218,40 +243,49 @@ def _load_official(sd: Dict[str,
 
 def load_lora(path,
               alpha: Optional[float] = None,
-              slices: Union[str, Sequence[bool]] = 'qv') -> LoRAWeights:
+              slices: Union[None, str, Sequence[bool]] = None) -> LoRAWeights:
     """Read LoRA weights: our file format, the official ViSFT layout, or a
     visft_mm stage-2 run checkpoint (its ``backbone.module.*.lora_A/B``).
 
     Args:
         path: The file.
-        alpha: For official files and run checkpoints, the LoRA alpha
-            (default 1, what ViSFT uses); a visft_mm LoRA file stores its
-            own and only accepts the same value here.
-        slices: For official files and run checkpoints, the adapted slices
-            of each fused layer (default q and v).
+        alpha: The LoRA alpha of files that do not store it (official files,
+            run checkpoints saved without ``meta['lora']``): default 1, what
+            ViSFT uses. A file that stores its alpha refuses another value.
+        slices: The adapted slices of each fused layer, likewise: default q
+            and v for files that do not store them.
     """
     source = os.fspath(path)
     obj = read_torch_file(path)
-    if isinstance(obj, dict) and isinstance(obj.get('meta'), dict) \
-            and obj['meta'].get('format') == LORA_FORMAT:
-        return _load_ours(obj, source, alpha)
+    meta = obj.get('meta') if isinstance(obj, dict) else None
+    meta = meta if isinstance(meta, dict) else {}
+    slices = parse_slices(slices)
+    if meta.get('format') == LORA_FORMAT:
+        return _load_ours(obj, source, alpha, slices)
     sd = unwrap_state_dict(obj, source)
     run_lora = {
         k[len(RUN_CHECKPOINT_PREFIX):]: v
         for k, v in sd.items()
         if k.startswith(RUN_CHECKPOINT_PREFIX) and is_lora_key(k)
     }
-    # A stage-2 checkpoint: heads + LoRA, rank from the shapes as in the
-    # official files.
-    if run_lora:
-        weights = _load_official(
-            {
-                f'visual.{k}': v
-                for k, v in run_lora.items()
-            }, source, alpha, parse_slices(slices))
-        weights.layout = 'visft_mm_run'
-        return weights
-    return _load_official(sd, source, alpha, parse_slices(slices))
+    if not run_lora:
+        return _load_official(sd, source, alpha, slices or QV_SLICES)
+    stored = {
+        name[len(RUN_CHECKPOINT_PREFIX):]: layer
+        for name, layer in meta.get(RUN_META_KEY, {}).items()
+        if name.startswith(RUN_CHECKPOINT_PREFIX)
+    }
+    if stored:
+        layers = _stored_layers(stored, run_lora, source, alpha, slices)
+        return LoRAWeights(run_lora, layers, layout='visft_mm_run')
+    # A run checkpoint saved without its LoRA settings: rank from the
+    # shapes, as in the official files.
+    weights = _load_official({
+        f'visual.{k}': v
+        for k, v in run_lora.items()
+    }, source, alpha, slices or QV_SLICES)
+    weights.layout = 'visft_mm_run'
+    return weights
 
 
 def describe_lora(weights: LoRAWeights) -> str:
