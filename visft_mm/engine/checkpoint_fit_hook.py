@@ -3,10 +3,11 @@
 mmengine's ``Runner.load_checkpoint`` loads non-strictly: a key the model has
 no place for (a block it does not have, another task's head) is only logged
 and the run goes on. This hook sees the checkpoint before it is loaded and
-raises :class:`CheckpointError` naming every surplus or misshapen key.
-Missing keys stay a warning of mmengine's: some models take part of their
+raises :class:`CheckpointError` naming every surplus key. Missing keys and
+other shapes stay warnings of mmengine's: some models take part of their
 weights from elsewhere (BLIP-2's OPT from its Hugging Face folder, a frozen
-backbone from its ``init_cfg``).
+backbone from its ``init_cfg``) or resize a tensor while loading (BEiTViT's
+position table).
 """
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
@@ -19,7 +20,8 @@ from visft_mm.registry import HOOKS
 @HOOKS.register_module()
 class CheckpointFitHook(Hook):
     """Before the Runner loads ``load_from`` (or resumes), check that every
-    key of the checkpoint fits the model; ``tools/test.py`` registers it."""
+    key of the checkpoint has a place in the model; ``tools/test.py``
+    registers it."""
 
     priority = 'VERY_HIGH'  # before other hooks read the checkpoint
 
@@ -29,9 +31,8 @@ class CheckpointFitHook(Hook):
         # What mmengine loads: the 'state_dict' entry (or the whole file),
         # without a DDP 'module.' prefix.
         state_dict = strip_ddp_prefix(checkpoint.get('state_dict', checkpoint))
-        misfit = module_misfit(model, state_dict)
         surplus = Misfit(
-            unexpected=misfit.unexpected, mismatched=misfit.mismatched)
+            unexpected=module_misfit(model, state_dict).unexpected)
         if surplus:
             raise CheckpointError(
                 f'{runner.cfg.get("load_from")} does not fit the '
