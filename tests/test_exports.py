@@ -492,6 +492,45 @@ def test_blip2_targets_refuse_post_norm_eva_e():
         export_lavis(eva_e_shaped)
 
 
+def test_recorded_post_norm_is_read_back(tool, tmp_path):
+    """eva2visft.py and merge_lora.py record post_norm; a post-norm tower the
+    width does not reveal (32 wide, not EVA-ViT-E's 1792) is then refused by
+    the pre-norm BLIP-2 targets and by a pre-norm EVAViT."""
+    src, converted = tmp_path / 'clip.pt', tmp_path / 'eva_e.pth'
+    lora_path, merged = tmp_path / 'lora.pth', tmp_path / 'eva_e_visft.pth'
+    torch.save(random_eva_clip_checkpoint('EVA02-E-14-plus'), src)
+    write_lora(lora_path, 'visft_mm', post_norm=True)
+
+    code, stdout, err = tool('eva2visft.py', src, converted, '--post-norm')
+    assert code == 0, err
+    assert 'post_norm: True (--post-norm)' in stdout
+    code, _, err = tool('merge_lora.py', converted, lora_path, merged)
+    assert code == 0, err
+
+    for backbone in (converted, merged):
+        for script in ('visft2lavis.py', 'visft2mmpretrain.py'):
+            code, _, err = tool(script, backbone, tmp_path / 'out.pth')
+            assert 'the backbone file records post-norm blocks' in \
+                assert_single_error(code, err)
+    assert not (tmp_path / 'out.pth').exists()
+    for backbone in (converted, merged):
+        pre_norm = EVAViT(
+            arch=arch(post_norm=False),
+            pretrain_img_size=IMG,
+            with_cls_token=True,
+            init_cfg=dict(type='Pretrained', checkpoint=str(backbone)))
+        with pytest.raises(
+                CheckpointError,
+                match='records post-norm blocks, the model has pre-norm'):
+            pre_norm.init_weights()
+        EVAViT(
+            arch=arch(post_norm=True),
+            pretrain_img_size=IMG,
+            with_cls_token=True,
+            init_cfg=dict(type='Pretrained',
+                          checkpoint=str(backbone))).init_weights()
+
+
 def test_lavis_cls_token_from_overrides_the_backbone():
     backbone = visual_tower(random_eva_clip_checkpoint('EVA01-g-14'))
     other = torch.ones(1, 1, C)

@@ -113,7 +113,14 @@ def test_eva2visft_eva_clip(base_sd, tmp_path):
     assert 'visual.head.* (2 tensors), text.* (2 tensors), logit_scale' in result.stdout
     assert 'cls_token: kept' in result.stdout
     assert 'WARNING' not in result.stderr
-    out = torch.load(dst, weights_only=True)
+    assert torch.load(
+        dst, weights_only=True)['meta'] == dict(
+            arch=dict(
+                embed_dims=C,
+                num_layers=2,
+                feedforward_channels=64,
+                post_norm=False))
+    out = load_model_state_dict(dst)
     assert sorted(out) == sorted([*base_sd, 'cls_token'])
     assert all(torch.equal(out[k], v) for k, v in base_sd.items())
 
@@ -129,7 +136,7 @@ def test_eva2visft_lavis_without_norm_drop_cls(base_sd, tmp_path):
     assert 'layout:    lavis' in result.stdout
     assert 'cls_token: dropped' in result.stdout
     assert 'the model will use the default LayerNorm init: weight 1, bias 0' in result.stderr
-    assert sorted(torch.load(dst, weights_only=True)) == sorted(lavis)
+    assert sorted(load_model_state_dict(dst)) == sorted(lavis)
 
 
 def test_eva2visft_corrupt_input(tmp_path):
@@ -217,7 +224,7 @@ def test_merge_official_layout(base_sd, tmp_path):
 
     assert result.returncode == 0, result.stderr
     assert 'official layout, 2 layers, rank 4, alpha 1' in result.stdout
-    merged = torch.load(out, weights_only=True)
+    merged = load_model_state_dict(out)
     assert sorted(merged) == sorted(base_sd)
     for i in range(2):
         key = f'blocks.{i}.attn.qkv.weight'
@@ -256,7 +263,7 @@ def test_merge_official_layout_with_alpha(base_sd, tmp_path):
                     '8').returncode == 0
     A, B = official['visual.blocks.0.attn.qkv.lora_A'], official[
         'visual.blocks.0.attn.qkv.lora_B']
-    merged = torch.load(out, weights_only=True)['blocks.0.attn.qkv.weight']
+    merged = load_model_state_dict(out)['blocks.0.attn.qkv.weight']
     W = base_sd['blocks.0.attn.qkv.weight']
     torch.testing.assert_close(merged[:C], W[:C] + B[:C] @ A[:RANK] * 8 / RANK)
 
@@ -335,7 +342,7 @@ def test_export_official_round_trip(base_sd, tmp_path):
                                       for i in range(2) for p in 'AB')
 
     assert run_tool(MERGE_LORA, backbone, official, out).returncode == 0
-    from_official = torch.load(out, weights_only=True)
+    from_official = load_model_state_dict(out)
     from_ours = merge_lora_state_dict(base_sd, load_lora(ours))
     assert sorted(from_official) == sorted(from_ours)
     assert all(torch.equal(from_ours[k], from_official[k]) for k in from_ours)

@@ -6,8 +6,10 @@ be visft_mm's format or a stage-2 run checkpoint, which store rank, alpha and
 slices (``--alpha`` may only repeat the stored alpha), or the official layout
 (``eva_{g,e}_lora_*.pt``: rank from the shapes, q and v, alpha 1 unless
 ``--alpha`` says otherwise; run checkpoints saved without their LoRA settings
-read the same way). The output is an EVAViT state dict with
-``W + alpha / rank * B @ A`` on the adapted slices.
+read the same way). The output holds an EVAViT state dict with
+``W + alpha / rank * B @ A`` on the adapted slices, and the backbone's arch
+(``post_norm`` in: as the backbone file records it, else inferred from the
+width) in its meta.
 
 Examples::
 
@@ -17,8 +19,9 @@ Examples::
 import argparse
 import sys
 
-from visft_mm.checkpoints.eva_layouts import (NORM_DEFAULT_INIT_NOTE,
-                                              load_backbone)
+from visft_mm.checkpoints.eva_layouts import (load_backbone,
+                                              missing_norm_warning,
+                                              save_backbone)
 from visft_mm.checkpoints.io import save_atomic
 from visft_mm.checkpoints.lora_files import (describe_lora, load_lora,
                                              to_official_layout)
@@ -69,19 +72,15 @@ def export_official(lora_path: str, out: str) -> None:
 def merge(backbone_path: str, lora_path: str, out: str, alpha) -> None:
     backbone = load_backbone(backbone_path, lora_path, alpha)
     converted, merged = backbone.converted, backbone.state_dict
-    save_atomic(merged, out)
+    save_backbone(merged, converted.arch_record(), out)
     print(f'backbone: {converted.layout} layout, {len(merged)} tensors')
     print(f'dropped:  {", ".join(converted.dropped_groups()) or "nothing"}')
     print(f'lora:     {describe_lora(backbone.lora)}')
-    print(f'saved:    {out} (EVAViT state dict with LoRA merged)')
+    print(f'saved:    {out} (EVAViT state dict with LoRA merged, its arch '
+          'in the meta)')
     if converted.missing:
-        rule = 'WARNING ' + '=' * 70
         print(
-            '\n'.join([
-                rule, f'WARNING: {backbone_path} has no final LayerNorm '
-                f'({", ".join(converted.missing)});',
-                f'WARNING: {NORM_DEFAULT_INIT_NOTE}.', rule
-            ]),
+            missing_norm_warning(backbone_path, converted.missing),
             file=sys.stderr)
 
 

@@ -69,7 +69,7 @@ def export(args) -> None:
     cls_token = load_cls_token(
         args.cls_token_from) if args.cls_token_from else None
     result = export_lavis(backbone.state_dict, args.num_blocks, cls_token,
-                          args.img_size)
+                          args.img_size, backbone.post_norm)
     save_atomic(result.state_dict, args.out)
     print(f'backbone: {backbone.layout} layout, {backbone.num_layers} blocks')
     print(

@@ -68,7 +68,7 @@ def export(args) -> None:
     cls_token = load_cls_token(
         args.cls_token_from) if args.cls_token_from else None
     result = export_mmpretrain_beit(backbone.state_dict, args.num_layers,
-                                    cls_token)
+                                    cls_token, backbone.post_norm)
     save_atomic(result.state_dict, args.out)
     print(f'backbone: {backbone.layout} layout, {backbone.num_layers} blocks')
     print(

@@ -18,6 +18,12 @@ the official ``load_state_dict(strict=False)``. Layouts, by their keys:
 
 A DDP ``module.`` prefix on every key, and ``{'state_dict' | 'model' |
 'module': ...}`` containers, are unwrapped first (:mod:`.io`).
+
+Whether the blocks are post-norm (EVA-ViT-E) cannot be read from the keys or
+shapes. The files ``eva2visft.py`` and ``merge_lora.py`` write record it,
+with the rest of the arch, as ``{'meta': {'arch': {...}}, 'state_dict':
+...}``, and it is read back from there; for other files it is inferred from
+the width (EVA-ViT-E's 1792).
 :func:`eva_clip_model_weights` maps a full EVA-CLIP checkpoint onto the keys
 of :class:`EVACLIP`.
 """
@@ -32,7 +38,7 @@ import torch
 import torch.nn as nn
 from mmengine.logging import print_log
 
-from .io import (CheckpointError, describe_keys, load_model_state_dict,
+from .io import (CheckpointError, describe_keys, read_checkpoint, save_atomic,
                  state_dict_misfit)
 from .lora_files import (LoRAWeights, is_lora_key, load_lora,
                          merge_lora_state_dict)
@@ -67,6 +73,8 @@ BLOCK_KEY = re.compile(r'blocks\.(\d+)\.(.+)')
 CLIP_HEAD_PREFIX = 'head.'
 # Width of EVA02-CLIP-E's vision tower (EVA-ViT-E), whose blocks are post-norm.
 EVA_E_WIDTH = 1792
+# Where files written by the converters record the arch of their backbone.
+ARCH_META_KEY = 'arch'
 # A full EVA-CLIP checkpoint: its vision tower, the tower's projection head,
 # the text tower and the logit scale.
 EVA_CLIP_VISUAL_PREFIX = 'visual.'
@@ -91,6 +99,16 @@ NORM_DEFAULT_INIT_NOTE = (
     '(as the official ViSFT code does)')
 
 
+def missing_norm_warning(source: str, missing: Sequence[str]) -> str:
+    """The block of WARNING lines a tool prints for a file without the final
+    LayerNorm."""
+    rule = 'WARNING ' + '=' * 70
+    return '\n'.join([
+        rule, f'WARNING: {source} has no final LayerNorm '
+        f'({", ".join(missing)});', f'WARNING: {NORM_DEFAULT_INIT_NOTE}.', rule
+    ])
+
+
 @dataclass
 class ConvertedCheckpoint:
     """An EVAViT state dict and what the conversion did to the source keys.
@@ -104,6 +122,8 @@ class ConvertedCheckpoint:
         arch: Inferred ``embed_dims``, ``num_layers``,
             ``feedforward_channels``.
         prefix: Prefix of the vision tower's keys in the source.
+        post_norm: Whether the blocks are post-norm, as the file records
+            it; None if it does not.
     """
     state_dict: Dict[str, torch.Tensor]
     layout: str
@@ -112,6 +132,15 @@ class ConvertedCheckpoint:
     missing: List[str] = field(default_factory=list)
     arch: Dict[str, int] = field(default_factory=dict)
     prefix: str = ''
+    post_norm: Optional[bool] = None
+
+    def arch_record(self) -> dict:
+        """The arch for the meta of a converted file, ``post_norm`` in (as
+        recorded, else inferred from the width)."""
+        post_norm = self.post_norm
+        if post_norm is None:
+            post_norm = infer_post_norm(self.state_dict)
+        return dict(self.arch, post_norm=post_norm)
 
     def dropped_groups(self) -> List[str]:
         """Dropped keys grouped for a report: ``['text.* (N tensors)',
@@ -163,6 +192,12 @@ def _check_supported(names: Sequence[str], source: str) -> None:
             raise CheckpointError(
                 f'{source}: unsupported EVA variant with {feature} '
                 f'(e.g. {hits[0]}), which EVAViT cannot represent')
+
+
+def infer_post_norm(state_dict: Dict[str, torch.Tensor]) -> bool:
+    """Whether EVAViT keys ``state_dict`` are of post-norm blocks, as far as
+    the width tells (only EVA-ViT-E's are)."""
+    return state_dict[PATCH_EMBED_WEIGHT].shape[0] == EVA_E_WIDTH
 
 
 def eva_vit_keys(num_layers: int) -> List[str]:
@@ -232,9 +267,39 @@ def convert_eva_state_dict(sd: Dict[str, torch.Tensor],
 
 
 def load_eva_checkpoint(path) -> ConvertedCheckpoint:
-    """Read ``path`` and convert it (:func:`convert_eva_state_dict`)."""
-    return convert_eva_state_dict(
-        load_model_state_dict(path), source=os.fspath(path))
+    """Read ``path`` and convert it (:func:`convert_eva_state_dict`), with
+    ``post_norm`` as the file records it, if it does."""
+    checkpoint = read_checkpoint(path)
+    converted = convert_eva_state_dict(
+        checkpoint.state_dict, source=os.fspath(path))
+    recorded = checkpoint.meta.get(ARCH_META_KEY, {})
+    if 'post_norm' in recorded:
+        converted.post_norm = bool(recorded['post_norm'])
+    return converted
+
+
+def save_backbone(state_dict: Dict[str, torch.Tensor], arch: dict,
+                  path) -> None:
+    """Write an EVAViT state dict with its ``arch`` (``post_norm`` in) in
+    the meta, which :func:`load_eva_checkpoint` reads back."""
+    save_atomic({
+        'meta': {
+            ARCH_META_KEY: dict(arch)
+        },
+        'state_dict': state_dict
+    }, path)
+
+
+def check_post_norm(converted: ConvertedCheckpoint, post_norm: bool,
+                    source: str) -> None:
+    """Raise if the file records blocks of the other kind than a model whose
+    blocks are post-norm iff ``post_norm``: the keys and shapes would fit and
+    the features differ."""
+    if converted.post_norm is not None and converted.post_norm != post_norm:
+        kinds = {True: 'post-norm', False: 'pre-norm'}
+        raise CheckpointError(
+            f'{source}: records {kinds[converted.post_norm]} blocks, the '
+            f'model has {kinds[post_norm]} ones (post_norm in its arch)')
 
 
 @dataclass
@@ -257,6 +322,11 @@ class Backbone:
     @property
     def num_layers(self) -> int:
         return self.converted.arch['num_layers']
+
+    @property
+    def post_norm(self) -> Optional[bool]:
+        """As the file records it; None if it does not."""
+        return self.converted.post_norm
 
 
 def load_backbone(path,
@@ -337,12 +407,15 @@ def load_eva_weights(model: nn.Module, path) -> ConvertedCheckpoint:
     Unused ``cls_token`` / ``norm.*`` (model built without them) are skipped
     with an INFO line; missing ``norm.*`` is a WARNING (the final LayerNorm
     keeps weight 1, bias 0). Any other missing or unexpected key, a shape
-    mismatch or unmerged LoRA tensors in the file raise
-    :class:`CheckpointError` before anything is loaded.
+    mismatch, unmerged LoRA tensors in the file or a recorded ``post_norm``
+    other than the model's raise :class:`CheckpointError` before anything is
+    loaded.
     """
     path = os.fspath(path)
     converted = load_eva_checkpoint(path)
     refuse_unmerged_lora(converted, path)
+    check_post_norm(converted,
+                    bool(model.arch_settings.get('post_norm', False)), path)
     weights = dict(converted.state_dict)
     own = {k: v for k, v in model.state_dict().items() if not is_lora_key(k)}
 

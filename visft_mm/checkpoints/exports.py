@@ -21,11 +21,12 @@ Targets:
   ``ffn.layers.0.0/ffn.layers.1``, ``patch_embed.proj`` →
   ``patch_embed.projection``.
 
-LAVIS's and BEiTViT's blocks are pre-norm, so EVA-ViT-E (post-norm, recognised
-by its width) is refused for them. All functions take and return plain state
-dicts; :class:`CheckpointError` says why an input does not fit. The position
-table is resized with mmpretrain's ``resize_pos_embed`` (bicubic, cls entry
-kept), as LAVIS resizes it.
+LAVIS's and BEiTViT's blocks are pre-norm, so a post-norm backbone (as its
+file records, else EVA-ViT-E recognised by its width) is refused for them.
+All functions take and return plain state dicts; :class:`CheckpointError`
+says why an input does not fit. The position table is resized with
+mmpretrain's ``resize_pos_embed`` (bicubic, cls entry kept), as LAVIS resizes
+it.
 """
 import math
 import os
@@ -35,8 +36,9 @@ from typing import Dict, List, Optional
 import torch
 from mmpretrain.models.utils import resize_pos_embed
 
-from .eva_layouts import (BLOCK_KEY, CLIP_HEAD_PREFIX, EMBED_KEYS, EVA_E_WIDTH,
-                          NORM_KEYS, PATCH_EMBED_WEIGHT, load_eva_checkpoint)
+from .eva_layouts import (BLOCK_KEY, CLIP_HEAD_PREFIX, EMBED_KEYS, NORM_KEYS,
+                          PATCH_EMBED_WEIGHT, infer_post_norm,
+                          load_eva_checkpoint)
 from .io import CheckpointError, state_dict_misfit
 
 StateDict = Dict[str, torch.Tensor]
@@ -156,21 +158,28 @@ def export_eva_clip(backbone: StateDict,
 
 
 # ------------------------------------------------------------ BLIP-2 targets
-def _check_pre_norm(backbone: StateDict, target: str) -> None:
-    width = backbone[PATCH_EMBED_WEIGHT].shape[0]
-    if width == EVA_E_WIDTH:
+def _check_pre_norm(backbone: StateDict, post_norm: Optional[bool],
+                    target: str) -> None:
+    """Refuse post-norm blocks (as ``post_norm`` says, or if None, as far as
+    the width tells) for a target whose blocks are pre-norm."""
+    if post_norm is None:
+        post_norm = infer_post_norm(backbone)
+        kind = (f'a {backbone[PATCH_EMBED_WEIGHT].shape[0]}-wide backbone is '
+                'EVA-ViT-E, whose blocks are post-norm')
+    else:
+        kind = 'the backbone file records post-norm blocks'
+    if post_norm:
         raise CheckpointError(
-            f'a {width}-wide backbone is EVA-ViT-E, whose blocks are '
-            f'post-norm; {target} blocks are pre-norm and would compute '
-            'other features')
+            f'{kind}; {target} blocks are pre-norm and would compute other '
+            'features')
 
 
 def _truncated_with_cls(backbone: StateDict, num_blocks: int,
-                        cls_token: Optional[torch.Tensor],
-                        target: str) -> Export:
+                        cls_token: Optional[torch.Tensor], target: str,
+                        post_norm: Optional[bool]) -> Export:
     """Blocks ``0..num_blocks-1`` with the embeddings and a cls token, no
     final norm: the vision tower BLIP-2 runs, in EVAViT's key names."""
-    _check_pre_norm(backbone, target)
+    _check_pre_norm(backbone, post_norm, target)
     depth = _num_blocks(backbone)
     if not 0 < num_blocks <= depth:
         raise CheckpointError(
@@ -215,7 +224,8 @@ def _truncated_with_cls(backbone: StateDict, num_blocks: int,
 def export_lavis(backbone: StateDict,
                  num_blocks: int = BLIP2_NUM_BLOCKS,
                  cls_token: Optional[torch.Tensor] = None,
-                 img_size: Optional[int] = None) -> Export:
+                 img_size: Optional[int] = None,
+                 post_norm: Optional[bool] = None) -> Export:
     """``visual_encoder.*`` keys of a LAVIS BLIP-2 model: blocks
     ``0..num_blocks-1``, no final norm, the cls token (``cls_token`` if
     given, else the backbone's).
@@ -224,12 +234,13 @@ def export_lavis(backbone: StateDict,
     ``eva_vit_g.pth``; a checkpoint loaded afterwards must already fit. With
     ``img_size`` (e.g. 364 for BLIP-2's captioning and VQA models) the table is
     resized here, the way LAVIS does (bicubic, no antialias, cls entry kept).
+    ``post_norm`` is what the backbone file records (None: not recorded).
 
     Raises:
-        CheckpointError: no cls token, too few blocks, or EVA-ViT-E.
+        CheckpointError: no cls token, too few blocks, or post-norm blocks.
     """
     export = _truncated_with_cls(backbone, num_blocks, cls_token,
-                                 'LAVIS BLIP-2')
+                                 'LAVIS BLIP-2', post_norm)
     state_dict, notes = export.state_dict, export.notes
     if img_size is not None:
         patch_size = state_dict[PATCH_EMBED_WEIGHT].shape[-1]
@@ -256,16 +267,18 @@ def to_beit_key(key: str) -> str:
 
 def export_mmpretrain_beit(backbone: StateDict,
                            num_layers: int = BLIP2_NUM_BLOCKS,
-                           cls_token: Optional[torch.Tensor] = None) -> Export:
+                           cls_token: Optional[torch.Tensor] = None,
+                           post_norm: Optional[bool] = None) -> Export:
     """``BEiTViT`` keys for ``num_layers`` layers, as the ``mmpretrain::blip2``
     configs build it (``final_norm=False``, ``with_cls_token=True``,
     ``use_abs_pos_emb=True``, no layer scale or relative position bias).
+    ``post_norm`` is what the backbone file records (None: not recorded).
 
     Raises:
-        CheckpointError: no cls token, too few blocks, or EVA-ViT-E.
+        CheckpointError: no cls token, too few blocks, or post-norm blocks.
     """
     export = _truncated_with_cls(backbone, num_layers, cls_token,
-                                 'mmpretrain BLIP-2 BEiTViT')
+                                 'mmpretrain BLIP-2 BEiTViT', post_norm)
     export.notes.append(
         'the blip2-opt configs set out_indices=-2 and read the output of '
         f'layer {num_layers - 2}, so layer {num_layers - 1} has no effect '

@@ -28,7 +28,8 @@ from open_clip import get_model_config
 from open_clip.model import _build_text_tower
 from open_clip.tokenizer import SimpleTokenizer
 
-from visft_mm.checkpoints.eva_layouts import (eva_clip_model_weights,
+from visft_mm.checkpoints.eva_layouts import (check_post_norm,
+                                              eva_clip_model_weights,
                                               load_backbone)
 from visft_mm.checkpoints.exports import export_eva_clip
 from visft_mm.checkpoints.io import (CheckpointError, load_model_state_dict,
@@ -188,6 +189,10 @@ class EVACLIP(BaseModel):
         source = clip_checkpoint
         if backbone_checkpoint:
             backbone = load_backbone(backbone_checkpoint)
+            check_post_norm(
+                backbone.converted,
+                bool(self.visual.arch_settings.get('post_norm', False)),
+                backbone_checkpoint)
             export = export_eva_clip(
                 backbone.state_dict, clip_sd, source=clip_checkpoint)
             clip_sd = export.state_dict
