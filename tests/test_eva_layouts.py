@@ -1,5 +1,6 @@
 """EVA checkpoint layouts: detection, conversion to EVAViT keys, and loading
-with a full key report, on a tiny synthetic EVAViT (C=32, 2 blocks, 4x4 grid)."""
+with a full key report, on a tiny synthetic EVAViT (C=32, 2 blocks, 4x4
+grid)."""
 import logging
 
 import pytest
@@ -67,7 +68,8 @@ LORA_TENSORS = {
     for p in ('lora_A', 'lora_B')
 }
 
-# name -> (file content from the reference state dict, layout, dropped groups, missing)
+# name -> (file content from the reference state dict, layout, dropped groups,
+# missing)
 LAYOUTS = {
     'lavis_without_norm':
     (lambda sd: without(sd, *NORM_KEYS), 'lavis', [], NORM_KEYS),

@@ -110,7 +110,8 @@ def test_eva2visft_eva_clip(base_sd, tmp_path):
 
     assert result.returncode == 0, result.stderr
     assert 'layout:    eva_clip' in result.stdout
-    assert 'visual.head.* (2 tensors), text.* (2 tensors), logit_scale' in result.stdout
+    assert ('visual.head.* (2 tensors), text.* (2 tensors), logit_scale'
+            in result.stdout)
     assert 'cls_token: kept' in result.stdout
     assert 'WARNING' not in result.stderr
     assert torch.load(
@@ -135,7 +136,8 @@ def test_eva2visft_lavis_without_norm_drop_cls(base_sd, tmp_path):
     assert result.returncode == 0, result.stderr
     assert 'layout:    lavis' in result.stdout
     assert 'cls_token: dropped' in result.stdout
-    assert 'the model will use the default LayerNorm init: weight 1, bias 0' in result.stderr
+    assert ('the model will use the default LayerNorm init: weight 1, bias 0'
+            in result.stderr)
     assert sorted(load_model_state_dict(dst)) == sorted(lavis)
 
 
@@ -190,7 +192,8 @@ def test_converters_refuse_a_backbone_with_unmerged_lora(
 # ----------------------------------------------------------------- merge_lora
 def test_merge_matches_lora_model(base_sd, tmp_path):
     lora_model = lora_wrapped(base_sd, alpha=2.)
-    backbone, lora, out = tmp_path / 'eva.pth', tmp_path / 'lora.pth', tmp_path / 'merged.pth'
+    backbone, lora, out = (tmp_path / 'eva.pth', tmp_path / 'lora.pth',
+                           tmp_path / 'merged.pth')
     torch.save(
         {'state_dict': {
             f'backbone.{k}': v
@@ -215,7 +218,8 @@ def test_merge_matches_lora_model(base_sd, tmp_path):
 
 
 def test_merge_official_layout(base_sd, tmp_path):
-    backbone, lora, out = tmp_path / 'visual.pt', tmp_path / 'eva_lora.pt', tmp_path / 'merged.pth'
+    backbone, lora, out = (tmp_path / 'visual.pt', tmp_path / 'eva_lora.pt',
+                           tmp_path / 'merged.pth')
     official = official_lora()
     torch.save(base_sd, backbone)
     torch.save(official, lora)
@@ -255,7 +259,8 @@ def test_merge_official_layout(base_sd, tmp_path):
 
 
 def test_merge_official_layout_with_alpha(base_sd, tmp_path):
-    backbone, lora, out = tmp_path / 'visual.pt', tmp_path / 'eva_lora.pt', tmp_path / 'merged.pth'
+    backbone, lora, out = (tmp_path / 'visual.pt', tmp_path / 'eva_lora.pt',
+                           tmp_path / 'merged.pth')
     official = official_lora()
     torch.save(base_sd, backbone)
     torch.save(official, lora)
@@ -330,7 +335,8 @@ def test_stage2_run_merges_at_its_own_alpha(tmp_path):
 
 def test_export_official_round_trip(base_sd, tmp_path):
     lora_model = lora_wrapped(base_sd, alpha=1.)
-    backbone, ours, official = tmp_path / 'eva.pth', tmp_path / 'lora.pth', tmp_path / 'off.pt'
+    backbone, ours, official = (tmp_path / 'eva.pth', tmp_path / 'lora.pth',
+                                tmp_path / 'off.pt')
     out = tmp_path / 'merged.pth'
     torch.save(base_sd, backbone)
     save_lora(lora_model, ours)
@@ -358,11 +364,13 @@ def test_export_official_rejects_alpha(base_sd, tmp_path):
 
 
 def test_merge_lora_deeper_than_backbone(base_sd, tmp_path):
-    backbone, lora, out = tmp_path / 'visual.pt', tmp_path / 'eva_lora.pt', tmp_path / 'merged.pth'
+    backbone, lora, out = (tmp_path / 'visual.pt', tmp_path / 'eva_lora.pt',
+                           tmp_path / 'merged.pth')
     torch.save(base_sd, backbone)
     torch.save(official_lora(num_layers=3), lora)
     line = assert_single_error(run_tool(MERGE_LORA, backbone, lora, out))
-    assert 'error: LoRA layer blocks.2.attn.qkv has no blocks.2.attn.qkv.weight' in line
+    assert ('error: LoRA layer blocks.2.attn.qkv has no '
+            'blocks.2.attn.qkv.weight') in line
     assert not out.exists()
 
 

@@ -1,5 +1,5 @@
-"""ViSFT model: task routing, stage-1 and stage-2 freezing, checkpoint contents,
-strict loading of stage-1 task checkpoints."""
+"""ViSFT model: task routing, stage-1 and stage-2 freezing, checkpoint
+contents, strict loading of stage-1 task checkpoints."""
 import pytest
 import torch
 from conftest import (TINY_VIT, demo_caption_dataloader, demo_det_dataloader,
@@ -103,7 +103,8 @@ def test_checkpoints_leave_out_the_frozen_backbone(tmp_path):
         for k in stage2.state_dict() if k.startswith('backbone.')
     }
     assert backbone_keys and all('.lora_' in k for k in backbone_keys)
-    # a checkpoint without the frozen weights loads strictly; a partial one does not
+    # a checkpoint without the frozen weights loads strictly; a partial one
+    # does not
     state = stage2.state_dict()
     build_visft(stage=2).load_state_dict(state, strict=True)
     del state['tasks.detection.query_embedding.weight']
@@ -193,8 +194,9 @@ def test_stage2_checkpoint_merges_into_a_plain_backbone(tmp_path):
 
 
 def test_loading_a_stage2_checkpoint_initialises_the_frozen_backbone(tmp_path):
-    """tools/test.py loads checkpoints without init_weights(): the frozen backbone,
-    absent from the checkpoint, must still come from its init_cfg."""
+    """tools/test.py loads checkpoints without init_weights(): the frozen
+    backbone, absent from the checkpoint, must still come from its
+    init_cfg."""
     from visft_mm.models import EVAViT
     vit = EVAViT(arch=TINY_VIT, pretrain_img_size=112)
     vit.init_weights()

@@ -1,7 +1,8 @@
 """Test (evaluate) a model from a config and a checkpoint.
 
-    python tools/test.py CONFIG [CHECKPOINT] [--work-dir DIR] [--out results.pkl]
-        [--backbone BACKBONE] [--cfg-options key=value ...] [--launcher pytorch]
+    python tools/test.py CONFIG [CHECKPOINT] [--work-dir DIR]
+        [--out results.pkl] [--backbone BACKBONE]
+        [--cfg-options key=value ...] [--launcher pytorch]
 
 CHECKPOINT is the trained model (default: the config's ``load_from``; an empty
 one counts as none, for tools/dist_test.sh CONFIG "" GPUS); benchmarks whose

@@ -13,8 +13,10 @@ width) in its meta.
 
 Examples::
 
-    python tools/model_converters/merge_lora.py eva_vit_g.pth eva_g_lora_5000.pt eva_g_visft.pth
-    python tools/model_converters/merge_lora.py --export-official lora.pth eva_g_lora_official.pt
+    python tools/model_converters/merge_lora.py \\
+        eva_vit_g.pth eva_g_lora_5000.pt eva_g_visft.pth
+    python tools/model_converters/merge_lora.py \\
+        --export-official lora.pth eva_g_lora_official.pt
 """
 import argparse
 import sys
@@ -27,12 +29,13 @@ from visft_mm.checkpoints.lora_files import (describe_lora, load_lora,
                                              to_official_layout)
 from visft_mm.utils.cli import exit_on_bad_input
 
+DESCRIPTION = ('Merge LoRA weights into an EVA backbone, or export them in '
+               'the official ViSFT layout')
+
 
 def parse_args():
     parser = argparse.ArgumentParser(
-        description=
-        'Merge LoRA weights into an EVA backbone, or export them in the '
-        'official ViSFT layout',
+        description=DESCRIPTION,
         usage='%(prog)s BACKBONE_CKPT LORA_FILE OUT [--alpha A]\n'
         '       %(prog)s --export-official LORA_FILE OUT')
     parser.add_argument(

@@ -31,7 +31,8 @@ def _fits(key: str, given: torch.Size, expected: torch.Size) -> bool:
 def load_module_weights(module: nn.Module, state_dict: Dict[str, torch.Tensor],
                         source: str) -> None:
     """Load ``state_dict`` into ``module`` strictly; on a mismatch raise a
-    :class:`CheckpointError` that lists missing, unexpected and misshapen keys."""
+    :class:`CheckpointError` that lists missing, unexpected and misshapen
+    keys."""
     misfit = module_misfit(module, state_dict, shape_fits=_fits)
     if misfit:
         raise CheckpointError(
@@ -44,14 +45,16 @@ def load_module_weights(module: nn.Module, state_dict: Dict[str, torch.Tensor],
 
 @HOOKS.register_module()
 class BackboneCheckpointHook(Hook):
-    """Before testing, load the config's ``backbone_checkpoint`` into the model's
+    """Before testing, load the config's ``backbone_checkpoint`` into the
+    model's
     ``module`` (``'vision_backbone'``); does nothing while it is None.
 
     The path is read from the config at run time, so
     ``--cfg-options backbone_checkpoint=PATH`` selects it.
     """
 
-    priority = 'VERY_HIGH'  # before any other before_test hook looks at the model
+    # before any other before_test hook looks at the model
+    priority = 'VERY_HIGH'
 
     def __init__(self, module: str = 'vision_backbone') -> None:
         self.module = module

@@ -59,7 +59,8 @@ Template = Callable[[str], str]
 def check_checkpoint_files(clip_checkpoint: str,
                            backbone_checkpoint: Optional[str],
                            clip_file: str = 'the EVA-CLIP checkpoint') -> None:
-    """Raise :class:`CheckpointError` naming a missing file and how to get it."""
+    """Raise :class:`CheckpointError` naming a missing file and how to get
+    it."""
     if not os.path.isfile(clip_checkpoint):
         raise CheckpointError(
             f'EVA-CLIP checkpoint {clip_checkpoint} not found; download '
@@ -109,7 +110,8 @@ class EVACLIP(BaseModel):
     then calls :meth:`predict_all`.
 
     Args:
-        clip_checkpoint: Original EVA-CLIP checkpoint (``visual.*``, ``text.*``,
+        clip_checkpoint: Original EVA-CLIP checkpoint (``visual.*``,
+            ``text.*``,
             ``logit_scale``), e.g. ``EVA01_CLIP_g_14_psz14_s11B.pt``.
         backbone_checkpoint: EVA backbone (any layout ``eva2visft.py`` reads;
             e.g. base or ViSFT-merged) whose trunk (``patch_embed``,
@@ -123,7 +125,8 @@ class EVACLIP(BaseModel):
         text_cfg: Overrides entries of the config's ``text_cfg``.
         class_names: Zero-shot classes (see :func:`resolve_class_names`).
         prompt_templates: Zero-shot prompts (see :func:`resolve_templates`).
-        data_preprocessor: By default mmpretrain's ``MultiModalDataPreprocessor``
+        data_preprocessor: By default mmpretrain's
+            ``MultiModalDataPreprocessor``
             with EVA-CLIP's normalisation (OpenAI CLIP mean/std, BGR→RGB).
     """
 
@@ -184,7 +187,8 @@ class EVACLIP(BaseModel):
         """Load ``clip_checkpoint``, its vision trunk replaced by that of
         ``backbone_checkpoint`` if given (both existing files) exactly as
         ``tools/model_converters/visft2evaclip.py`` exports it; every key must
-        fit (strict), else :class:`CheckpointError` before anything is loaded."""
+        fit (strict), else :class:`CheckpointError` before anything is
+        loaded."""
         clip_sd = load_model_state_dict(clip_checkpoint)
         source = clip_checkpoint
         if backbone_checkpoint:
@@ -196,10 +200,12 @@ class EVACLIP(BaseModel):
             export = export_eva_clip(
                 backbone.state_dict, clip_sd, source=clip_checkpoint)
             clip_sd = export.state_dict
-            source = f'{clip_checkpoint} with the trunk of {backbone_checkpoint}'
+            source = (f'{clip_checkpoint} with the trunk of '
+                      f'{backbone_checkpoint}')
             for note in export.notes:
                 print_log(
-                    f'{backbone_checkpoint} ({backbone.layout} layout): {note}',
+                    f'{backbone_checkpoint} ({backbone.layout} layout): '
+                    f'{note}',
                     logger='current',
                     level=logging.INFO)
         weights = eva_clip_model_weights(clip_sd, source)
@@ -254,7 +260,7 @@ class EVACLIP(BaseModel):
                 self.extract_text_feat(texts), dim=-1)
         return feats
 
-    # ---------------------------------------------------- zero-shot classification
+    # ------------------------------------------------ zero-shot classification
     def build_class_embeddings(self,
                                class_names: Sequence[str]) -> torch.Tensor:
         """(num_classes, D) zero-shot classifier: per class, the normalised
@@ -307,9 +313,11 @@ class EVACLIP(BaseModel):
         num_images: Optional[int] = None,
         num_texts: Optional[int] = None
     ) -> Tuple[List[DataSample], List[DataSample]]:
-        """Image→text and text→image retrieval for mmpretrain's ``RetrievalTestLoop``.
+        """Image→text and text→image retrieval for mmpretrain's
+        ``RetrievalTestLoop``.
 
-        ``feats`` and ``data_samples`` are this process's (one sample per image,
+        ``feats`` and ``data_samples`` are this process's (one sample per
+        image,
         holding its captions' ``gt_text_id`` and ``gt_image_id``); the other
         side is gathered from all processes and cut to ``num_images`` /
         ``num_texts`` (the sampler's padding). Scores are cosine similarities.

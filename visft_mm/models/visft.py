@@ -1,4 +1,4 @@
-"""The ViSFT model: one shared vision backbone, several task models on its features.
+"""The ViSFT model: one shared vision backbone, task models on its features.
 
 Written here because no OpenMMLab package trains one backbone under several
 task models with task-homogeneous batches. Each task model is a complete
@@ -68,7 +68,8 @@ class ViSFT(ExcludeFromCheckpoint, BaseModel):
     """Shared backbone + task models.
 
     Args:
-        backbone: The vision backbone (an ``EVAViT``, or a ``LoRAModel`` of one).
+        backbone: The vision backbone (an ``EVAViT``, or a ``LoRAModel`` of
+            one).
         tasks: Task name → task model config. Each config carries its own
             ``data_preprocessor``; its ``backbone`` is set to
             ``FeaturesAsInput`` (a config naming another backbone is an error).
@@ -96,8 +97,8 @@ class ViSFT(ExcludeFromCheckpoint, BaseModel):
                     'FeaturesAsInput', 'visft_mm.FeaturesAsInput'):
                 raise ValueError(
                     f'task {name!r} configures its own backbone '
-                    f'({own_backbone.get("type")}); ViSFT tasks share `backbone`'
-                )
+                    f'({own_backbone.get("type")}); ViSFT tasks share '
+                    '`backbone`')
             cfg['backbone'] = SHARED_BACKBONE
             if 'data_preprocessor' not in cfg:
                 raise ValueError(f'task {name!r} has no data_preprocessor')

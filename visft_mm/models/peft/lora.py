@@ -41,7 +41,8 @@ class LoRALinear(nn.Linear):
         nn.Module.__init__(self)
         if rank <= 0:
             raise ValueError(f'LoRA rank must be positive, got {rank}')
-        self.in_features, self.out_features = base.in_features, base.out_features
+        self.in_features = base.in_features
+        self.out_features = base.out_features
         self.weight = base.weight
         self.register_parameter('bias', base.bias)
         self.slices = parse_slices(slices)
@@ -197,7 +198,8 @@ class LoRAModel(ExcludeFromCheckpoint, BaseModule):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        # A frozen inner module may pin itself to eval; LoRA layers follow `mode`.
+        # A frozen inner module may pin itself to eval; LoRA layers follow
+        # `mode`.
         for layer in self.lora_layers.values():
             layer.train(mode)
         return self
@@ -236,7 +238,8 @@ class LoRAModel(ExcludeFromCheckpoint, BaseModule):
                 param.copy_(state_dict[name])
 
     def lora_config(self) -> Dict[str, dict]:
-        """Rank, alpha and slices of every adapted layer, keyed by layer name."""
+        """Rank, alpha and slices of every adapted layer, keyed by layer
+        name."""
         return {
             name: dict(rank=l.rank, alpha=l.alpha, slices=l.slices)
             for name, l in self.lora_layers.items()
@@ -247,7 +250,8 @@ class LoRAModel(ExcludeFromCheckpoint, BaseModule):
             self.module.init_weights()
 
     def excluded_state_keys(self) -> List[str]:
-        """Every tensor of ``module`` but LoRA (``lora_only_state_dict`` only)."""
+        """Every tensor of ``module`` but LoRA (``lora_only_state_dict``
+        only)."""
         if not self.lora_only_state_dict:
             return []
         return [
