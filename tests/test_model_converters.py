@@ -9,9 +9,8 @@ from types import SimpleNamespace
 import loralib
 import pytest
 import torch
-from conftest import TINY_VIT, tiny_detection_cfg
 from mmengine.config import Config
-from mmengine.registry import init_default_scope
+from test_visft_model import build_visft
 
 from visft_mm.checkpoints.io import CheckpointError, load_model_state_dict
 from visft_mm.checkpoints.lora_files import (LoRAWeights, load_lora,
@@ -19,7 +18,7 @@ from visft_mm.checkpoints.lora_files import (LoRAWeights, load_lora,
                                              to_official_layout)
 from visft_mm.models.backbones import EVAViT
 from visft_mm.models.peft import LoRAModel
-from visft_mm.registry import HOOKS, MODELS
+from visft_mm.registry import HOOKS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EVA2VISFT = 'tools/model_converters/eva2visft.py'
@@ -276,22 +275,9 @@ def test_merge_official_layout_with_alpha(base_sd, tmp_path):
 def test_stage2_run_merges_at_its_own_alpha(tmp_path):
     """A stage-2 run checkpoint stores its LoRA settings (the shipped
     runtime's hooks write them as the Runner saves), so merge_lora.py merges
-    it at the run's alpha 2 without --alpha; an alpha that contradicts the
+    it at the run's alpha (4) without --alpha; an alpha that contradicts the
     stored one is refused."""
-    init_default_scope('visft_mm')
-    torch.manual_seed(0)
-    model = MODELS.build(
-        dict(
-            type='ViSFT',
-            backbone=dict(
-                type='LoRAModel',
-                module=dict(
-                    type='EVAViT', arch=TINY_VIT, pretrain_img_size=112),
-                rank=RANK,
-                alpha=2),
-            tasks=dict(detection=tiny_detection_cfg()),
-            freeze_tasks=True))
-    model.init_weights()
+    model = build_visft(stage=2)
     lora_model = model.backbone
     with torch.no_grad():
         for layer in lora_model.lora_layers.values():
@@ -317,7 +303,7 @@ def test_stage2_run_merges_at_its_own_alpha(tmp_path):
                       tmp_path / 'merged.pth')
 
     assert result.returncode == 0, result.stderr
-    assert 'visft_mm_run layout, 2 layers, rank 4, alpha 2' in result.stdout
+    assert 'visft_mm_run layout, 2 layers, rank 4, alpha 4' in result.stdout
     merged = load_model_state_dict(tmp_path / 'merged.pth')
     assert sorted(merged) == sorted(expected)
     for key, value in expected.items():
@@ -327,10 +313,10 @@ def test_stage2_run_merges_at_its_own_alpha(tmp_path):
     with pytest.raises(
             ValueError,
             match=r'alpha 1.0 was requested but the file stores alpha '
-            r'\[2.0\]'):
+            r'\[4.0\]'):
         load_lora(run_checkpoint, alpha=1)
     assert load_lora(
-        run_checkpoint, alpha=2).layers == load_lora(run_checkpoint).layers
+        run_checkpoint, alpha=4).layers == load_lora(run_checkpoint).layers
 
 
 def test_export_official_round_trip(base_sd, tmp_path):
