@@ -34,8 +34,8 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 
-from .io import (CheckpointError, describe_keys, read_torch_file, save_atomic,
-                 state_dict_misfit, unwrap_state_dict)
+from .io import (CheckpointError, describe_keys, read_checkpoint, save_atomic,
+                 state_dict_misfit)
 
 LORA_FORMAT = 'visft_mm.lora'
 LORA_VERSION = 1
@@ -189,14 +189,13 @@ def _stored_layers(meta_layers: Dict[str, dict], sd: Dict[str, torch.Tensor],
     return layers
 
 
-def _load_ours(obj: dict, source: str, alpha: Optional[float],
+def _load_ours(sd: Dict[str, torch.Tensor], meta: dict, source: str,
+               alpha: Optional[float],
                slices: Optional[Sequence[bool]]) -> LoRAWeights:
-    meta = obj['meta']
     if meta.get('version') != LORA_VERSION:
         raise CheckpointError(
             f'{source}: unsupported {LORA_FORMAT} version '
             f'{meta.get("version")!r} (this code reads {LORA_VERSION})')
-    sd = unwrap_state_dict(obj.get('state_dict'), source)
     layers = _stored_layers(meta['layers'], sd, source, alpha, slices)
     return LoRAWeights(state_dict=sd, layers=layers, layout='visft_mm')
 
@@ -256,13 +255,10 @@ def load_lora(path,
             and v for files that do not store them.
     """
     source = os.fspath(path)
-    obj = read_torch_file(path)
-    meta = obj.get('meta') if isinstance(obj, dict) else None
-    meta = meta if isinstance(meta, dict) else {}
+    sd, meta = read_checkpoint(path)
     slices = parse_slices(slices)
     if meta.get('format') == LORA_FORMAT:
-        return _load_ours(obj, source, alpha, slices)
-    sd = unwrap_state_dict(obj, source)
+        return _load_ours(sd, meta, source, alpha, slices)
     run_lora = {
         k[len(RUN_CHECKPOINT_PREFIX):]: v
         for k, v in sd.items()
