@@ -18,7 +18,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from test_eval_evaclip import tiny_clip, tiny_clip_state_dict
 
-from visft_mm.checkpoints.io import CheckpointError
+from visft_mm.checkpoints.io import CheckpointError, module_misfit
 from visft_mm.checkpoints.lora_files import load_lora, save_lora
 from visft_mm.engine import BackboneCheckpointHook
 from visft_mm.models import EVAViT, LoRAModel
@@ -293,3 +293,20 @@ def test_surplus_keys_are_refused_and_named(loading_path, case, request,
     else:  # the misfit report, or the EVA conversion's (unknown tower keys)
         assert surplus in message, message
         assert 'unexpected' in message or 'no place in EVAViT' in message
+
+
+def test_frozen_weights_may_be_all_absent_or_all_present():
+    """module_misfit follows ExcludeFromCheckpoint: a LoRAModel saving only
+    its LoRA accepts a file without the frozen weights or with all of them,
+    and reports a file with some of them."""
+    model = LoRAModel(vit(2), rank=4, lora_only_state_dict=True)
+    full = {f'module.{k}': v for k, v in model.module.state_dict().items()}
+    lora_only = model.state_dict()
+    assert len(lora_only) < len(full)
+    assert not module_misfit(model, lora_only)
+    assert not module_misfit(model, full)
+    partial = {k: v for k, v in full.items() if k != 'module.pos_embed'}
+    assert module_misfit(model, partial).missing == ['module.pos_embed']
+    assert module_misfit(model, {
+        **lora_only, 'module.extra': torch.zeros(1)
+    }).unexpected == ['module.extra']
