@@ -24,6 +24,9 @@ shapes. The files ``eva2visft.py`` and ``merge_lora.py`` write record it,
 with the rest of the arch, as ``{'meta': {'arch': {...}}, 'state_dict':
 ...}``, and it is read back from there; for other files it is inferred from
 the width (EVA-ViT-E's 1792).
+
+:func:`load_eva_weights` loads a file into an EVAViT, :func:`load_backbone`
+reads one for the tools (unmerged LoRA refused, a LoRA file merged), and
 :func:`eva_clip_model_weights` maps a full EVA-CLIP checkpoint onto the keys
 of :class:`EVACLIP`.
 """

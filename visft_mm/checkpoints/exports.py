@@ -36,14 +36,14 @@ from typing import Dict, List, Optional
 import torch
 from mmpretrain.models.utils import resize_pos_embed
 
-from .eva_layouts import (BLOCK_KEY, CLIP_HEAD_PREFIX, EMBED_KEYS, NORM_KEYS,
+from .eva_layouts import (BLOCK_KEY, CLIP_HEAD_PREFIX, EMBED_KEYS,
+                          EVA_CLIP_VISUAL_PREFIX, NORM_KEYS,
                           PATCH_EMBED_WEIGHT, infer_post_norm,
                           load_eva_checkpoint)
 from .io import CheckpointError, state_dict_misfit
 
 StateDict = Dict[str, torch.Tensor]
 
-EVA_CLIP_PREFIX = 'visual.'
 LAVIS_PREFIX = 'visual_encoder.'
 # LAVIS create_eva_vit_g(depth=39) and the mmpretrain blip2 configs
 # (num_layers=39).
@@ -85,17 +85,20 @@ def _num_blocks(state_dict: StateDict) -> int:
 def _clip_visual(clip_sd: StateDict, source: str) -> StateDict:
     """The ``visual.`` tensors of an original EVA-CLIP checkpoint,
     unprefixed."""
-    if EVA_CLIP_PREFIX + PATCH_EMBED_WEIGHT not in clip_sd:
+    if EVA_CLIP_VISUAL_PREFIX + PATCH_EMBED_WEIGHT not in clip_sd:
         found = ('it has the open_clip/timm layout visual.trunk.*'
-                 if f'{EVA_CLIP_PREFIX}trunk.{PATCH_EMBED_WEIGHT}' in clip_sd
-                 else f'no {EVA_CLIP_PREFIX}{PATCH_EMBED_WEIGHT}')
+                 if f'{EVA_CLIP_VISUAL_PREFIX}trunk.{PATCH_EMBED_WEIGHT}'
+                 in clip_sd else
+                 f'no {EVA_CLIP_VISUAL_PREFIX}{PATCH_EMBED_WEIGHT}')
         raise CheckpointError(
             f'{source}: not an original EVA-CLIP checkpoint ({found})')
     visual = {
-        k[len(EVA_CLIP_PREFIX):]: v
-        for k, v in clip_sd.items() if k.startswith(EVA_CLIP_PREFIX)
+        k[len(EVA_CLIP_VISUAL_PREFIX):]: v
+        for k, v in clip_sd.items() if k.startswith(EVA_CLIP_VISUAL_PREFIX)
     }
-    lacking = [EVA_CLIP_PREFIX + k for k in CLIP_KEPT if k not in visual]
+    lacking = [
+        EVA_CLIP_VISUAL_PREFIX + k for k in CLIP_KEPT if k not in visual
+    ]
     if lacking:
         raise CheckpointError(
             f'{source}: the EVA-CLIP checkpoint has no {" or ".join(lacking)}')
@@ -153,7 +156,7 @@ def export_eva_clip(backbone: StateDict,
 
     exported = dict(clip_sd)
     for key, value in trunk.items():
-        exported[EVA_CLIP_PREFIX + key] = value
+        exported[EVA_CLIP_VISUAL_PREFIX + key] = value
     return Export(exported, notes)
 
 
