@@ -1,5 +1,6 @@
 """EVA checkpoint layouts: detection, conversion to EVAViT keys, and loading
-with a full key report, on a tiny synthetic EVAViT (C=32, 2 blocks, 4x4 grid)."""
+with a full key report, on a tiny synthetic EVAViT (C=32, 2 blocks, 4x4
+grid)."""
 import logging
 
 import pytest
@@ -7,11 +8,10 @@ import torch
 from mmengine.logging import MMLogger
 from tiny import NARROW_VIT
 
+from visft_mm.checkpoints.eva_layouts import (convert_eva_state_dict,
+                                              load_eva_checkpoint)
+from visft_mm.checkpoints.io import CheckpointError, load_model_state_dict
 from visft_mm.models.backbones import EVAViT
-from visft_mm.models.backbones.eva_layouts import (CheckpointError,
-                                                   convert_eva_state_dict,
-                                                   load_checkpoint_file,
-                                                   load_eva_checkpoint)
 from visft_mm.models.peft import LoRAModel
 
 NORM_KEYS = ['norm.weight', 'norm.bias']
@@ -68,7 +68,8 @@ LORA_TENSORS = {
     for p in ('lora_A', 'lora_B')
 }
 
-# name -> (file content from the reference state dict, layout, dropped groups, missing)
+# name -> (file content from the reference state dict, layout, dropped groups,
+# missing)
 LAYOUTS = {
     'lavis_without_norm':
     (lambda sd: without(sd, *NORM_KEYS), 'lavis', [], NORM_KEYS),
@@ -155,7 +156,7 @@ def test_corrupt_file(tmp_path):
     path.write_bytes(b'\x00\x13not a checkpoint' * 20)
     with pytest.raises(
             CheckpointError, match='cannot read the checkpoint') as info:
-        load_checkpoint_file(path)
+        load_model_state_dict(path)
     assert str(path) in str(info.value)
     assert '\n' not in str(info.value)
 
@@ -174,7 +175,7 @@ def test_random_bytes_are_rejected(tmp_path):
 
 def test_missing_file(tmp_path):
     with pytest.raises(CheckpointError, match='not found'):
-        load_checkpoint_file(tmp_path / 'absent.pth')
+        load_model_state_dict(tmp_path / 'absent.pth')
 
 
 @pytest.mark.parametrize('obj, message', [
@@ -189,7 +190,7 @@ def test_not_a_state_dict(tmp_path, obj, message):
     path = tmp_path / 'odd.pth'
     torch.save(obj, path)
     with pytest.raises(CheckpointError, match=message):
-        load_checkpoint_file(path)
+        load_model_state_dict(path)
 
 
 def test_unrecognised_file():

@@ -20,8 +20,8 @@ from mmpretrain.registry import MODELS
 from PIL import Image
 from tokenizers import ByteLevelBPETokenizer
 
+from visft_mm.checkpoints.io import CheckpointError
 from visft_mm.engine import load_module_weights
-from visft_mm.utils.checkpoint import CheckpointError
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_TOOL = ROOT / 'tools/test.py'
@@ -388,10 +388,10 @@ def test_backbone_file_that_does_not_fit_is_reported_key_by_key(model_files):
     with pytest.raises(CheckpointError) as error:
         load_module_weights(backbone, weights, 'visft.pth')
     message = str(error.value)
-    assert 'missing keys: cls_token' in message
-    assert 'unexpected keys: layers.2.attn.qkv.weight' in message
-    assert ('shape mismatches: layers.0.ln1.weight (25,) (model: (24,))'
-            in message)
+    assert 'missing 1 (cls_token)' in message
+    assert 'unexpected 1 (layers.2.attn.qkv.weight)' in message
+    assert ('shape mismatches 1 (layers.0.ln1.weight (25,) in the file '
+            'vs (24,))') in message
 
 
 @pytest.mark.parametrize(

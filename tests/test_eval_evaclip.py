@@ -29,21 +29,21 @@ from mmpretrain.structures import DataSample
 from open_clip import get_model_config
 from open_clip.model import _build_text_tower
 from PIL import Image
+from tiny_clip import (EMBED_DIM, TINY_TEXT, tiny_arch, tiny_clip,
+                       tiny_clip_state_dict)
 
+from visft_mm.checkpoints.io import CheckpointError
 from visft_mm.datasets.imagenet_variants import (IMAGENET_SYNSETS,
                                                  imagenet_class_names,
                                                  imagenet_variant_folders)
 from visft_mm.evaluation import Numpy2RetrievalRecall
-from visft_mm.models import EVACLIP, EVAViT
-from visft_mm.utils.checkpoint import CheckpointError
+from visft_mm.models import EVACLIP
 
 ROOT = Path(__file__).resolve().parents[1]
 EVAL_CONFIGS = ROOT / 'configs/visft/eval'
 sys.path.insert(0, str(ROOT / 'tools/analysis_tools'))
 from compare_visft import latest_metrics  # noqa: E402
 
-TINY_TEXT = dict(width=32, heads=2, layers=1)
-EMBED_DIM = 16
 # Benchmark → (dataset variant, the class folders, by position in the variant's
 # folder list, that get an image). ImageNet-V2's folders 2, 10, 100 sort
 # differently as strings; ImageNet-A/R have 200 of the 1000 classes.
@@ -58,16 +58,6 @@ RETRIEVAL = ('coco', 'flickr30k')
 NUM_RETRIEVAL_IMAGES = 10  # Recall@10 needs at least 10 candidates
 
 
-def tiny_arch(size: str) -> dict:
-    """EVA-ViT-G is pre-norm, EVA-ViT-E post-norm."""
-    return dict(
-        embed_dims=32,
-        num_layers=2,
-        num_heads=2,
-        feedforward_channels=64,
-        post_norm=size == 'e')
-
-
 @pytest.fixture(autouse=True)
 def restore_default_scope():
     """Runners leave the mmpretrain scope current; put back what was there."""
@@ -79,39 +69,6 @@ def restore_default_scope():
 
 
 # ------------------------------------------------------------------ assets
-def tiny_clip_state_dict(size: str, seed: int = 0) -> dict:
-    """A tiny EVA-CLIP checkpoint in the original layout: our EVAViT's keys
-    under ``visual.`` plus ``visual.head``, open_clip's text tower under
-    ``text.``, and ``logit_scale``."""
-    torch.manual_seed(seed)
-    vision = EVAViT(arch=tiny_arch(size), with_cls_token=True)
-    vision.init_weights()
-    for name, param in vision.named_parameters(
-    ):  # LayerNorms away from their defaults
-        if 'norm' in name:
-            param.data += torch.randn_like(param) * 0.3
-    text = _build_text_tower(EMBED_DIM, {
-        **get_model_config('EVA01-g-14')['text_cfg'],
-        **TINY_TEXT
-    })
-    state = {f'visual.{k}': v for k, v in vision.state_dict().items()}
-    state['visual.head.weight'] = torch.randn(EMBED_DIM,
-                                              vision.embed_dims) * 0.1
-    state['visual.head.bias'] = torch.zeros(EMBED_DIM)
-    state.update({f'text.{k}': v for k, v in text.state_dict().items()})
-    state['logit_scale'] = torch.tensor(np.log(100.0), dtype=torch.float32)
-    return state
-
-
-def tiny_clip(size: str, **kwargs) -> EVACLIP:
-    return EVACLIP(
-        vision_arch=tiny_arch(size),
-        embed_dim=EMBED_DIM,
-        text_cfg=TINY_TEXT,
-        open_clip_model='EVA01-g-14' if size == 'g' else 'EVA02-E-14-plus',
-        **kwargs)
-
-
 def save_image(path: Path, seed: int) -> None:
     """A random 48x64 JPEG (not square, so resize and crop both act)."""
     path.parent.mkdir(parents=True, exist_ok=True)

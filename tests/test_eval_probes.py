@@ -19,9 +19,9 @@ from mmengine.runner import Runner
 from PIL import Image
 from tiny import TINY_VIT
 
+from visft_mm.checkpoints.io import CheckpointError, load_model_state_dict
 from visft_mm.datasets.fewshot import fewshot_lines, read_labelled_images
 from visft_mm.models import EVAViT, FrozenBackbone
-from visft_mm.utils.checkpoint import CheckpointError, load_model_state_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBES = ROOT / 'configs/visft/eval'

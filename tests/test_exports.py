@@ -1,7 +1,7 @@
-"""The export tools (visft2evaclip.py, visft2lavis.py, visft2mmpretrain.py): each
-export, loaded into the model class that consumes it, gives the features of
-our EVAViT with the LoRA applied unmerged (LoRAModel), on tiny random models
-(32 wide, 3 blocks, 4x4 grid), fp32, CPU."""
+"""The export tools (visft2evaclip.py, visft2lavis.py, visft2mmpretrain.py):
+each export, loaded into the model class that consumes it, gives the features
+of our EVAViT with the LoRA applied unmerged (LoRAModel), on tiny random
+models (32 wide, 3 blocks, 4x4 grid), fp32, CPU."""
 import runpy
 import sys
 from pathlib import Path
@@ -18,11 +18,11 @@ from timm.models.eva import (Eva, checkpoint_filter_fn,
                              eva02_enormous_patch14_clip_224,
                              eva_giant_patch14_224)
 
+from visft_mm.checkpoints.exports import export_lavis, to_beit_key
+from visft_mm.checkpoints.io import CheckpointError
+from visft_mm.checkpoints.lora_files import load_lora, save_lora
 from visft_mm.models.backbones import EVAViT
-from visft_mm.models.backbones.eva_exports import export_lavis, to_beit_key
-from visft_mm.models.backbones.eva_layouts import CheckpointError
 from visft_mm.models.peft import LoRAModel
-from visft_mm.models.peft.lora_files import load_lora, save_lora
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TOOLS = REPO_ROOT / 'tools' / 'model_converters'
@@ -34,7 +34,8 @@ BLIP2_RETRIEVAL_CFG = (
     'blip2_8xb32_retrieval.py')
 
 
-# Tiny stand-ins for the timm trunks of open_clip's EVA01-g-14 and EVA02-E-14-plus.
+# Tiny stand-ins for the timm trunks of open_clip's EVA01-g-14 and
+# EVA02-E-14-plus.
 def visft_test_eva_g_tiny(pretrained=False, **kwargs):
     return eva_giant_patch14_224(pretrained=False, **{**TINY_TIMM, **kwargs})
 
@@ -68,7 +69,8 @@ def arch(post_norm=False, num_layers=DEPTH):
 
 
 def tiny_open_clip(name: str) -> open_clip.CustomTextCLIP:
-    """open_clip's EVA-CLIP config ``name`` with a tiny trunk and text tower."""
+    """open_clip's EVA-CLIP config ``name`` with a tiny trunk and text
+    tower."""
     cfg = open_clip.get_model_config(name)
     assert cfg.pop('custom_text')
     cfg['embed_dim'] = CLIP_DIM
@@ -228,7 +230,9 @@ def test_eva_clip_export_in_open_clip(clip_name, lora_layout, tool, images,
                                       tmp_path):
     post_norm = CLIP_MODELS[clip_name][1]
     clip_sd = random_eva_clip_checkpoint(clip_name)
-    clip_path, backbone, lora_path = tmp_path / 'clip.pt', tmp_path / 'visual.pt', tmp_path / 'l.pt'
+    clip_path, backbone, lora_path = (tmp_path / 'clip.pt',
+                                      tmp_path / 'visual.pt',
+                                      tmp_path / 'l.pt')
     out = tmp_path / 'out' / 'clip_visft.pt'
     torch.save(clip_sd, clip_path)
     # The official ViSFT visual file: no cls token, no head.
@@ -240,7 +244,8 @@ def test_eva_clip_export_in_open_clip(clip_name, lora_layout, tool, images,
                              lora_path)
 
     assert code == 0, err
-    assert f'lora:     {lora_layout} layout, {DEPTH} layers, rank {RANK}' in stdout
+    assert (f'lora:     {lora_layout} layout, {DEPTH} layers, rank {RANK}'
+            in stdout)
     exported = torch.load(out, weights_only=True)
     assert list(exported) == list(clip_sd)
     kept = [
@@ -270,7 +275,8 @@ def test_eva_clip_export_in_open_clip(clip_name, lora_layout, tool, images,
 
 def test_eva_clip_keeps_clip_norm_pos_embed_and_dtype(tool, tmp_path):
     clip_sd = random_eva_clip_checkpoint('EVA01-g-14')
-    clip_path, backbone, out = tmp_path / 'clip.pt', tmp_path / 'eva_vit_g.pth', tmp_path / 'o.pt'
+    clip_path, backbone, out = (tmp_path / 'clip.pt',
+                                tmp_path / 'eva_vit_g.pth', tmp_path / 'o.pt')
     torch.save({k: v.half() for k, v in clip_sd.items()}, clip_path)
     lavis = visual_tower(
         clip_sd, drop=('head.', 'norm.'))  # eva_vit_g.pth may lack norm.*
@@ -281,9 +287,12 @@ def test_eva_clip_keeps_clip_norm_pos_embed_and_dtype(tool, tmp_path):
                              '--clip-checkpoint', clip_path)
 
     assert code == 0, err
-    assert "norm.*: the backbone has no final LayerNorm; kept the CLIP checkpoint's" in stdout
-    assert "pos_embed: the backbone's differs from the CLIP checkpoint's" in stdout
-    assert 'the trunk stays torch.float32 (the CLIP checkpoint holds torch.float16)' in stdout
+    assert ('norm.*: the backbone has no final LayerNorm; kept the CLIP '
+            "checkpoint's") in stdout
+    assert ("pos_embed: the backbone's differs from the CLIP checkpoint's"
+            in stdout)
+    assert ('the trunk stays torch.float32 (the CLIP checkpoint holds '
+            'torch.float16)') in stdout
     exported = torch.load(out, weights_only=True)
     clip_sd = torch.load(clip_path, weights_only=True)
     trunk = {f'visual.{k}'
@@ -297,7 +306,8 @@ def test_eva_clip_keeps_clip_norm_pos_embed_and_dtype(tool, tmp_path):
 
 CLIP_MISMATCH_ERRORS = {
     'wider_mlp':
-    'shape mismatches (backbone vs',
+    'shape mismatches 1 (blocks.1.mlp.fc1.weight (64, 32) in the file vs '
+    '(128, 32))',
     'deeper_clip':
     f'the backbone ({DEPTH} blocks) does not fit the visual tower of',
     'open_clip_layout':
@@ -308,7 +318,8 @@ CLIP_MISMATCH_ERRORS = {
 @pytest.mark.parametrize('change', list(CLIP_MISMATCH_ERRORS))
 def test_eva_clip_mismatch_is_an_error(change, tool, tmp_path):
     clip_sd = random_eva_clip_checkpoint('EVA01-g-14')
-    backbone, clip_path, out = tmp_path / 'visual.pt', tmp_path / 'clip.pt', tmp_path / 'o.pt'
+    backbone, clip_path, out = (tmp_path / 'visual.pt', tmp_path / 'clip.pt',
+                                tmp_path / 'o.pt')
     torch.save(visual_tower(clip_sd), backbone)
     if change == 'wider_mlp':
         clip_sd['visual.blocks.1.mlp.fc1.weight'] = torch.zeros(2 * FFN, C)
@@ -332,7 +343,7 @@ def test_eva_clip_mismatch_is_an_error(change, tool, tmp_path):
                   for p in tmp_path.iterdir()) == ['clip.pt', 'visual.pt']
 
 
-# ----------------------------------------------------- mmpretrain BLIP-2 BEiTViT
+# --------------------------------------------------- mmpretrain BLIP-2 BEiTViT
 def blip2_beit(num_layers: int) -> BEiTViT:
     """``BEiTViT`` as mmpretrain's blip2 retrieval config builds it, tiny."""
     cfg = Config.fromfile(BLIP2_RETRIEVAL_CFG).model.vision_backbone
@@ -352,7 +363,9 @@ def blip2_beit(num_layers: int) -> BEiTViT:
 
 def test_mmpretrain_export_in_beit(tool, images, tmp_path):
     clip_sd = random_eva_clip_checkpoint('EVA01-g-14')
-    clip_path, backbone, lora_path = tmp_path / 'clip.pt', tmp_path / 'visual.pt', tmp_path / 'l.pt'
+    clip_path, backbone, lora_path = (tmp_path / 'clip.pt',
+                                      tmp_path / 'visual.pt',
+                                      tmp_path / 'l.pt')
     out = tmp_path / 'beit.pth'
     torch.save(clip_sd, clip_path)
     torch.save(visual_tower(clip_sd, drop=('head.', 'cls_token')), backbone)
@@ -365,9 +378,11 @@ def test_mmpretrain_export_in_beit(tool, images, tmp_path):
 
     assert code == 0, err
     assert f'LoRA merged into block {DEPTH - 1} has no effect there' in stdout
-    assert f'out_indices=-2 and read the output of layer {num_layers - 2}' in stdout
+    assert (f'out_indices=-2 and read the output of layer {num_layers - 2}'
+            in stdout)
     exported = torch.load(out, weights_only=True)
-    assert 'layers.0.ffn.layers.0.0.weight' in exported and 'layers.0.ln1.weight' in exported
+    assert 'layers.0.ffn.layers.0.0.weight' in exported
+    assert 'layers.0.ln1.weight' in exported
     assert not [
         k for k in exported
         if k.startswith((f'layers.{num_layers}.', 'ln1.', 'ln2.'))
@@ -401,7 +416,8 @@ def test_mmpretrain_too_many_layers(tool, tmp_path):
         visual_tower(random_eva_clip_checkpoint('EVA01-g-14')), backbone)
     code, _, err = tool('visft2mmpretrain.py', backbone,
                         out)  # default: 39 layers
-    assert f'cannot export 39 blocks for mmpretrain BLIP-2 BEiTViT: the backbone has {DEPTH}' \
+    assert ('cannot export 39 blocks for mmpretrain BLIP-2 BEiTViT: the '
+            f'backbone has {DEPTH}') \
         in assert_single_error(code, err)
     assert not out.exists()
 
@@ -409,7 +425,8 @@ def test_mmpretrain_too_many_layers(tool, tmp_path):
 # ------------------------------------------------------------------- LAVIS
 def test_lavis_export_drops_last_block(tool, images, tmp_path):
     clip_sd = random_eva_clip_checkpoint('EVA01-g-14')
-    backbone, lora_path, out = tmp_path / 'eva_vit_g.pth', tmp_path / 'lora.pth', tmp_path / 'o.pth'
+    backbone, lora_path, out = (tmp_path / 'eva_vit_g.pth',
+                                tmp_path / 'lora.pth', tmp_path / 'o.pth')
     torch.save(visual_tower(clip_sd),
                backbone)  # LAVIS eva_vit_g.pth keeps its cls token
     lora = write_lora(lora_path, 'visft_mm')
@@ -491,22 +508,61 @@ def test_blip2_targets_refuse_post_norm_eva_e():
         export_lavis(eva_e_shaped)
 
 
+def test_recorded_post_norm_is_read_back(tool, tmp_path):
+    """eva2visft.py and merge_lora.py record post_norm; a post-norm tower the
+    width does not reveal (32 wide, not EVA-ViT-E's 1792) is then refused by
+    the pre-norm BLIP-2 targets and by a pre-norm EVAViT."""
+    src, converted = tmp_path / 'clip.pt', tmp_path / 'eva_e.pth'
+    lora_path, merged = tmp_path / 'lora.pth', tmp_path / 'eva_e_visft.pth'
+    torch.save(random_eva_clip_checkpoint('EVA02-E-14-plus'), src)
+    write_lora(lora_path, 'visft_mm', post_norm=True)
+
+    code, stdout, err = tool('eva2visft.py', src, converted, '--post-norm')
+    assert code == 0, err
+    assert 'post_norm: True (--post-norm)' in stdout
+    code, _, err = tool('merge_lora.py', converted, lora_path, merged)
+    assert code == 0, err
+
+    for backbone in (converted, merged):
+        for script in ('visft2lavis.py', 'visft2mmpretrain.py'):
+            code, _, err = tool(script, backbone, tmp_path / 'out.pth')
+            assert 'the backbone file records post-norm blocks' in \
+                assert_single_error(code, err)
+    assert not (tmp_path / 'out.pth').exists()
+    for backbone in (converted, merged):
+        pre_norm = EVAViT(
+            arch=arch(post_norm=False),
+            pretrain_img_size=IMG,
+            with_cls_token=True,
+            init_cfg=dict(type='Pretrained', checkpoint=str(backbone)))
+        with pytest.raises(
+                CheckpointError,
+                match='records post-norm blocks, the model has pre-norm'):
+            pre_norm.init_weights()
+        EVAViT(
+            arch=arch(post_norm=True),
+            pretrain_img_size=IMG,
+            with_cls_token=True,
+            init_cfg=dict(type='Pretrained',
+                          checkpoint=str(backbone))).init_weights()
+
+
 def test_lavis_cls_token_from_overrides_the_backbone():
     backbone = visual_tower(random_eva_clip_checkpoint('EVA01-g-14'))
     other = torch.ones(1, 1, C)
     export = export_lavis(backbone, num_blocks=DEPTH, cls_token=other)
     assert torch.equal(export.state_dict['visual_encoder.cls_token'], other)
-    assert "cls_token: the backbone's differs from --cls-token-from; used the latter" \
+    assert ("cls_token: the backbone's differs from --cls-token-from; used "
+            'the latter') \
         in export.notes
 
 
 def test_backbone_with_unmerged_lora_is_refused(tmp_path):
     """A file holding base weights and LoRA tensors would otherwise export
     (or load) as the base model under a ViSFT name."""
+    from visft_mm.checkpoints.eva_layouts import (load_backbone,
+                                                  load_eva_weights)
     from visft_mm.models import EVAViT, LoRAModel
-    from visft_mm.models.backbones.eva_exports import load_backbone
-    from visft_mm.models.backbones.eva_layouts import load_eva_weights
-    from visft_mm.utils.checkpoint import CheckpointError
     arch = dict(
         embed_dims=32, num_layers=1, num_heads=2, feedforward_channels=64)
     lora_model = LoRAModel(

@@ -1,19 +1,22 @@
 """The checkpoint tools (eva2visft.py, merge_lora.py) run as scripts, and the
 LoRA file helpers behind them, on tiny synthetic checkpoints."""
 import os
+from types import SimpleNamespace
 
 import loralib
 import pytest
 import torch
-from tiny import NARROW_VIT
+from mmengine.config import Config
+from tiny import NARROW_VIT, ROOT, build_visft
 from tiny import run_script as run_tool
 
-from visft_mm.models.backbones import EVAViT
-from visft_mm.models.backbones.eva_layouts import CheckpointError
-from visft_mm.models.peft import LoRAModel
-from visft_mm.models.peft.lora_files import (LoRAWeights, load_lora,
+from visft_mm.checkpoints.io import CheckpointError, load_model_state_dict
+from visft_mm.checkpoints.lora_files import (LoRAWeights, load_lora,
                                              merge_lora_state_dict, save_lora,
                                              to_official_layout)
+from visft_mm.models.backbones import EVAViT
+from visft_mm.models.peft import LoRAModel
+from visft_mm.registry import HOOKS
 
 EVA2VISFT = 'tools/model_converters/eva2visft.py'
 MERGE_LORA = 'tools/model_converters/merge_lora.py'
@@ -88,10 +91,18 @@ def test_eva2visft_eva_clip(base_sd, tmp_path):
 
     assert result.returncode == 0, result.stderr
     assert 'layout:    eva_clip' in result.stdout
-    assert 'visual.head.* (2 tensors), text.* (2 tensors), logit_scale' in result.stdout
+    assert ('visual.head.* (2 tensors), text.* (2 tensors), logit_scale'
+            in result.stdout)
     assert 'cls_token: kept' in result.stdout
     assert 'WARNING' not in result.stderr
-    out = torch.load(dst, weights_only=True)
+    assert torch.load(
+        dst, weights_only=True)['meta'] == dict(
+            arch=dict(
+                embed_dims=C,
+                num_layers=2,
+                feedforward_channels=64,
+                post_norm=False))
+    out = load_model_state_dict(dst)
     assert sorted(out) == sorted([*base_sd, 'cls_token'])
     assert all(torch.equal(out[k], v) for k, v in base_sd.items())
 
@@ -106,8 +117,9 @@ def test_eva2visft_lavis_without_norm_drop_cls(base_sd, tmp_path):
     assert result.returncode == 0, result.stderr
     assert 'layout:    lavis' in result.stdout
     assert 'cls_token: dropped' in result.stdout
-    assert 'the model will use the default LayerNorm init: weight 1, bias 0' in result.stderr
-    assert sorted(torch.load(dst, weights_only=True)) == sorted(lavis)
+    assert ('the model will use the default LayerNorm init: weight 1, bias 0'
+            in result.stderr)
+    assert sorted(load_model_state_dict(dst)) == sorted(lavis)
 
 
 def test_eva2visft_corrupt_input(tmp_path):
@@ -134,10 +146,35 @@ def test_eva2visft_incomplete_checkpoint(base_sd, tmp_path):
     assert not dst.exists()
 
 
+@pytest.mark.parametrize('tool', [EVA2VISFT, MERGE_LORA])
+def test_converters_refuse_a_backbone_with_unmerged_lora(
+        tool, base_sd, tmp_path):
+    """The converters read backbones through the shared loader, so a file
+    holding base weights and LoRA tensors is refused as everywhere else
+    instead of being written out as the base model."""
+    backbone, lora, out = (tmp_path / 'base_and_lora.pth',
+                           tmp_path / 'lora.pth', tmp_path / 'out.pth')
+    lora_model = lora_wrapped(base_sd, alpha=1.)
+    torch.save(
+        {
+            f'backbone.module.{k}': v
+            for k, v in lora_model.module.state_dict().items()
+        }, backbone)
+    save_lora(lora_model, lora)
+    args = [backbone, out] if tool == EVA2VISFT else [backbone, lora, out]
+
+    line = assert_single_error(run_tool(tool, *args))
+
+    assert f'{backbone}: holds 4 LoRA tensors' in line
+    assert 'merge_lora.py' in line
+    assert not out.exists()
+
+
 # ----------------------------------------------------------------- merge_lora
 def test_merge_matches_lora_model(base_sd, tmp_path):
     lora_model = lora_wrapped(base_sd, alpha=2.)
-    backbone, lora, out = tmp_path / 'eva.pth', tmp_path / 'lora.pth', tmp_path / 'merged.pth'
+    backbone, lora, out = (tmp_path / 'eva.pth', tmp_path / 'lora.pth',
+                           tmp_path / 'merged.pth')
     torch.save(
         {'state_dict': {
             f'backbone.{k}': v
@@ -162,7 +199,8 @@ def test_merge_matches_lora_model(base_sd, tmp_path):
 
 
 def test_merge_official_layout(base_sd, tmp_path):
-    backbone, lora, out = tmp_path / 'visual.pt', tmp_path / 'eva_lora.pt', tmp_path / 'merged.pth'
+    backbone, lora, out = (tmp_path / 'visual.pt', tmp_path / 'eva_lora.pt',
+                           tmp_path / 'merged.pth')
     official = official_lora()
     torch.save(base_sd, backbone)
     torch.save(official, lora)
@@ -171,7 +209,7 @@ def test_merge_official_layout(base_sd, tmp_path):
 
     assert result.returncode == 0, result.stderr
     assert 'official layout, 2 layers, rank 4, alpha 1' in result.stdout
-    merged = torch.load(out, weights_only=True)
+    merged = load_model_state_dict(out)
     assert sorted(merged) == sorted(base_sd)
     for i in range(2):
         key = f'blocks.{i}.attn.qkv.weight'
@@ -202,7 +240,8 @@ def test_merge_official_layout(base_sd, tmp_path):
 
 
 def test_merge_official_layout_with_alpha(base_sd, tmp_path):
-    backbone, lora, out = tmp_path / 'visual.pt', tmp_path / 'eva_lora.pt', tmp_path / 'merged.pth'
+    backbone, lora, out = (tmp_path / 'visual.pt', tmp_path / 'eva_lora.pt',
+                           tmp_path / 'merged.pth')
     official = official_lora()
     torch.save(base_sd, backbone)
     torch.save(official, lora)
@@ -210,14 +249,61 @@ def test_merge_official_layout_with_alpha(base_sd, tmp_path):
                     '8').returncode == 0
     A, B = official['visual.blocks.0.attn.qkv.lora_A'], official[
         'visual.blocks.0.attn.qkv.lora_B']
-    merged = torch.load(out, weights_only=True)['blocks.0.attn.qkv.weight']
+    merged = load_model_state_dict(out)['blocks.0.attn.qkv.weight']
     W = base_sd['blocks.0.attn.qkv.weight']
     torch.testing.assert_close(merged[:C], W[:C] + B[:C] @ A[:RANK] * 8 / RANK)
 
 
+def test_stage2_run_merges_at_its_own_alpha(tmp_path):
+    """A stage-2 run checkpoint stores its LoRA settings (the shipped
+    runtime's hooks write them as the Runner saves), so merge_lora.py merges
+    it at the run's alpha (4) without --alpha; an alpha that contradicts the
+    stored one is refused."""
+    model = build_visft(stage=2)
+    lora_model = model.backbone
+    with torch.no_grad():
+        for layer in lora_model.lora_layers.values():
+            layer.lora_B.normal_(std=0.1)
+    # What Runner.save_checkpoint writes, hooks included.
+    checkpoint = {'meta': {'iter': 1}, 'state_dict': model.state_dict()}
+    runtime = Config.fromfile(str(ROOT / 'configs/_base_/default_runtime.py'))
+    for hook in runtime.custom_hooks:
+        HOOKS.build(hook).before_save_checkpoint(
+            SimpleNamespace(model=model), checkpoint)
+    backbone, run_checkpoint = tmp_path / 'eva.pth', tmp_path / 'iter_1.pth'
+    torch.save(checkpoint, run_checkpoint)
+    base = {
+        k: v.clone()
+        for k, v in lora_model.module.state_dict().items() if 'lora_' not in k
+    }
+    torch.save(base, backbone)
+    lora_model.merge()
+    expected = {k: lora_model.module.state_dict()[k] for k in base}
+
+    result = run_tool(MERGE_LORA, backbone, run_checkpoint,
+                      tmp_path / 'merged.pth')
+
+    assert result.returncode == 0, result.stderr
+    assert 'visft_mm_run layout, 2 layers, rank 4, alpha 4' in result.stdout
+    merged = load_model_state_dict(tmp_path / 'merged.pth')
+    assert sorted(merged) == sorted(expected)
+    for key, value in expected.items():
+        torch.testing.assert_close(merged[key], value, msg=key)
+    assert not torch.equal(merged['blocks.0.attn.qkv.weight'],
+                           base['blocks.0.attn.qkv.weight'])
+    with pytest.raises(
+            ValueError,
+            match=r'alpha 1.0 was requested but the file stores alpha '
+            r'\[4.0\]'):
+        load_lora(run_checkpoint, alpha=1)
+    assert load_lora(
+        run_checkpoint, alpha=4).layers == load_lora(run_checkpoint).layers
+
+
 def test_export_official_round_trip(base_sd, tmp_path):
     lora_model = lora_wrapped(base_sd, alpha=1.)
-    backbone, ours, official = tmp_path / 'eva.pth', tmp_path / 'lora.pth', tmp_path / 'off.pt'
+    backbone, ours, official = (tmp_path / 'eva.pth', tmp_path / 'lora.pth',
+                                tmp_path / 'off.pt')
     out = tmp_path / 'merged.pth'
     torch.save(base_sd, backbone)
     save_lora(lora_model, ours)
@@ -229,7 +315,7 @@ def test_export_official_round_trip(base_sd, tmp_path):
                                       for i in range(2) for p in 'AB')
 
     assert run_tool(MERGE_LORA, backbone, official, out).returncode == 0
-    from_official = torch.load(out, weights_only=True)
+    from_official = load_model_state_dict(out)
     from_ours = merge_lora_state_dict(base_sd, load_lora(ours))
     assert sorted(from_official) == sorted(from_ours)
     assert all(torch.equal(from_ours[k], from_official[k]) for k in from_ours)
@@ -245,11 +331,13 @@ def test_export_official_rejects_alpha(base_sd, tmp_path):
 
 
 def test_merge_lora_deeper_than_backbone(base_sd, tmp_path):
-    backbone, lora, out = tmp_path / 'visual.pt', tmp_path / 'eva_lora.pt', tmp_path / 'merged.pth'
+    backbone, lora, out = (tmp_path / 'visual.pt', tmp_path / 'eva_lora.pt',
+                           tmp_path / 'merged.pth')
     torch.save(base_sd, backbone)
     torch.save(official_lora(num_layers=3), lora)
     line = assert_single_error(run_tool(MERGE_LORA, backbone, lora, out))
-    assert 'error: LoRA layer blocks.2.attn.qkv has no blocks.2.attn.qkv.weight' in line
+    assert ('error: LoRA layer blocks.2.attn.qkv has no '
+            'blocks.2.attn.qkv.weight') in line
     assert not out.exists()
 
 

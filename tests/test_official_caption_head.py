@@ -16,10 +16,10 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmpretrain.structures import DataSample
 
+from visft_mm.checkpoints.io import CheckpointError
 from visft_mm.checkpoints.official_heads import caption_state_dict
 from visft_mm.datasets import WordVocabulary
 from visft_mm.registry import MODELS
-from visft_mm.utils.checkpoint import CheckpointError
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = ROOT / 'configs/_base_/models'

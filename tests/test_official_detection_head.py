@@ -17,10 +17,10 @@ from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData
 
 from visft_mm.analysis import task_inputs
+from visft_mm.checkpoints.io import CheckpointError
 from visft_mm.checkpoints.official_heads import (detection_backbone_arch,
                                                  detection_state_dict)
 from visft_mm.registry import MODELS
-from visft_mm.utils.checkpoint import CheckpointError
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAGMENT = ROOT / 'configs/_base_/models/visft_detr_official.py'

@@ -20,6 +20,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData
 
+from visft_mm.checkpoints.io import CheckpointError
 from visft_mm.checkpoints.official_heads import segmentation_state_dict
 from visft_mm.models import (EVAViT, PadThenNormalizeDetDataPreprocessor,
                              RepeatedMapPixelDecoder,
@@ -27,7 +28,6 @@ from visft_mm.models import (EVAViT, PadThenNormalizeDetDataPreprocessor,
 from visft_mm.models.heads.shifted_label_mask2former_head import (
     rows_to_class_logits, shift_labels_to_rows)
 from visft_mm.registry import MODELS
-from visft_mm.utils.checkpoint import CheckpointError
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / 'configs/visft'

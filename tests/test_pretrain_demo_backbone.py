@@ -6,12 +6,12 @@ import pytest
 import torch
 from tiny import NARROW_VIT, run_script
 
+from visft_mm.checkpoints.io import save_atomic
 from visft_mm.datasets.caption_vocab import WordVocabulary
 from visft_mm.datasets.demo_coco import generate_demo_coco
 from visft_mm.models import EVAViT
 from visft_mm.models.clip_pretrain import (CaptionedBatches, contrastive_loss,
                                            load_captioned_split, pretrain_clip)
-from visft_mm.utils import save_atomic
 
 TOOL = 'tools/misc/pretrain_demo_backbone.py'
 IMG = 56

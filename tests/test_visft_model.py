@@ -1,34 +1,15 @@
-"""ViSFT model: task routing, stage-1 and stage-2 freezing, checkpoint contents,
-strict loading of stage-1 task checkpoints."""
+"""ViSFT model: task routing, stage-1 and stage-2 freezing, checkpoint
+contents, strict loading of stage-1 task checkpoints."""
 import pytest
 import torch
 from mmengine.optim import OptimWrapper
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
-from tiny import (TINY_VIT, demo_caption_dataloader, demo_det_dataloader,
-                  tiny_caption_cfg, tiny_detection_cfg, tiny_segmentation_cfg)
+from tiny import (TINY_VIT, build_visft, demo_caption_dataloader,
+                  demo_det_dataloader, tiny_caption_cfg, tiny_detection_cfg,
+                  tiny_segmentation_cfg)
 
 from visft_mm.registry import MODELS
-
-
-def build_visft(stage: int, task_checkpoints=None):
-    init_default_scope('visft_mm')
-    vit = dict(
-        type='EVAViT', arch=TINY_VIT, pretrain_img_size=112, frozen=stage == 1)
-    backbone = vit if stage == 1 else dict(
-        type='LoRAModel', module=vit, rank=4, alpha=4)
-    torch.manual_seed(0)
-    model = MODELS.build(
-        dict(
-            type='ViSFT',
-            backbone=backbone,
-            tasks=dict(
-                detection=tiny_detection_cfg(),
-                segmentation=tiny_segmentation_cfg()),
-            freeze_tasks=stage == 2,
-            task_checkpoints=task_checkpoints))
-    model.init_weights()
-    return model
 
 
 def batches(root, task):
@@ -102,7 +83,8 @@ def test_checkpoints_leave_out_the_frozen_backbone(tmp_path):
         for k in stage2.state_dict() if k.startswith('backbone.')
     }
     assert backbone_keys and all('.lora_' in k for k in backbone_keys)
-    # a checkpoint without the frozen weights loads strictly; a partial one does not
+    # a checkpoint without the frozen weights loads strictly; a partial one
+    # does not
     state = stage2.state_dict()
     build_visft(stage=2).load_state_dict(state, strict=True)
     del state['tasks.detection.query_embedding.weight']
@@ -165,9 +147,9 @@ def test_predict_routes_to_the_task(demo_coco):
 
 
 def test_stage2_checkpoint_merges_into_a_plain_backbone(tmp_path):
-    from visft_mm.models import EVAViT
-    from visft_mm.models.peft.lora_files import (load_lora,
+    from visft_mm.checkpoints.lora_files import (load_lora,
                                                  merge_lora_state_dict)
+    from visft_mm.models import EVAViT
     model = build_visft(stage=2)
     with torch.no_grad():
         for name, p in model.backbone.named_parameters():
@@ -192,8 +174,9 @@ def test_stage2_checkpoint_merges_into_a_plain_backbone(tmp_path):
 
 
 def test_loading_a_stage2_checkpoint_initialises_the_frozen_backbone(tmp_path):
-    """tools/test.py loads checkpoints without init_weights(): the frozen backbone,
-    absent from the checkpoint, must still come from its init_cfg."""
+    """tools/test.py loads checkpoints without init_weights(): the frozen
+    backbone, absent from the checkpoint, must still come from its
+    init_cfg."""
     from visft_mm.models import EVAViT
     vit = EVAViT(arch=TINY_VIT, pretrain_img_size=112)
     vit.init_weights()

@@ -9,11 +9,14 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+import torch
 from mmengine.config import Config
 from mmengine.hub import get_config
+from mmengine.registry import init_default_scope
 
 from visft_mm.analysis.synthetic import with_backbone_arch
 from visft_mm.datasets.demo_coco import DEMO_CLASSES
+from visft_mm.registry import MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
 # The ViT whose features the task heads of the ViSFT tests read.
@@ -246,6 +249,28 @@ def stage2_cfg(root,
             custom_hooks=[dict(type='RandomStateHook'), *extra_hooks],
             log_processor=dict(by_epoch=False),
             log_level='WARNING'))
+
+
+def build_visft(stage: int, task_checkpoints=None):
+    """A tiny ViSFT (detection and segmentation) of stage 1 (frozen ViT) or
+    stage 2 (LoRA on the ViT, frozen task models), initialised from seed 0."""
+    init_default_scope('visft_mm')
+    vit = dict(
+        type='EVAViT', arch=TINY_VIT, pretrain_img_size=112, frozen=stage == 1)
+    backbone = vit if stage == 1 else dict(
+        type='LoRAModel', module=vit, rank=4, alpha=4)
+    torch.manual_seed(0)
+    model = MODELS.build(
+        dict(
+            type='ViSFT',
+            backbone=backbone,
+            tasks=dict(
+                detection=tiny_detection_cfg(),
+                segmentation=tiny_segmentation_cfg()),
+            freeze_tasks=stage == 2,
+            task_checkpoints=task_checkpoints))
+    model.init_weights()
+    return model
 
 
 def free_port() -> int:

@@ -1,13 +1,15 @@
 """Test (evaluate) a model from a config and a checkpoint.
 
-    python tools/test.py CONFIG [CHECKPOINT] [--work-dir DIR] [--out results.pkl]
-        [--backbone BACKBONE] [--cfg-options key=value ...] [--launcher pytorch]
+    python tools/test.py CONFIG [CHECKPOINT] [--work-dir DIR]
+        [--out results.pkl] [--backbone BACKBONE]
+        [--cfg-options key=value ...] [--launcher pytorch]
 
 CHECKPOINT is the trained model (default: the config's ``load_from``; an empty
 one counts as none, for tools/dist_test.sh CONFIG "" GPUS); benchmarks whose
 config names all its weights (configs/visft/eval/) need none, and take the
 backbone to test from --backbone. Paths the config lists in ``required_paths``
-are checked before anything is built.
+are checked before anything is built; a checkpoint with a key the model has no
+place for is refused before it is loaded (:class:`CheckpointFitHook`).
 """
 import argparse
 
@@ -15,6 +17,7 @@ from mmengine.evaluator import DumpResults
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from visft_mm.engine import CheckpointFitHook
 from visft_mm.utils.cli import add_common_arguments, load_tool_config
 from visft_mm.utils.required_paths import (MissingPathsError,
                                            check_required_paths)
@@ -45,6 +48,7 @@ def main():
         raise SystemExit(f'error: {e}')
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(
         cfg)
+    runner.register_hook(CheckpointFitHook())
     if args.out is not None:
         evaluator = runner.test_evaluator
         for each in (evaluator.values()

@@ -1,6 +1,6 @@
 # Runtime of visft_mm runs: mmdet's runtime in the visft_mm scope,
-# iteration-based logging and checkpoints, and the random state saved for
-# exact resume.
+# iteration-based logging and checkpoints, the random state saved for exact
+# resume and the LoRA settings (alpha, slices) saved for merge_lora.py.
 _base_ = 'mmdet::_base_/default_runtime.py'
 
 default_scope = 'visft_mm'
@@ -9,5 +9,5 @@ default_hooks = dict(
     checkpoint=dict(
         type='CheckpointHook', by_epoch=False, interval=1000,
         max_keep_ckpts=3))
-custom_hooks = [dict(type='RandomStateHook')]
+custom_hooks = [dict(type='RandomStateHook'), dict(type='LoRAMetaHook')]
 log_processor = dict(type='LogProcessor', window_size=50, by_epoch=False)

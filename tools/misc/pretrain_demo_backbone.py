@@ -16,8 +16,8 @@ import sys
 
 from mmengine.logging import MMLogger
 
+from visft_mm.checkpoints.io import save_atomic
 from visft_mm.models.clip_pretrain import pretrain_clip
-from visft_mm.utils import save_atomic
 
 
 def parse_args() -> argparse.Namespace:

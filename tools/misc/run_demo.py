@@ -56,9 +56,9 @@ def run(*args: str) -> None:
 def lora_change(checkpoint: str, backbone: str) -> dict:
     """Relative size of the merged LoRA update, ||ΔW|| / ||W||, on the q and v
     slices of every block, as median and max over blocks."""
-    from visft_mm.models.backbones.eva_layouts import load_eva_checkpoint
+    from visft_mm.checkpoints.eva_layouts import load_eva_checkpoint
+    from visft_mm.checkpoints.lora_files import load_lora
     from visft_mm.models.peft.lora import fused_lora_delta
-    from visft_mm.models.peft.lora_files import load_lora
     weights = load_lora(checkpoint)
     base = load_eva_checkpoint(backbone).state_dict
     ratios = {'q': [], 'v': []}

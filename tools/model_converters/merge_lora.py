@@ -1,36 +1,41 @@
 """Merge a LoRA file into an EVA backbone, or export a LoRA file in the
 official ViSFT layout.
 
-The backbone may be in any layout ``eva2visft.py`` accepts; the LoRA file in
-visft_mm's format or the official one (``eva_{g,e}_lora_*.pt``: rank from the
-shapes, alpha 1 unless ``--alpha`` says otherwise). The output is a plain
-EVAViT state dict with ``W + alpha / rank * B @ A`` on the adapted slices.
+The backbone may be in any layout ``eva2visft.py`` accepts. The LoRA file may
+be visft_mm's format or a stage-2 run checkpoint, which store rank, alpha and
+slices (``--alpha`` may only repeat the stored alpha), or the official layout
+(``eva_{g,e}_lora_*.pt``: rank from the shapes, q and v, alpha 1 unless
+``--alpha`` says otherwise; run checkpoints saved without their LoRA settings
+read the same way). The output holds an EVAViT state dict with
+``W + alpha / rank * B @ A`` on the adapted slices, and the backbone's arch
+(``post_norm`` in: as the backbone file records it, else inferred from the
+width) in its meta.
 
 Examples::
 
-    python tools/model_converters/merge_lora.py eva_vit_g.pth eva_g_lora_5000.pt eva_g_visft.pth
-    python tools/model_converters/merge_lora.py --export-official lora.pth eva_g_lora_official.pt
+    python tools/model_converters/merge_lora.py \\
+        eva_vit_g.pth eva_g_lora_5000.pt eva_g_visft.pth
+    python tools/model_converters/merge_lora.py \\
+        --export-official lora.pth eva_g_lora_official.pt
 """
 import argparse
-import os
 import sys
 
-from visft_mm.models.backbones.eva_layouts import (NORM_DEFAULT_INIT_NOTE,
-                                                   NORM_KEYS, CheckpointError,
-                                                   describe_keys,
-                                                   load_eva_checkpoint)
-from visft_mm.models.peft.lora_files import (describe_lora, load_lora,
-                                             merge_lora_state_dict,
+from visft_mm.checkpoints.eva_layouts import (load_backbone,
+                                              missing_norm_warning,
+                                              save_backbone)
+from visft_mm.checkpoints.io import save_atomic
+from visft_mm.checkpoints.lora_files import (describe_lora, load_lora,
                                              to_official_layout)
-from visft_mm.utils import save_atomic
 from visft_mm.utils.cli import exit_on_bad_input
+
+DESCRIPTION = ('Merge LoRA weights into an EVA backbone, or export them in '
+               'the official ViSFT layout')
 
 
 def parse_args():
     parser = argparse.ArgumentParser(
-        description=
-        'Merge LoRA weights into an EVA backbone, or export them in the '
-        'official ViSFT layout',
+        description=DESCRIPTION,
         usage='%(prog)s BACKBONE_CKPT LORA_FILE OUT [--alpha A]\n'
         '       %(prog)s --export-official LORA_FILE OUT')
     parser.add_argument(
@@ -43,8 +48,8 @@ def parse_args():
         '--alpha',
         type=float,
         default=None,
-        help='LoRA alpha of an official-layout file (default 1); scaling is '
-        'alpha / rank')
+        help='LoRA alpha of a file that does not store it (official layout; '
+        'default 1); scaling is alpha / rank')
     parser.add_argument(
         '--export-official',
         action='store_true',
@@ -60,40 +65,25 @@ def parse_args():
     return args
 
 
-def write(obj, path: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    save_atomic(obj, path)
-
-
 def export_official(lora_path: str, out: str) -> None:
     weights = load_lora(lora_path)
-    write(to_official_layout(weights), out)
+    save_atomic(to_official_layout(weights), out)
     print(f'lora:  {describe_lora(weights)}')
     print(f'saved: {out} (official ViSFT layout)')
 
 
 def merge(backbone_path: str, lora_path: str, out: str, alpha) -> None:
-    converted = load_eva_checkpoint(backbone_path)
-    incomplete = [k for k in converted.missing if k not in NORM_KEYS]
-    if incomplete:
-        raise CheckpointError(
-            f'{backbone_path}: incomplete {converted.layout} checkpoint, '
-            f'missing {describe_keys(incomplete)}')
-    weights = load_lora(lora_path, alpha=alpha)
-    merged = merge_lora_state_dict(converted.state_dict, weights)
-    write(merged, out)
+    backbone = load_backbone(backbone_path, lora_path, alpha)
+    converted, merged = backbone.converted, backbone.state_dict
+    save_backbone(merged, converted.arch_record(), out)
     print(f'backbone: {converted.layout} layout, {len(merged)} tensors')
     print(f'dropped:  {", ".join(converted.dropped_groups()) or "nothing"}')
-    print(f'lora:     {describe_lora(weights)}')
-    print(f'saved:    {out} (EVAViT state dict with LoRA merged)')
+    print(f'lora:     {describe_lora(backbone.lora)}')
+    print(f'saved:    {out} (EVAViT state dict with LoRA merged, its arch '
+          'in the meta)')
     if converted.missing:
-        rule = 'WARNING ' + '=' * 70
         print(
-            '\n'.join([
-                rule, f'WARNING: {backbone_path} has no final LayerNorm '
-                f'({", ".join(converted.missing)});',
-                f'WARNING: {NORM_DEFAULT_INIT_NOTE}.', rule
-            ]),
+            missing_norm_warning(backbone_path, converted.missing),
             file=sys.stderr)
 
 

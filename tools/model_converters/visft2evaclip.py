@@ -9,7 +9,8 @@ whose ``checkpoint_filter_fn`` reads this ``visual.*`` layout).
 
 Example::
 
-    python tools/model_converters/visft2evaclip.py eva_g_visft.pth eva01_g_visft_clip.pt \\
+    python tools/model_converters/visft2evaclip.py \\
+        eva_g_visft.pth eva01_g_visft_clip.pt \\
         --clip-checkpoint EVA01_CLIP_g_14_psz14_s11B.pt
     python tools/model_converters/visft2evaclip.py \\
         eva_e_base.pth eva02_e_visft_clip.pt \\
@@ -17,21 +18,19 @@ Example::
         --lora eva_e_lora_5000.pt
 """
 import argparse
-import os
 
-from visft_mm.models.backbones.eva_exports import (export_eva_clip,
-                                                   load_backbone)
-from visft_mm.models.backbones.eva_layouts import load_checkpoint_file
-from visft_mm.models.peft.lora_files import describe_lora
-from visft_mm.utils import save_atomic
+from visft_mm.checkpoints.eva_layouts import load_backbone
+from visft_mm.checkpoints.exports import export_eva_clip
+from visft_mm.checkpoints.io import load_model_state_dict, save_atomic
+from visft_mm.checkpoints.lora_files import describe_lora
 from visft_mm.utils.cli import exit_on_bad_input
+
+DESCRIPTION = ('Replace the visual trunk of an EVA-CLIP checkpoint with a '
+               'ViSFT backbone')
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(
-        description=
-        'Replace the visual trunk of an EVA-CLIP checkpoint with a ViSFT backbone'
-    )
+    parser = argparse.ArgumentParser(description=DESCRIPTION)
     parser.add_argument(
         'backbone',
         help='EVA backbone (EVAViT state dict, e.g. from '
@@ -54,20 +53,17 @@ def parse_args():
 
 def export(args) -> None:
     backbone = load_backbone(args.backbone, args.lora, args.alpha)
-    clip_sd = load_checkpoint_file(args.clip_checkpoint)
+    clip_sd = load_model_state_dict(args.clip_checkpoint)
     result = export_eva_clip(
         backbone.state_dict, clip_sd, source=args.clip_checkpoint)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     save_atomic(result.state_dict, args.out)
     print(f'backbone: {backbone.layout} layout, {backbone.num_layers} blocks')
-    print(
-        f'lora:     {describe_lora(backbone.lora) if backbone.lora else "none"}'
-    )
+    lora = describe_lora(backbone.lora) if backbone.lora else 'none'
+    print(f'lora:     {lora}')
     for note in result.notes:
         print(f'note:     {note}')
-    print(
-        f'saved:    {args.out} (EVA-CLIP checkpoint, {len(result.state_dict)} tensors)'
-    )
+    print(f'saved:    {args.out} (EVA-CLIP checkpoint, '
+          f'{len(result.state_dict)} tensors)')
 
 
 def main():

@@ -1,11 +1,12 @@
-"""Export a ViSFT-tuned EVA-ViT-G as the ``visual_encoder`` of a LAVIS BLIP-2 model.
+"""Export a ViSFT-tuned EVA-ViT-G as the ``visual_encoder`` of LAVIS BLIP-2.
 
 LAVIS's ``create_eva_vit_g`` builds EVA-ViT-G with 39 of its 40 blocks and no
 final LayerNorm (BLIP-2 normalises with its own ``ln_vision``), so the output
-holds ``visual_encoder.{cls_token, pos_embed, patch_embed.proj.*, blocks.0-38.*}``
-only: **the LoRA of block 39 (the 40th) has no effect in BLIP-2**. ViSFT
-trains without a cls token; when BACKBONE has none, ``--cls-token-from``
-names the checkpoint to take it from (``eva_vit_g.pth``, EVA-CLIP or BLIP-2).
+holds ``visual_encoder.{cls_token, pos_embed, patch_embed.proj.*,
+blocks.0-38.*}`` only: **the LoRA of block 39 (the 40th) has no effect in
+BLIP-2**. ViSFT trains without a cls token; when BACKBONE has none,
+``--cls-token-from`` names the checkpoint to take it from (``eva_vit_g.pth``,
+EVA-CLIP or BLIP-2).
 
 Load the output into a built BLIP-2 model with LAVIS's
 ``model.load_checkpoint(OUT)`` (non-strict: only ``visual_encoder.*`` changes).
@@ -14,25 +15,24 @@ pass ``--img-size 364`` so that the position table fits.
 
 Example::
 
-    python tools/model_converters/visft2lavis.py eva_vit_g.pth blip2_visual_encoder_visft.pth \\
-        --lora eva_g_lora_5000.pt
+    python tools/model_converters/visft2lavis.py \\
+        eva_vit_g.pth blip2_visual_encoder_visft.pth --lora eva_g_lora_5000.pt
 """
 import argparse
-import os
 
-from visft_mm.models.backbones.eva_exports import (BLIP2_NUM_BLOCKS,
-                                                   export_lavis, load_backbone,
-                                                   load_cls_token)
-from visft_mm.models.peft.lora_files import describe_lora
-from visft_mm.utils import save_atomic
+from visft_mm.checkpoints.eva_layouts import load_backbone
+from visft_mm.checkpoints.exports import (BLIP2_NUM_BLOCKS, export_lavis,
+                                          load_cls_token)
+from visft_mm.checkpoints.io import save_atomic
+from visft_mm.checkpoints.lora_files import describe_lora
 from visft_mm.utils.cli import exit_on_bad_input
+
+DESCRIPTION = ('Export an EVA-ViT-G backbone as a LAVIS BLIP-2 visual_encoder '
+               '(39 blocks, no final norm)')
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(
-        description=
-        "Export an EVA-ViT-G backbone as a LAVIS BLIP-2 visual_encoder "
-        "(39 blocks, no final norm)")
+    parser = argparse.ArgumentParser(description=DESCRIPTION)
     parser.add_argument(
         'backbone',
         help='EVA backbone (EVAViT state dict, e.g. from '
@@ -70,19 +70,16 @@ def export(args) -> None:
     cls_token = load_cls_token(
         args.cls_token_from) if args.cls_token_from else None
     result = export_lavis(backbone.state_dict, args.num_blocks, cls_token,
-                          args.img_size)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+                          args.img_size, backbone.post_norm)
     save_atomic(result.state_dict, args.out)
     print(f'backbone: {backbone.layout} layout, {backbone.num_layers} blocks')
-    print(
-        f'lora:     {describe_lora(backbone.lora) if backbone.lora else "none"}'
-    )
+    lora = describe_lora(backbone.lora) if backbone.lora else 'none'
+    print(f'lora:     {lora}')
     print(f'cls:      {args.cls_token_from or "the backbone"}')
     for note in result.notes:
         print(f'note:     {note}')
-    print(
-        f'saved:    {args.out} (LAVIS BLIP-2 visual_encoder, {args.num_blocks} blocks)'
-    )
+    print(f'saved:    {args.out} (LAVIS BLIP-2 visual_encoder, '
+          f'{args.num_blocks} blocks)')
 
 
 def main():

@@ -1,10 +1,11 @@
-"""Export a ViSFT-tuned EVA-ViT-G as mmpretrain's ``BEiTViT`` of the BLIP-2 configs.
+"""Export a ViSFT-tuned EVA-ViT-G as the ``BEiTViT`` of mmpretrain's BLIP-2.
 
 The ``mmpretrain::blip2/*`` configs build ``BEiTViT`` with EVA-ViT-G's first 39
 layers, a cls token, an absolute position table and no final norm
 (``final_norm=False``; BLIP-2 adds ``ln_vision_backbone``). The output holds
-those keys (``layers.i.ln1``, ``layers.i.attn.qkv``, ``layers.i.ffn.layers.0.0``,
-``patch_embed.projection``, ...) for layers 0-38 only: **the LoRA of block 39
+those keys (``layers.i.ln1``, ``layers.i.attn.qkv``,
+``layers.i.ffn.layers.0.0``, ``patch_embed.projection``, ...) for layers 0-38
+only: **the LoRA of block 39
 has no effect there**. When BACKBONE has no cls token, ``--cls-token-from``
 names the checkpoint to take it from.
 
@@ -17,26 +18,25 @@ after the BLIP-2 weights, or as ``vision_backbone.init_cfg``
 
 Example::
 
-    python tools/model_converters/visft2mmpretrain.py eva_vit_g.pth blip2_beit_visft.pth \\
-        --lora eva_g_lora_5000.pt
+    python tools/model_converters/visft2mmpretrain.py \\
+        eva_vit_g.pth blip2_beit_visft.pth --lora eva_g_lora_5000.pt
 """
 import argparse
-import os
 
-from visft_mm.models.backbones.eva_exports import (BLIP2_NUM_BLOCKS,
-                                                   export_mmpretrain_beit,
-                                                   load_backbone,
-                                                   load_cls_token)
-from visft_mm.models.peft.lora_files import describe_lora
-from visft_mm.utils import save_atomic
+from visft_mm.checkpoints.eva_layouts import load_backbone
+from visft_mm.checkpoints.exports import (BLIP2_NUM_BLOCKS,
+                                          export_mmpretrain_beit,
+                                          load_cls_token)
+from visft_mm.checkpoints.io import save_atomic
+from visft_mm.checkpoints.lora_files import describe_lora
 from visft_mm.utils.cli import exit_on_bad_input
+
+DESCRIPTION = ("Export an EVA-ViT-G backbone as mmpretrain's BLIP-2 BEiTViT "
+               '(39 layers, no final norm)')
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(
-        description=
-        "Export an EVA-ViT-G backbone as mmpretrain's BLIP-2 BEiTViT "
-        "(39 layers, no final norm)")
+    parser = argparse.ArgumentParser(description=DESCRIPTION)
     parser.add_argument(
         'backbone',
         help='EVA backbone (EVAViT state dict, e.g. from '
@@ -59,8 +59,8 @@ def parse_args():
         '--num-layers',
         type=int,
         default=BLIP2_NUM_BLOCKS,
-        help=f'layers to keep (default {BLIP2_NUM_BLOCKS}, the blip2 configs\' '
-        'num_layers)')
+        help=f'layers to keep (default {BLIP2_NUM_BLOCKS}, the num_layers of '
+        'the blip2 configs)')
     return parser.parse_args()
 
 
@@ -69,13 +69,11 @@ def export(args) -> None:
     cls_token = load_cls_token(
         args.cls_token_from) if args.cls_token_from else None
     result = export_mmpretrain_beit(backbone.state_dict, args.num_layers,
-                                    cls_token)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+                                    cls_token, backbone.post_norm)
     save_atomic(result.state_dict, args.out)
     print(f'backbone: {backbone.layout} layout, {backbone.num_layers} blocks')
-    print(
-        f'lora:     {describe_lora(backbone.lora) if backbone.lora else "none"}'
-    )
+    lora = describe_lora(backbone.lora) if backbone.lora else 'none'
+    print(f'lora:     {lora}')
     print(f'cls:      {args.cls_token_from or "the backbone"}')
     for note in result.notes:
         print(f'note:     {note}')

@@ -18,7 +18,7 @@ from typing import Dict, Mapping, Tuple
 
 import torch
 
-from visft_mm.utils.checkpoint import CheckpointError
+from visft_mm.checkpoints.io import CheckpointError
 
 # official key -> (task-model key, shape)
 Layout = Dict[str, Tuple[str, Tuple[int, ...]]]

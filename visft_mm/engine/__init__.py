@@ -3,18 +3,21 @@ evaluations."""
 # registers mmdet's loops and hooks for the visft_mm scope
 import mmdet.engine  # noqa: F401
 
-from visft_mm.utils.checkpoint import allow_mmengine_checkpoints
+from visft_mm.checkpoints.io import allow_mmengine_checkpoints
 from .backbone_checkpoint_hook import (BackboneCheckpointHook,
                                        load_module_weights)
+from .checkpoint_fit_hook import CheckpointFitHook
+from .lora_meta_hook import LoRAMetaHook
 from .multi_task_loops import (MultiTaskTestLoop, MultiTaskTrainLoop,
                                MultiTaskValLoop, sample_task, task_counts)
 from .optim_wrapper import MixedPrecisionOptimWrapper
 from .random_state_hook import RandomStateHook
 
 __all__ = [
-    'BackboneCheckpointHook', 'load_module_weights', 'MultiTaskTrainLoop',
-    'MultiTaskValLoop', 'MultiTaskTestLoop', 'MixedPrecisionOptimWrapper',
-    'RandomStateHook', 'sample_task', 'task_counts'
+    'BackboneCheckpointHook', 'CheckpointFitHook', 'LoRAMetaHook',
+    'load_module_weights', 'MultiTaskTrainLoop', 'MultiTaskValLoop',
+    'MultiTaskTestLoop', 'MixedPrecisionOptimWrapper', 'RandomStateHook',
+    'sample_task', 'task_counts'
 ]
 
 allow_mmengine_checkpoints(

@@ -14,9 +14,9 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from torch import nn
 
+from visft_mm.checkpoints.io import (CheckpointError, load_model_state_dict,
+                                     module_misfit)
 from visft_mm.registry import HOOKS
-from visft_mm.utils.checkpoint import (CheckpointError, describe_keys,
-                                       load_model_state_dict)
 
 # BEiTViT resizes a position embedding of another grid size while loading.
 RESIZED_ON_LOAD = ('pos_embed', )
@@ -31,40 +31,30 @@ def _fits(key: str, given: torch.Size, expected: torch.Size) -> bool:
 def load_module_weights(module: nn.Module, state_dict: Dict[str, torch.Tensor],
                         source: str) -> None:
     """Load ``state_dict`` into ``module`` strictly; on a mismatch raise a
-    :class:`CheckpointError` that lists missing, unexpected and misshapen keys."""
-    expected = module.state_dict()
-    missing = sorted(expected.keys() - state_dict.keys())
-    unexpected = sorted(state_dict.keys() - expected.keys())
-    misshapen = [
-        f'{key} {tuple(state_dict[key].shape)} (model: {tuple(expected[key].shape)})'
-        for key in sorted(state_dict.keys() & expected.keys())
-        if not _fits(key, state_dict[key].shape, expected[key].shape)
-    ]
-    problems = [
-        f'{label}: {describe_keys(keys)}'
-        for label, keys in (('missing keys', missing), ('unexpected keys',
-                                                        unexpected),
-                            ('shape mismatches', misshapen)) if keys
-    ]
-    if problems:
+    :class:`CheckpointError` that lists missing, unexpected and misshapen
+    keys."""
+    misfit = module_misfit(module, state_dict, shape_fits=_fits)
+    if misfit:
         raise CheckpointError(
-            f'{source} does not fit the {type(module).__name__} it should replace; '
-            + '; '.join(problems) +
-            '. The file must hold that module\'s own state dict (mmpretrain BEiTViT keys such '
-            'as layers.0.attn.qkv.weight, without a vision_backbone. prefix).')
+            f'{source} does not fit the {type(module).__name__} it should '
+            f'replace: {misfit}. The file must hold that module\'s own state '
+            'dict (mmpretrain BEiTViT keys such as layers.0.attn.qkv.weight, '
+            'without a vision_backbone. prefix).')
     module.load_state_dict(state_dict, strict=True)
 
 
 @HOOKS.register_module()
 class BackboneCheckpointHook(Hook):
-    """Before testing, load the config's ``backbone_checkpoint`` into the model's
+    """Before testing, load the config's ``backbone_checkpoint`` into the
+    model's
     ``module`` (``'vision_backbone'``); does nothing while it is None.
 
     The path is read from the config at run time, so
     ``--cfg-options backbone_checkpoint=PATH`` selects it.
     """
 
-    priority = 'VERY_HIGH'  # before any other before_test hook looks at the model
+    # before any other before_test hook looks at the model
+    priority = 'VERY_HIGH'
 
     def __init__(self, module: str = 'vision_backbone') -> None:
         self.module = module

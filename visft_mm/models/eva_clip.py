@@ -28,18 +28,16 @@ from open_clip import get_model_config
 from open_clip.model import _build_text_tower
 from open_clip.tokenizer import SimpleTokenizer
 
+from visft_mm.checkpoints.eva_layouts import (check_post_norm,
+                                              eva_clip_model_weights,
+                                              load_backbone)
+from visft_mm.checkpoints.exports import export_eva_clip
+from visft_mm.checkpoints.io import (CheckpointError, load_model_state_dict,
+                                     module_misfit)
 from visft_mm.datasets.imagenet_variants import imagenet_class_names
 from visft_mm.models.backbones import EVAViT
-from visft_mm.models.backbones.eva_exports import export_eva_clip
-from visft_mm.models.backbones.eva_layouts import (DDP_PREFIX,
-                                                   convert_eva_state_dict,
-                                                   load_checkpoint_file,
-                                                   load_eva_checkpoint,
-                                                   refuse_unmerged_lora)
 from visft_mm.normalisation import CLIP_MEAN, CLIP_STD
 from visft_mm.registry import MODELS
-from visft_mm.utils.checkpoint import (CheckpointError, describe_keys,
-                                       state_dict_misfit)
 
 # Original EVA-CLIP checkpoints of the open_clip configs, for error messages.
 EVA_CLIP_FILES = {
@@ -50,8 +48,6 @@ EVA_CLIP_URL = 'https://huggingface.co/QuanSun/EVA-CLIP'
 BACKBONE_HOW_TO_GET = (
     'write a base backbone with tools/model_converters/eva2visft.py or a '
     'ViSFT one with tools/model_converters/merge_lora.py')
-HEAD_PREFIX = 'visual.head.'
-TEXT_PREFIX = 'text.'
 # Prompts per text-tower call when building the zero-shot classifier.
 TEXT_BATCH_SIZE = 1024
 
@@ -61,7 +57,8 @@ Template = Callable[[str], str]
 def check_checkpoint_files(clip_checkpoint: str,
                            backbone_checkpoint: Optional[str],
                            clip_file: str = 'the EVA-CLIP checkpoint') -> None:
-    """Raise :class:`CheckpointError` naming a missing file and how to get it."""
+    """Raise :class:`CheckpointError` naming a missing file and how to get
+    it."""
     if not os.path.isfile(clip_checkpoint):
         raise CheckpointError(
             f'EVA-CLIP checkpoint {clip_checkpoint} not found; download '
@@ -111,7 +108,8 @@ class EVACLIP(BaseModel):
     then calls :meth:`predict_all`.
 
     Args:
-        clip_checkpoint: Original EVA-CLIP checkpoint (``visual.*``, ``text.*``,
+        clip_checkpoint: Original EVA-CLIP checkpoint (``visual.*``,
+            ``text.*``,
             ``logit_scale``), e.g. ``EVA01_CLIP_g_14_psz14_s11B.pt``.
         backbone_checkpoint: EVA backbone (any layout ``eva2visft.py`` reads;
             e.g. base or ViSFT-merged) whose trunk (``patch_embed``,
@@ -125,7 +123,8 @@ class EVACLIP(BaseModel):
         text_cfg: Overrides entries of the config's ``text_cfg``.
         class_names: Zero-shot classes (see :func:`resolve_class_names`).
         prompt_templates: Zero-shot prompts (see :func:`resolve_templates`).
-        data_preprocessor: By default mmpretrain's ``MultiModalDataPreprocessor``
+        data_preprocessor: By default mmpretrain's
+            ``MultiModalDataPreprocessor``
             with EVA-CLIP's normalisation (OpenAI CLIP mean/std, BGR→RGB).
     """
 
@@ -186,61 +185,38 @@ class EVACLIP(BaseModel):
         """Load ``clip_checkpoint``, its vision trunk replaced by that of
         ``backbone_checkpoint`` if given (both existing files) exactly as
         ``tools/model_converters/visft2evaclip.py`` exports it; every key must
-        fit (strict), else :class:`CheckpointError` before anything is loaded."""
-        clip_sd = load_checkpoint_file(clip_checkpoint)
-        if all(k.startswith(DDP_PREFIX) for k in clip_sd):
-            clip_sd = {k[len(DDP_PREFIX):]: v for k, v in clip_sd.items()}
+        fit (strict), else :class:`CheckpointError` before anything is
+        loaded."""
+        clip_sd = load_model_state_dict(clip_checkpoint)
         source = clip_checkpoint
         if backbone_checkpoint:
-            backbone = load_eva_checkpoint(backbone_checkpoint)
-            refuse_unmerged_lora(backbone, backbone_checkpoint)
+            backbone = load_backbone(backbone_checkpoint)
+            check_post_norm(
+                backbone.converted,
+                bool(self.visual.arch_settings.get('post_norm', False)),
+                backbone_checkpoint)
             export = export_eva_clip(
                 backbone.state_dict, clip_sd, source=clip_checkpoint)
             clip_sd = export.state_dict
-            source = f'{clip_checkpoint} with the trunk of {backbone_checkpoint}'
+            source = (f'{clip_checkpoint} with the trunk of '
+                      f'{backbone_checkpoint}')
             for note in export.notes:
                 print_log(
-                    f'{backbone_checkpoint} ({backbone.layout} layout): {note}',
+                    f'{backbone_checkpoint} ({backbone.layout} layout): '
+                    f'{note}',
                     logger='current',
                     level=logging.INFO)
-        weights = self.clip_state_dict(clip_sd, source)
+        weights = eva_clip_model_weights(clip_sd, source)
 
-        problems = state_dict_misfit(self.state_dict(), weights)
-        if problems:
-            raise CheckpointError(
-                f'{source}: the weights do not fit this '
-                f'{type(self).__name__}: {"; ".join(problems)}')
+        misfit = module_misfit(self, weights)
+        if misfit:
+            raise CheckpointError(f'{source}: the weights do not fit this '
+                                  f'{type(self).__name__}: {misfit}')
         self.load_state_dict(weights, strict=True)
         print_log(
             f'{source}: loaded {len(weights)} EVA-CLIP tensors',
             logger='current',
             level=logging.INFO)
-
-    @staticmethod
-    def clip_state_dict(clip_sd: Dict[str, torch.Tensor],
-                        source: str) -> Dict[str, torch.Tensor]:
-        """The tensors of an original EVA-CLIP checkpoint under this model's
-        names (``visual.head.*`` becomes ``visual_proj.*``)."""
-        converted = convert_eva_state_dict(clip_sd, source=source)
-        if converted.layout != 'eva_clip':
-            raise CheckpointError(
-                f'{source}: a {converted.layout} vision-tower checkpoint, not a '
-                'full EVA-CLIP one (visual.*, text.*, logit_scale); pass it '
-                'as backbone_checkpoint')
-        weights = {f'visual.{k}': v for k, v in converted.state_dict.items()}
-        unknown = []
-        for key, value in clip_sd.items():
-            if key.startswith(HEAD_PREFIX):
-                weights['visual_proj.' + key[len(HEAD_PREFIX):]] = value
-            elif key.startswith(TEXT_PREFIX) or key == 'logit_scale':
-                weights[key] = value
-            elif not key.startswith('visual.'):
-                unknown.append(key)
-        if unknown:
-            raise CheckpointError(
-                f'{source}: {len(unknown)} keys are neither visual.*, text.* '
-                f'nor logit_scale: {describe_keys(unknown)}')
-        return weights
 
     # ---------------------------------------------------------------- forward
     def forward(self,
@@ -282,7 +258,7 @@ class EVACLIP(BaseModel):
                 self.extract_text_feat(texts), dim=-1)
         return feats
 
-    # ---------------------------------------------------- zero-shot classification
+    # ------------------------------------------------ zero-shot classification
     def build_class_embeddings(self,
                                class_names: Sequence[str]) -> torch.Tensor:
         """(num_classes, D) zero-shot classifier: per class, the normalised
@@ -335,9 +311,11 @@ class EVACLIP(BaseModel):
         num_images: Optional[int] = None,
         num_texts: Optional[int] = None
     ) -> Tuple[List[DataSample], List[DataSample]]:
-        """Image→text and text→image retrieval for mmpretrain's ``RetrievalTestLoop``.
+        """Image→text and text→image retrieval for mmpretrain's
+        ``RetrievalTestLoop``.
 
-        ``feats`` and ``data_samples`` are this process's (one sample per image,
+        ``feats`` and ``data_samples`` are this process's (one sample per
+        image,
         holding its captions' ``gt_text_id`` and ``gt_image_id``); the other
         side is gathered from all processes and cut to ``num_images`` /
         ``num_texts`` (the sampler's padding). Scores are cosine similarities.

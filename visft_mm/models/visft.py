@@ -1,4 +1,4 @@
-"""The ViSFT model: one shared vision backbone, several task models on its features.
+"""The ViSFT model: one shared vision backbone, task models on its features.
 
 Written here because no OpenMMLab package trains one backbone under several
 task models with task-homogeneous batches. Each task model is a complete
@@ -25,8 +25,8 @@ from mmengine.config import ConfigDict
 from mmengine.logging import print_log
 from mmengine.model import BaseDataPreprocessor, BaseModel, ModuleDict
 
+from visft_mm.checkpoints.io import load_model_state_dict, module_misfit
 from visft_mm.registry import MODELS
-from visft_mm.utils.checkpoint import load_model_state_dict
 from .checkpoint_exclusion import ExcludeFromCheckpoint
 
 SHARED_BACKBONE = dict(type='visft_mm.FeaturesAsInput')
@@ -68,7 +68,8 @@ class ViSFT(ExcludeFromCheckpoint, BaseModel):
     """Shared backbone + task models.
 
     Args:
-        backbone: The vision backbone (an ``EVAViT``, or a ``LoRAModel`` of one).
+        backbone: The vision backbone (an ``EVAViT``, or a ``LoRAModel`` of
+            one).
         tasks: Task name → task model config. Each config carries its own
             ``data_preprocessor``; its ``backbone`` is set to
             ``FeaturesAsInput`` (a config naming another backbone is an error).
@@ -96,8 +97,8 @@ class ViSFT(ExcludeFromCheckpoint, BaseModel):
                     'FeaturesAsInput', 'visft_mm.FeaturesAsInput'):
                 raise ValueError(
                     f'task {name!r} configures its own backbone '
-                    f'({own_backbone.get("type")}); ViSFT tasks share `backbone`'
-                )
+                    f'({own_backbone.get("type")}); ViSFT tasks share '
+                    '`backbone`')
             cfg['backbone'] = SHARED_BACKBONE
             if 'data_preprocessor' not in cfg:
                 raise ValueError(f'task {name!r} has no data_preprocessor')
@@ -158,13 +159,10 @@ class ViSFT(ExcludeFromCheckpoint, BaseModel):
                  for k in state if k.startswith('tasks.')})
             raise KeyError(f'{path} holds no weights of task {task!r} '
                            f'(it has tasks {found or "none"})')
-        result = self.tasks[task].load_state_dict(weights, strict=False)
-        if result.missing_keys or result.unexpected_keys:
-            raise KeyError(
-                f'{path} does not fit task {task!r}: missing '
-                f'{result.missing_keys[:5]} ({len(result.missing_keys)}), unexpected '
-                f'{result.unexpected_keys[:5]} ({len(result.unexpected_keys)})'
-            )
+        misfit = module_misfit(self.tasks[task], weights)
+        if misfit:
+            raise KeyError(f'{path} does not fit task {task!r}: {misfit}')
+        self.tasks[task].load_state_dict(weights, strict=True)
         print_log(
             f'task {task!r}: loaded {len(weights)} tensors from {path}',
             logger='current')

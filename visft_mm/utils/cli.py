@@ -10,7 +10,7 @@ from typing import Optional
 
 from mmengine.config import Config, DictAction
 
-from .checkpoint import CheckpointError, allow_mmengine_checkpoints
+from visft_mm.checkpoints.io import CheckpointError, allow_mmengine_checkpoints
 from .dist import init_cpu_process_group
 
 # The benchmark configs take their backbone from this environment variable,

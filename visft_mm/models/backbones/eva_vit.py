@@ -20,8 +20,9 @@ import torch.utils.checkpoint as cp
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 
+from visft_mm.checkpoints.eva_layouts import load_eva_weights
+from visft_mm.checkpoints.io import CheckpointError
 from visft_mm.registry import MODELS
-from visft_mm.utils.checkpoint import CheckpointError
 
 ArchSpec = Dict[str, Union[int, bool]]
 EVA_CHECKPOINT_SOURCE = (
@@ -268,7 +269,6 @@ class EVAViT(BaseModule):
         """Load ``init_cfg`` Pretrained weights with a key report, or
         initialise as EVA does (truncated normal, std 0.02)."""
         if self.init_cfg and self.init_cfg.get('type') == 'Pretrained':
-            from .eva_layouts import load_eva_weights
             checkpoint = self.init_cfg['checkpoint']
             if not os.path.isfile(checkpoint):
                 raise CheckpointError(

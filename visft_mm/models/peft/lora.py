@@ -4,72 +4,23 @@ Written here because mmpretrain's ``LoRAModel`` cannot serve ViSFT: its
 ``LoRALinear`` has no ``.weight`` (EVA attention reads ``qkv.weight``), it
 adapts the whole fused ``qkv`` output rather than the q and v slices, and its
 state-dict hooks drop every non-LoRA key of the *whole* model, not only of the
-wrapped module. The layout here is loralib's ``MergedLinear`` (what the
-official ViSFT LoRA files hold): for a fused projection of ``S`` slices of
-width ``d``, with ``n`` of them adapted at rank ``r``,
-
-    lora_A: (n*r, in_features)      lora_B: (n*d, r)
-    ΔW[slice_j] = lora_B[j*d:(j+1)*d] @ lora_A[j*r:(j+1)*r] * alpha / r
-
-where ``j`` counts the adapted slices in order.
+wrapped module. The tensor layout is loralib's ``MergedLinear`` (what the
+official ViSFT LoRA files hold; see :mod:`visft_mm.checkpoints.lora_files`).
 """
 import math
 import re
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModule
 
+from visft_mm.checkpoints.io import state_dict_misfit
+from visft_mm.checkpoints.lora_files import (fused_lora_delta, is_lora_key,
+                                             parse_slices)
 from visft_mm.registry import MODELS
 from ..checkpoint_exclusion import ExcludeFromCheckpoint
-
-QKV_SLICE_NAMES = 'qkv'
-
-
-def parse_slices(
-        slices: Union[None, str,
-                      Sequence[bool]]) -> Optional[Tuple[bool, ...]]:
-    """``'qv'`` → (True, False, True); a bool sequence passes through; None
-    means the whole output is one adapted slice."""
-    if slices is None:
-        return None
-    if isinstance(slices, str):
-        unknown = set(slices) - set(QKV_SLICE_NAMES)
-        if unknown or not slices:
-            raise ValueError(
-                f"slices must be letters of 'qkv', got {slices!r}")
-        return tuple(name in slices for name in QKV_SLICE_NAMES)
-    mask = tuple(bool(s) for s in slices)
-    if not any(mask):
-        raise ValueError('slices adapts nothing')
-    return mask
-
-
-def fused_lora_delta(lora_A: torch.Tensor, lora_B: torch.Tensor,
-                     slices: Optional[Sequence[bool]],
-                     scaling: float) -> torch.Tensor:
-    """The full (out_features, in_features) weight update of a fused LoRA,
-    zero on slices that are not adapted. Computed in float32."""
-    mask = tuple(slices) if slices is not None else (True, )
-    n = sum(mask)
-    rank = lora_A.shape[0] // n
-    width = lora_B.shape[0] // n
-    if lora_A.shape[0] != n * rank or lora_B.shape != (n * width, rank):
-        raise ValueError(
-            f'LoRA shapes A{tuple(lora_A.shape)} B{tuple(lora_B.shape)} do not '
-            f'fit {n} adapted slices')
-    A, B = lora_A.float(), lora_B.float()
-    delta = A.new_zeros(len(mask) * width, A.shape[1])
-    j = 0
-    for s, enabled in enumerate(mask):
-        if enabled:
-            delta[s * width:(s + 1) *
-                  width] = (B[j * width:(j + 1) * width]
-                            @ A[j * rank:(j + 1) * rank]) * scaling
-            j += 1
-    return delta
 
 
 class LoRALinear(nn.Linear):
@@ -90,7 +41,8 @@ class LoRALinear(nn.Linear):
         nn.Module.__init__(self)
         if rank <= 0:
             raise ValueError(f'LoRA rank must be positive, got {rank}')
-        self.in_features, self.out_features = base.in_features, base.out_features
+        self.in_features = base.in_features
+        self.out_features = base.out_features
         self.weight = base.weight
         self.register_parameter('bias', base.bias)
         self.slices = parse_slices(slices)
@@ -165,11 +117,6 @@ class LoRALinear(nn.Linear):
         if self.merged:
             self.weight -= self.delta_weight().to(self.weight.dtype)
             self.merged = False
-
-
-def is_lora_key(name: str) -> bool:
-    """Whether a parameter name is a LoRA tensor (``...lora_A``/``...lora_B``)."""
-    return name.rsplit('.', 1)[-1] in ('lora_A', 'lora_B')
 
 
 @MODELS.register_module()
@@ -251,7 +198,8 @@ class LoRAModel(ExcludeFromCheckpoint, BaseModule):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        # A frozen inner module may pin itself to eval; LoRA layers follow `mode`.
+        # A frozen inner module may pin itself to eval; LoRA layers follow
+        # `mode`.
         for layer in self.lora_layers.values():
             layer.train(mode)
         return self
@@ -275,31 +223,23 @@ class LoRAModel(ExcludeFromCheckpoint, BaseModule):
     def load_lora_state_dict(self, state_dict: Dict[str,
                                                     torch.Tensor]) -> None:
         """Load LoRA tensors keyed as :meth:`lora_state_dict` gives them;
-        any missing or extra key is an error."""
+        any missing or surplus key or other shape is an error."""
         own = {
             name: p
             for name, p in self.module.named_parameters() if is_lora_key(name)
         }
-        missing = sorted(set(own) - set(state_dict))
-        unexpected = sorted(set(state_dict) - set(own))
-        if missing or unexpected:
-            raise KeyError(
-                f'LoRA state dict does not fit: missing {missing[:8]}'
-                f'{"..." if len(missing) > 8 else ""} ({len(missing)}), '
-                f'unexpected {unexpected[:8]}'
-                f'{"..." if len(unexpected) > 8 else ""} ({len(unexpected)})')
+        misfit = state_dict_misfit(own, state_dict)
+        if misfit:
+            raise KeyError(f'LoRA state dict does not fit: {misfit}')
         if any(layer.merged for layer in self.lora_layers.values()):
             raise RuntimeError('unmerge() before loading LoRA weights')
         with torch.no_grad():
             for name, param in own.items():
-                if state_dict[name].shape != param.shape:
-                    raise ValueError(
-                        f'{name}: shape {tuple(state_dict[name].shape)} in the '
-                        f'file, {tuple(param.shape)} in the model')
                 param.copy_(state_dict[name])
 
     def lora_config(self) -> Dict[str, dict]:
-        """Rank, alpha and slices of every adapted layer, keyed by layer name."""
+        """Rank, alpha and slices of every adapted layer, keyed by layer
+        name."""
         return {
             name: dict(rank=l.rank, alpha=l.alpha, slices=l.slices)
             for name, l in self.lora_layers.items()
@@ -310,7 +250,8 @@ class LoRAModel(ExcludeFromCheckpoint, BaseModule):
             self.module.init_weights()
 
     def excluded_state_keys(self) -> List[str]:
-        """Every tensor of ``module`` but LoRA (``lora_only_state_dict`` only)."""
+        """Every tensor of ``module`` but LoRA (``lora_only_state_dict``
+        only)."""
         if not self.lora_only_state_dict:
             return []
         return [

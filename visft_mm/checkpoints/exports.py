@@ -1,9 +1,10 @@
-"""Export a (LoRA-merged) EVAViT back to the layouts of the models that consume it.
+"""Export a (LoRA-merged) EVAViT to the layouts of the models that consume it.
 
-Hand-written because nothing installed converts *to* these layouts: mmpretrain's
-``eva_to_mmpretrain.py`` only goes from EVA to mmpretrain (and keeps a
-``backbone.`` prefix), open_clip reads original EVA-CLIP files only through
-timm's ``checkpoint_filter_fn``, and LAVIS is not a dependency. Targets:
+Hand-written because nothing installed converts *to* these layouts:
+mmpretrain's ``eva_to_mmpretrain.py`` only goes from EVA to mmpretrain (and
+keeps a ``backbone.`` prefix), open_clip reads original EVA-CLIP files only
+through timm's ``checkpoint_filter_fn``, and LAVIS is not a dependency.
+Targets:
 
 * **EVA-CLIP** (``visual.*``, ``text.*``, ``logit_scale``): the original CLIP
   checkpoint with its vision trunk (``patch_embed``, ``blocks``, ``norm``)
@@ -20,9 +21,12 @@ timm's ``checkpoint_filter_fn``, and LAVIS is not a dependency. Targets:
   ``ffn.layers.0.0/ffn.layers.1``, ``patch_embed.proj`` →
   ``patch_embed.projection``.
 
-LAVIS's and BEiTViT's blocks are pre-norm, so EVA-ViT-E (post-norm, recognised
-by its width) is refused for them. All functions take and return plain state
-dicts; :class:`CheckpointError` says why an input does not fit.
+LAVIS's and BEiTViT's blocks are pre-norm, so a post-norm backbone (as its
+file records, else EVA-ViT-E recognised by its width) is refused for them.
+All functions take and return plain state dicts; :class:`CheckpointError`
+says why an input does not fit. The position table is resized with
+mmpretrain's ``resize_pos_embed`` (bicubic, cls entry kept), as LAVIS resizes
+it.
 """
 import math
 import os
@@ -30,22 +34,22 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 import torch
+from mmpretrain.models.utils import resize_pos_embed
 
-from visft_mm.models.peft.lora_files import (LoRAWeights, load_lora,
-                                             merge_lora_state_dict)
-from visft_mm.utils.checkpoint import CheckpointError, describe_keys
-from .eva_layouts import (BLOCK_KEY, CLIP_HEAD_PREFIX, EMBED_KEYS, NORM_KEYS,
-                          PATCH_EMBED_WEIGHT, load_eva_checkpoint,
-                          refuse_unmerged_lora)
-from .eva_vit import EVAViT, resize_pos_table
+from .eva_layouts import (BLOCK_KEY, CLIP_HEAD_PREFIX, EMBED_KEYS,
+                          EVA_CLIP_VISUAL_PREFIX, NORM_KEYS,
+                          PATCH_EMBED_WEIGHT, infer_post_norm,
+                          load_eva_checkpoint)
+from .io import CheckpointError, state_dict_misfit
 
 StateDict = Dict[str, torch.Tensor]
 
-EVA_CLIP_PREFIX = 'visual.'
 LAVIS_PREFIX = 'visual_encoder.'
-# LAVIS create_eva_vit_g(depth=39) and the mmpretrain blip2 configs (num_layers=39).
+# LAVIS create_eva_vit_g(depth=39) and the mmpretrain blip2 configs
+# (num_layers=39).
 BLIP2_NUM_BLOCKS = 39
-# Parts of an EVA-CLIP visual tower that come from the CLIP checkpoint, not from ViSFT.
+# Parts of an EVA-CLIP visual tower that come from the CLIP checkpoint, not
+# from ViSFT.
 CLIP_KEPT = ('cls_token', 'pos_embed')
 BEIT_RENAMES = (
     ('patch_embed.proj.', 'patch_embed.projection.'),
@@ -57,60 +61,10 @@ BEIT_RENAMES = (
 
 
 @dataclass
-class Backbone:
-    """The EVAViT state dict to export and where it came from.
-
-    Attributes:
-        state_dict: EVAViT keys, LoRA merged when one was given.
-        layout: Layout of the backbone file (see ``eva_layouts``).
-        num_layers: Number of transformer blocks.
-        lora: The merged LoRA weights, if any.
-    """
-    state_dict: StateDict
-    layout: str
-    num_layers: int
-    lora: Optional[LoRAWeights] = None
-
-
-@dataclass
 class Export:
     """An exported state dict and the notes a tool should print about it."""
     state_dict: StateDict
     notes: List[str] = field(default_factory=list)
-
-
-def load_backbone(path,
-                  lora_path=None,
-                  alpha: Optional[float] = None) -> Backbone:
-    """Read an EVA backbone in any layout ``eva_layouts`` accepts and merge
-    the LoRA file at ``lora_path`` (ours or the official layout) into it.
-
-    Raises:
-        CheckpointError: unreadable or incomplete backbone (only ``norm.*``
-            may be missing), a backbone holding unmerged LoRA tensors, or a
-            LoRA file that does not fit it.
-    """
-    converted = load_eva_checkpoint(path)
-    refuse_unmerged_lora(converted, os.fspath(path))
-    incomplete = [k for k in converted.missing if k not in NORM_KEYS]
-    if incomplete:
-        raise CheckpointError(
-            f'{os.fspath(path)}: incomplete {converted.layout} checkpoint, '
-            f'missing {describe_keys(incomplete)}')
-    state_dict, lora = converted.state_dict, None
-    if lora_path is not None:
-        lora = load_lora(lora_path, alpha=alpha)
-        try:
-            state_dict = merge_lora_state_dict(state_dict, lora)
-        except (KeyError, ValueError) as e:
-            message = e.args[0] if e.args else str(e)
-            raise CheckpointError(f'{os.fspath(lora_path)} does not fit '
-                                  f'{os.fspath(path)}: {message}') from e
-    return Backbone(
-        state_dict=state_dict,
-        layout=converted.layout,
-        num_layers=converted.arch['num_layers'],
-        lora=lora)
 
 
 def load_cls_token(path) -> torch.Tensor:
@@ -127,32 +81,24 @@ def _num_blocks(state_dict: StateDict) -> int:
     return max(ids) + 1 if ids else 0
 
 
-def _check_shapes(ours: StateDict, reference: StateDict, name: str) -> None:
-    mismatched = [
-        f'{k} {tuple(v.shape)} vs {tuple(reference[k].shape)}'
-        for k, v in ours.items()
-        if k in reference and v.shape != reference[k].shape
-    ]
-    if mismatched:
-        raise CheckpointError(
-            f'the backbone does not fit {name}: shape mismatches '
-            f'(backbone vs {name}) {describe_keys(mismatched, 3)}')
-
-
 # ------------------------------------------------------------------ EVA-CLIP
 def _clip_visual(clip_sd: StateDict, source: str) -> StateDict:
-    """The ``visual.`` tensors of an original EVA-CLIP checkpoint, unprefixed."""
-    if EVA_CLIP_PREFIX + PATCH_EMBED_WEIGHT not in clip_sd:
+    """The ``visual.`` tensors of an original EVA-CLIP checkpoint,
+    unprefixed."""
+    if EVA_CLIP_VISUAL_PREFIX + PATCH_EMBED_WEIGHT not in clip_sd:
         found = ('it has the open_clip/timm layout visual.trunk.*'
-                 if f'{EVA_CLIP_PREFIX}trunk.{PATCH_EMBED_WEIGHT}' in clip_sd
-                 else f'no {EVA_CLIP_PREFIX}{PATCH_EMBED_WEIGHT}')
+                 if f'{EVA_CLIP_VISUAL_PREFIX}trunk.{PATCH_EMBED_WEIGHT}'
+                 in clip_sd else
+                 f'no {EVA_CLIP_VISUAL_PREFIX}{PATCH_EMBED_WEIGHT}')
         raise CheckpointError(
             f'{source}: not an original EVA-CLIP checkpoint ({found})')
     visual = {
-        k[len(EVA_CLIP_PREFIX):]: v
-        for k, v in clip_sd.items() if k.startswith(EVA_CLIP_PREFIX)
+        k[len(EVA_CLIP_VISUAL_PREFIX):]: v
+        for k, v in clip_sd.items() if k.startswith(EVA_CLIP_VISUAL_PREFIX)
     }
-    lacking = [EVA_CLIP_PREFIX + k for k in CLIP_KEPT if k not in visual]
+    lacking = [
+        EVA_CLIP_VISUAL_PREFIX + k for k in CLIP_KEPT if k not in visual
+    ]
     if lacking:
         raise CheckpointError(
             f'{source}: the EVA-CLIP checkpoint has no {" or ".join(lacking)}')
@@ -177,25 +123,22 @@ def export_eva_clip(backbone: StateDict,
         if k not in CLIP_KEPT and not k.startswith(CLIP_HEAD_PREFIX)
     ]
     notes = [
-        f'replaced {len(trunk)} visual trunk tensors ({_num_blocks(trunk)} blocks); '
-        'cls_token, pos_embed, visual.head.*, text.* and the rest are the CLIP '
-        "checkpoint's"
+        f'replaced {len(trunk)} visual trunk tensors '
+        f'({_num_blocks(trunk)} blocks); cls_token, pos_embed, visual.head.*, '
+        "text.* and the rest are the CLIP checkpoint's"
     ]
     if not any(k in trunk for k in NORM_KEYS) and all(k in visual
                                                       for k in NORM_KEYS):
         clip_trunk = [k for k in clip_trunk if k not in NORM_KEYS]
         notes.append(
-            "norm.*: the backbone has no final LayerNorm; kept the CLIP checkpoint's"
-        )
-    missing = [k for k in clip_trunk if k not in trunk]
-    extra = [k for k in trunk if k not in visual]
-    if missing or extra:
+            'norm.*: the backbone has no final LayerNorm; kept the CLIP '
+            "checkpoint's")
+    misfit = state_dict_misfit({k: visual[k] for k in clip_trunk}, trunk)
+    if misfit:
         raise CheckpointError(
-            f'the backbone ({_num_blocks(trunk)} blocks) does not fit the visual tower of '
-            f'{source} ({_num_blocks(visual)} blocks): missing '
-            f'{describe_keys(missing, 3) or "nothing"}; '
-            f'extra {describe_keys(extra, 3) or "nothing"}')
-    _check_shapes(trunk, visual, source)
+            f'the backbone ({_num_blocks(trunk)} blocks) does not fit the '
+            f'visual tower of {source} ({_num_blocks(visual)} blocks): '
+            f'{misfit}')
     for key in CLIP_KEPT:
         if key in backbone and not torch.equal(backbone[key].to(visual[key]),
                                                visual[key]):
@@ -207,31 +150,39 @@ def export_eva_clip(backbone: StateDict,
     clip_dtypes = {visual[k].dtype for k in trunk}
     if ours_dtypes != clip_dtypes:
         notes.append(
-            f'the trunk stays {"/".join(map(str, ours_dtypes))} (the CLIP checkpoint '
-            f'holds {"/".join(map(str, clip_dtypes))}); models cast it on loading'
-        )
+            f'the trunk stays {"/".join(map(str, ours_dtypes))} (the CLIP '
+            f'checkpoint holds {"/".join(map(str, clip_dtypes))}); models '
+            'cast it on loading')
 
     exported = dict(clip_sd)
     for key, value in trunk.items():
-        exported[EVA_CLIP_PREFIX + key] = value
+        exported[EVA_CLIP_VISUAL_PREFIX + key] = value
     return Export(exported, notes)
 
 
 # ------------------------------------------------------------ BLIP-2 targets
-def _check_pre_norm(backbone: StateDict, target: str) -> None:
-    width = backbone[PATCH_EMBED_WEIGHT].shape[0]
-    if width == EVAViT.arch_zoo['eva-e']['embed_dims']:
+def _check_pre_norm(backbone: StateDict, post_norm: Optional[bool],
+                    target: str) -> None:
+    """Refuse post-norm blocks (as ``post_norm`` says, or if None, as far as
+    the width tells) for a target whose blocks are pre-norm."""
+    if post_norm is None:
+        post_norm = infer_post_norm(backbone)
+        kind = (f'a {backbone[PATCH_EMBED_WEIGHT].shape[0]}-wide backbone is '
+                'EVA-ViT-E, whose blocks are post-norm')
+    else:
+        kind = 'the backbone file records post-norm blocks'
+    if post_norm:
         raise CheckpointError(
-            f'a {width}-wide backbone is EVA-ViT-E, whose blocks are post-norm; '
-            f'{target} blocks are pre-norm and would compute other features')
+            f'{kind}; {target} blocks are pre-norm and would compute other '
+            'features')
 
 
 def _truncated_with_cls(backbone: StateDict, num_blocks: int,
-                        cls_token: Optional[torch.Tensor],
-                        target: str) -> Export:
+                        cls_token: Optional[torch.Tensor], target: str,
+                        post_norm: Optional[bool]) -> Export:
     """Blocks ``0..num_blocks-1`` with the embeddings and a cls token, no
     final norm: the vision tower BLIP-2 runs, in EVAViT's key names."""
-    _check_pre_norm(backbone, target)
+    _check_pre_norm(backbone, post_norm, target)
     depth = _num_blocks(backbone)
     if not 0 < num_blocks <= depth:
         raise CheckpointError(
@@ -248,8 +199,8 @@ def _truncated_with_cls(backbone: StateDict, num_blocks: int,
     elif 'cls_token' in backbone and not torch.equal(
             backbone['cls_token'].to(cls_token), cls_token):
         notes.append(
-            "cls_token: the backbone's differs from --cls-token-from; used the latter"
-        )
+            "cls_token: the backbone's differs from --cls-token-from; used "
+            'the latter')
     width = backbone[PATCH_EMBED_WEIGHT].shape[0]
     if tuple(cls_token.shape) != (1, 1, width):
         raise CheckpointError(
@@ -265,9 +216,9 @@ def _truncated_with_cls(backbone: StateDict, num_blocks: int,
         dropped = (f'blocks {num_blocks}..{depth - 1}' if depth -
                    num_blocks > 1 else f'block {num_blocks}')
         notes.append(
-            f'{dropped} and norm.* left out: {target} runs blocks 0..{num_blocks - 1} '
-            f'and no final norm, so LoRA merged into {dropped} has no effect there'
-        )
+            f'{dropped} and norm.* left out: {target} runs blocks '
+            f'0..{num_blocks - 1} and no final norm, so LoRA merged into '
+            f'{dropped} has no effect there')
     else:
         notes.append('norm.* left out: there is no final norm in this layout')
     return Export(exported, notes)
@@ -276,7 +227,8 @@ def _truncated_with_cls(backbone: StateDict, num_blocks: int,
 def export_lavis(backbone: StateDict,
                  num_blocks: int = BLIP2_NUM_BLOCKS,
                  cls_token: Optional[torch.Tensor] = None,
-                 img_size: Optional[int] = None) -> Export:
+                 img_size: Optional[int] = None,
+                 post_norm: Optional[bool] = None) -> Export:
     """``visual_encoder.*`` keys of a LAVIS BLIP-2 model: blocks
     ``0..num_blocks-1``, no final norm, the cls token (``cls_token`` if
     given, else the backbone's).
@@ -285,25 +237,24 @@ def export_lavis(backbone: StateDict,
     ``eva_vit_g.pth``; a checkpoint loaded afterwards must already fit. With
     ``img_size`` (e.g. 364 for BLIP-2's captioning and VQA models) the table is
     resized here, the way LAVIS does (bicubic, no antialias, cls entry kept).
+    ``post_norm`` is what the backbone file records (None: not recorded).
 
     Raises:
-        CheckpointError: no cls token, too few blocks, or EVA-ViT-E.
+        CheckpointError: no cls token, too few blocks, or post-norm blocks.
     """
     export = _truncated_with_cls(backbone, num_blocks, cls_token,
-                                 'LAVIS BLIP-2')
+                                 'LAVIS BLIP-2', post_norm)
     state_dict, notes = export.state_dict, export.notes
     if img_size is not None:
         patch_size = state_dict[PATCH_EMBED_WEIGHT].shape[-1]
         grid, table = img_size // patch_size, state_dict['pos_embed']
         old_grid = math.isqrt(table.shape[1] - 1)
         if grid != old_grid:
-            state_dict['pos_embed'] = torch.cat(
-                [table[:, :1],
-                 resize_pos_table(table[:, 1:], grid, grid)],
-                dim=1)
-            notes.append(
-                f'pos_embed resized from {old_grid}x{old_grid} to {grid}x{grid} '
-                f'patches for {img_size}-pixel inputs')
+            state_dict['pos_embed'] = resize_pos_embed(table,
+                                                       (old_grid, old_grid),
+                                                       (grid, grid))
+            notes.append(f'pos_embed resized from {old_grid}x{old_grid} to '
+                         f'{grid}x{grid} patches for {img_size}-pixel inputs')
     return Export({LAVIS_PREFIX + k: v for k, v in state_dict.items()}, notes)
 
 
@@ -319,20 +270,22 @@ def to_beit_key(key: str) -> str:
 
 def export_mmpretrain_beit(backbone: StateDict,
                            num_layers: int = BLIP2_NUM_BLOCKS,
-                           cls_token: Optional[torch.Tensor] = None) -> Export:
+                           cls_token: Optional[torch.Tensor] = None,
+                           post_norm: Optional[bool] = None) -> Export:
     """``BEiTViT`` keys for ``num_layers`` layers, as the ``mmpretrain::blip2``
     configs build it (``final_norm=False``, ``with_cls_token=True``,
     ``use_abs_pos_emb=True``, no layer scale or relative position bias).
+    ``post_norm`` is what the backbone file records (None: not recorded).
 
     Raises:
-        CheckpointError: no cls token, too few blocks, or EVA-ViT-E.
+        CheckpointError: no cls token, too few blocks, or post-norm blocks.
     """
     export = _truncated_with_cls(backbone, num_layers, cls_token,
-                                 'mmpretrain BLIP-2 BEiTViT')
+                                 'mmpretrain BLIP-2 BEiTViT', post_norm)
     export.notes.append(
-        f'the blip2-opt configs set out_indices=-2 and read the output of layer '
-        f'{num_layers - 2}, so layer {num_layers - 1} has no effect there either'
-    )
+        'the blip2-opt configs set out_indices=-2 and read the output of '
+        f'layer {num_layers - 2}, so layer {num_layers - 1} has no effect '
+        'there either')
     return Export({
         to_beit_key(k): v
         for k, v in export.state_dict.items()

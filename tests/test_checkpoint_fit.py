@@ -1,0 +1,312 @@
+"""Every path that loads a checkpoint refuses surplus keys, naming them.
+
+For each loading path (a fixture), three files: one that fits the model, one
+deeper than the model (an extra block, or an extra decoder layer for a task
+head), and one with an extra key. The first loads; the other two raise, and
+the error reports a surplus key by name. Tiny models, CPU.
+"""
+import runpy
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Callable, Optional
+
+import pytest
+import torch
+from conftest import TINY_VIT, demo_det_dataloader, tiny_detection_cfg
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+from tiny_clip import tiny_clip, tiny_clip_state_dict
+
+from visft_mm.checkpoints.io import CheckpointError, module_misfit
+from visft_mm.checkpoints.lora_files import load_lora, save_lora
+from visft_mm.engine import BackboneCheckpointHook
+from visft_mm.models import EVAViT, LoRAModel
+from visft_mm.registry import MODELS
+
+ROOT = Path(__file__).resolve().parents[1]
+ARCH = dict(embed_dims=32, num_heads=2, feedforward_channels=64)
+EXTRA_VIT_KEY = 'blocks.0.attn.extra.weight'
+EXTRA_TASK_KEY = 'tasks.detection.extra.weight'
+
+
+def vit(num_layers: int = 2, **kwargs) -> EVAViT:
+    torch.manual_seed(num_layers)
+    return EVAViT(
+        arch=dict(ARCH, num_layers=num_layers), pretrain_img_size=28, **kwargs)
+
+
+def with_block_copied(state_dict: dict, prefix: str = '') -> dict:
+    """``state_dict`` with its last block repeated as one more block."""
+    last = max(
+        int(k[len(prefix):].split('.')[1]) for k in state_dict
+        if k.startswith(prefix + 'blocks.'))
+    old, new = f'{prefix}blocks.{last}.', f'{prefix}blocks.{last + 1}.'
+    return {
+        **state_dict,
+        **{
+            k.replace(old, new): v
+            for k, v in state_dict.items() if k.startswith(old)
+        }
+    }
+
+
+def variant(case: str, fitting: dict, deeper: dict, extra_key: str) -> dict:
+    """The file content of ``case``."""
+    if case == 'deeper':
+        return deeper
+    if case == 'extra_key':
+        return {**fitting, extra_key: torch.zeros(2)}
+    return fitting
+
+
+def load_outcome(case: str, errors, load: Callable) -> Optional[str]:
+    """Run ``load``: it must succeed for the fitting file (None), and raise
+    one of ``errors`` otherwise (its message)."""
+    if case == 'fits':
+        load()
+        return None
+    with pytest.raises(errors) as error:
+        load()
+    return str(error.value)
+
+
+# One fixture per loading path: attempt(case, tmp_path) loads the file of
+# ``case`` the way that path does and returns the error message (None if it
+# loaded) and the surplus key the message must name.
+@pytest.fixture
+def eva_pretrained():
+    """EVAViT ``init_cfg=dict(type='Pretrained')``, any EVA layout."""
+
+    def attempt(case, tmp_path):
+        path = tmp_path / 'eva.pth'
+        torch.save(
+            variant(case,
+                    vit(2).state_dict(),
+                    vit(3).state_dict(), EXTRA_VIT_KEY), path)
+        model = vit(2, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+        message = load_outcome(case, CheckpointError, model.init_weights)
+        return message, 'blocks.2.' if case == 'deeper' else EXTRA_VIT_KEY
+
+    return attempt
+
+
+def visft_detection(decoder_layers: int = 1, task_checkpoints=None):
+    init_default_scope('visft_mm')
+    detection = tiny_detection_cfg()
+    detection.decoder.num_layers = decoder_layers
+    torch.manual_seed(0)
+    return MODELS.build(
+        dict(
+            type='ViSFT',
+            backbone=dict(
+                type='EVAViT',
+                arch=TINY_VIT,
+                pretrain_img_size=28,
+                frozen=True),
+            tasks=dict(detection=detection),
+            task_checkpoints=task_checkpoints))
+
+
+@pytest.fixture
+def task_checkpoints():
+    """``ViSFT.task_checkpoints``: stage-1 heads loaded by init_weights."""
+
+    def attempt(case, tmp_path):
+        path = tmp_path / 'stage1.pth'
+        state_dict = variant(case,
+                             visft_detection().state_dict(),
+                             visft_detection(decoder_layers=2).state_dict(),
+                             EXTRA_TASK_KEY)
+        torch.save({'meta': {}, 'state_dict': state_dict}, path)
+        model = visft_detection(task_checkpoints=dict(detection=str(path)))
+        message = load_outcome(case, KeyError, model.init_weights)
+        return message, ('decoder.layers.1.'
+                         if case == 'deeper' else 'extra.weight')
+
+    return attempt
+
+
+@pytest.fixture
+def lora_file():
+    """A LoRA file (visft_mm format) into a LoRAModel."""
+
+    def attempt(case, tmp_path):
+        path, extra = tmp_path / 'lora.pth', 'blocks.0.attn.proj.lora_A'
+        save_lora(LoRAModel(vit(3 if case == 'deeper' else 2), rank=4), path)
+        if case == 'extra_key':
+            content = torch.load(path, weights_only=True)
+            content['state_dict'][extra] = torch.zeros(4, 32)
+            torch.save(content, path)
+        model = LoRAModel(vit(2), rank=4)
+        message = load_outcome(
+            case, (CheckpointError, KeyError),
+            lambda: model.load_lora_state_dict(load_lora(path).state_dict))
+        return message, ('blocks.2.attn.qkv.lora_A'
+                         if case == 'deeper' else extra)
+
+    return attempt
+
+
+@pytest.fixture
+def backbone_hook():
+    """BackboneCheckpointHook: a backbone file over a module of the model."""
+
+    def attempt(case, tmp_path):
+        path = tmp_path / 'backbone.pth'
+        torch.save(
+            variant(case,
+                    vit(2).state_dict(),
+                    vit(3).state_dict(), EXTRA_VIT_KEY), path)
+        model = torch.nn.Module()
+        model.vision_backbone = vit(2)
+        runner = SimpleNamespace(
+            cfg=Config(dict(backbone_checkpoint=str(path), load_from=None)),
+            model=model,
+            logger=SimpleNamespace(info=lambda message: None))
+        message = load_outcome(
+            case, CheckpointError,
+            lambda: BackboneCheckpointHook().before_test(runner))
+        return message, 'blocks.2.' if case == 'deeper' else EXTRA_VIT_KEY
+
+    return attempt
+
+
+@pytest.fixture
+def evaclip():
+    """EVACLIP's weights from an original EVA-CLIP checkpoint."""
+
+    def attempt(case, tmp_path):
+        clip, path = tiny_clip_state_dict('g'), tmp_path / 'clip.pt'
+        torch.save(
+            variant(case, clip, with_block_copied(clip, 'visual.'),
+                    'text.extra.weight'), path)
+        message = load_outcome(
+            case, CheckpointError,
+            lambda: tiny_clip('g', clip_checkpoint=str(path)))
+        return message, ('visual.blocks.2.'
+                         if case == 'deeper' else 'text.extra.weight')
+
+    return attempt
+
+
+@pytest.fixture
+def export(capsys, monkeypatch):
+    """visft2evaclip.py: a backbone written into an EVA-CLIP checkpoint."""
+
+    def attempt(case, tmp_path):
+        clip = tiny_clip_state_dict('g')
+        backbone = {
+            k[len('visual.'):]: v
+            for k, v in clip.items()
+            if k.startswith('visual.') and not k.startswith('visual.head.')
+        }
+        clip_path, backbone_path, out = (tmp_path / 'clip.pt',
+                                         tmp_path / 'backbone.pth',
+                                         tmp_path / 'out.pt')
+        torch.save(clip, clip_path)
+        torch.save(
+            variant(case, backbone, with_block_copied(backbone),
+                    EXTRA_VIT_KEY), backbone_path)
+        monkeypatch.setattr(sys, 'argv', [
+            'visft2evaclip.py', *map(str, (backbone_path, out)),
+            '--clip-checkpoint',
+            str(clip_path)
+        ])
+        exited = load_outcome(
+            case, SystemExit, lambda: runpy.run_path(
+                str(ROOT / 'tools/model_converters/visft2evaclip.py'),
+                run_name='__main__'))
+        assert out.exists() == (case == 'fits')
+        message = None if exited is None else capsys.readouterr().err
+        return message, 'blocks.2.' if case == 'deeper' else EXTRA_VIT_KEY
+
+    return attempt
+
+
+def visft_stage2(num_layers: int) -> dict:
+    return dict(
+        type='ViSFT',
+        backbone=dict(
+            type='LoRAModel',
+            module=dict(
+                type='EVAViT',
+                arch=dict(TINY_VIT, num_layers=num_layers),
+                pretrain_img_size=112),
+            rank=4),
+        tasks=dict(detection=tiny_detection_cfg()),
+        freeze_tasks=True)
+
+
+@pytest.fixture
+def tools_test_py(demo_coco, monkeypatch):
+    """tools/test.py CONFIG CHECKPOINT on a stage-2 ViSFT model."""
+
+    def attempt(case, tmp_path):
+        init_default_scope('visft_mm')
+        path, config = tmp_path / 'iter_10.pth', tmp_path / 'stage2.json'
+        state_dict = variant(case,
+                             MODELS.build(visft_stage2(2)).state_dict(),
+                             MODELS.build(visft_stage2(3)).state_dict(),
+                             EXTRA_TASK_KEY)
+        torch.save({'meta': {}, 'state_dict': state_dict}, path)
+        # A JSON config (quick to write and copy), which has no tuples: the
+        # demo images keep their size, by a factor instead of a shape.
+        loader = demo_det_dataloader(demo_coco, 'val', train=False)
+        resize = next(t for t in loader['dataset']['pipeline']
+                      if t['type'] == 'Resize')
+        resize.update(scale=None, scale_factor=1.0)
+        Config(
+            dict(
+                default_scope='visft_mm',
+                model=visft_stage2(2),
+                test_dataloader=loader,
+                test_evaluator=dict(
+                    type='CocoMetric',
+                    metric='bbox',
+                    ann_file=str(demo_coco /
+                                 'annotations/instances_val.json')),
+                test_cfg=dict(type='TestLoop'),
+                log_level='WARNING')).dump(config)
+        monkeypatch.setattr(
+            sys, 'argv',
+            ['test.py', *map(str, (config, path, '--work-dir', tmp_path))])
+        message = load_outcome(
+            case, CheckpointError, lambda: runpy.run_path(
+                str(ROOT / 'tools/test.py'), run_name='__main__'))
+        return message, ('backbone.module.blocks.2.attn.qkv.lora_'
+                         if case == 'deeper' else EXTRA_TASK_KEY)
+
+    return attempt
+
+
+@pytest.mark.parametrize('case', ['fits', 'deeper', 'extra_key'])
+@pytest.mark.parametrize('loading_path', [
+    'eva_pretrained', 'task_checkpoints', 'lora_file', 'backbone_hook',
+    'evaclip', 'export', 'tools_test_py'
+])
+def test_surplus_keys_are_refused_and_named(loading_path, case, request,
+                                            tmp_path):
+    message, surplus = request.getfixturevalue(loading_path)(case, tmp_path)
+    if case == 'fits':
+        assert message is None
+    else:  # the misfit report, or the EVA conversion's (unknown tower keys)
+        assert surplus in message, message
+        assert 'unexpected' in message or 'no place in EVAViT' in message
+
+
+def test_frozen_weights_may_be_all_absent_or_all_present():
+    """module_misfit follows ExcludeFromCheckpoint: a LoRAModel saving only
+    its LoRA accepts a file without the frozen weights or with all of them,
+    and reports a file with some of them."""
+    model = LoRAModel(vit(2), rank=4, lora_only_state_dict=True)
+    full = {f'module.{k}': v for k, v in model.module.state_dict().items()}
+    lora_only = model.state_dict()
+    assert len(lora_only) < len(full)
+    assert not module_misfit(model, lora_only)
+    assert not module_misfit(model, full)
+    partial = {k: v for k, v in full.items() if k != 'module.pos_embed'}
+    assert module_misfit(model, partial).missing == ['module.pos_embed']
+    assert module_misfit(model, {
+        **lora_only, 'module.extra': torch.zeros(1)
+    }).unexpected == ['module.extra']
