@@ -13,9 +13,9 @@ from typing import Callable, Optional
 
 import pytest
 import torch
-from conftest import TINY_VIT, demo_det_dataloader, tiny_detection_cfg
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
+from tiny import TINY_VIT, demo_det_dataloader, tiny_detection_cfg
 from tiny_clip import tiny_clip, tiny_clip_state_dict
 
 from visft_mm.checkpoints.io import CheckpointError, module_misfit

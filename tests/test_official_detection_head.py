@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import with_tiny_vit
 from mmdet.structures import DetDataSample
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData
+from tiny import with_tiny_vit
 
 from visft_mm.analysis import task_inputs
 from visft_mm.checkpoints.io import CheckpointError

@@ -7,12 +7,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import IMG, demo_caption_dataloader, demo_det_dataloader
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.model import BaseModel
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
+from tiny import IMG, demo_caption_dataloader, demo_det_dataloader
 from torch.utils.data import DataLoader
 
 from visft_mm.datasets import (NumberedInfiniteSampler, SampleDraw,
