@@ -261,7 +261,7 @@ def train(cfg: Config) -> list:
 def assert_finite_losses(step: dict, task: str):
     losses = step['losses']
     assert any(key.startswith(f'{task}.') for key in losses), losses
-    assert all(math.isfinite(float(v)) for v in losses.values()), losses
+    assert all(math.isfinite(v.item()) for v in losses.values()), losses
 
 
 STAGE1 = {
