@@ -130,30 +130,19 @@ def detection_backbone_arch(official: Mapping[str, torch.Tensor]) -> str:
     return DETECTION_BACKBONE_ARCHS[width]
 
 
-def detection_layout(
-        in_channels: int) -> Dict[str, Tuple[str, Tuple[int, ...]]]:
+def detection_layout(in_channels: int) -> Layout:
     """Official key -> (UniTDETR key, shape) of every tensor of the official
     detection head on a ``in_channels``-wide ViT."""
-    layout = {}
-
-    def linear(src, dst, out_dims, in_dims):
-        layout[f'{src}.weight'] = (f'{dst}.weight', (out_dims, in_dims))
-        layout[f'{src}.bias'] = (f'{dst}.bias', (out_dims, ))
-
-    def layer_norm(src, dst, dims):
-        layout[f'{src}.weight'] = (f'{dst}.weight', (dims, ))
-        layout[f'{src}.bias'] = (f'{dst}.bias', (dims, ))
+    layout: Layout = {}
 
     def attention(src, dst, dims):  # nn.MultiheadAttention inside mmcv's
-        layout[f'{src}.in_proj_weight'] = (f'{dst}.attn.in_proj_weight',
-                                           (3 * dims, dims))
-        layout[f'{src}.in_proj_bias'] = (f'{dst}.attn.in_proj_bias',
-                                         (3 * dims, ))
-        linear(f'{src}.out_proj', f'{dst}.attn.out_proj', dims, dims)
+        _add_attention(layout, src, f'{dst}.attn', dims)
 
     def ffn(src, dst, dims):
-        linear(f'{src}.linear1', f'{dst}.ffn.layers.0.0', _FFN_DIMS, dims)
-        linear(f'{src}.linear2', f'{dst}.ffn.layers.1', dims, _FFN_DIMS)
+        _add_linear(layout, f'{src}.linear1', f'{dst}.ffn.layers.0.0',
+                    _FFN_DIMS, dims)
+        _add_linear(layout, f'{src}.linear2', f'{dst}.ffn.layers.1', dims,
+                    _FFN_DIMS)
 
     layout[DETECTION_INPUT_PROJ] = ('neck.convs.0.conv.weight',
                                     (_ENCODER_DIMS, in_channels, 1, 1))
@@ -167,11 +156,12 @@ def detection_layout(
         attention(f'{src}.self_attn', f'{dst}.self_attn', _ENCODER_DIMS)
         ffn(src, dst, _ENCODER_DIMS)
         for n in range(2):
-            layer_norm(f'{src}.norm{n + 1}', f'{dst}.norms.{n}', _ENCODER_DIMS)
-    linear(f'{transformer}.enc2dec_proj', 'enc2dec_proj', _DECODER_DIMS,
-           _ENCODER_DIMS)
-    linear(f'{transformer}.pos_embed_proj', 'pos_embed_proj', _DECODER_DIMS,
-           _ENCODER_DIMS)
+            _add_norm(layout, f'{src}.norm{n + 1}', f'{dst}.norms.{n}',
+                      _ENCODER_DIMS)
+    _add_linear(layout, f'{transformer}.enc2dec_proj', 'enc2dec_proj',
+                _DECODER_DIMS, _ENCODER_DIMS)
+    _add_linear(layout, f'{transformer}.pos_embed_proj', 'pos_embed_proj',
+                _DECODER_DIMS, _ENCODER_DIMS)
     decoder = f'{transformer}.decoders.detection.detection_coco'
     for i in range(_DECODER_LAYERS):
         src, dst = f'{decoder}.layers.{i}', f'decoder.layers.{i}'
@@ -179,18 +169,19 @@ def detection_layout(
         attention(f'{src}.multihead_attn', f'{dst}.cross_attn', _DECODER_DIMS)
         ffn(src, dst, _DECODER_DIMS)
         for n in range(3):
-            layer_norm(f'{src}.norm{n + 1}', f'{dst}.norms.{n}', _DECODER_DIMS)
-    layer_norm(f'{decoder}.norm', 'decoder.post_norm', _DECODER_DIMS)
+            _add_norm(layout, f'{src}.norm{n + 1}', f'{dst}.norms.{n}',
+                      _DECODER_DIMS)
+    _add_norm(layout, f'{decoder}.norm', 'decoder.post_norm', _DECODER_DIMS)
     layout['visft_heads.query_embeds.detection.detection_coco.weight'] = (
         'query_embedding.weight', (_NUM_QUERIES, _DECODER_DIMS))
-    linear('visft_heads.class_embeds', 'bbox_head.fc_cls', _CLASS_ROWS,
-           _DECODER_DIMS)
+    _add_linear(layout, 'visft_heads.class_embeds', 'bbox_head.fc_cls',
+                _CLASS_ROWS, _DECODER_DIMS)
     bbox = 'visft_heads.bbox_embeds.layers'
-    linear(f'{bbox}.0', 'bbox_head.reg_ffn.layers.0.0', _DECODER_DIMS,
-           _DECODER_DIMS)
-    linear(f'{bbox}.1', 'bbox_head.reg_ffn.layers.1', _DECODER_DIMS,
-           _DECODER_DIMS)
-    linear(f'{bbox}.2', 'bbox_head.fc_reg', 4, _DECODER_DIMS)
+    _add_linear(layout, f'{bbox}.0', 'bbox_head.reg_ffn.layers.0.0',
+                _DECODER_DIMS, _DECODER_DIMS)
+    _add_linear(layout, f'{bbox}.1', 'bbox_head.reg_ffn.layers.1',
+                _DECODER_DIMS, _DECODER_DIMS)
+    _add_linear(layout, f'{bbox}.2', 'bbox_head.fc_reg', 4, _DECODER_DIMS)
     return layout
 
 
