@@ -264,16 +264,20 @@ def assert_finite_losses(step: dict, task: str):
     assert all(math.isfinite(v.item()) for v in losses.values()), losses
 
 
+# stage-1 config -> the task it trains (the official-heads layouts too)
 STAGE1 = {
-    'caption': 'eva_1b_stage1_caption_8xb32-100k_coco.py',
-    'detection': 'eva_1b_stage1_detr_8xb1-150k_coco.py',
-    'segmentation': 'eva_1b_stage1_mask2former_8xb1-150k_coco.py'
+    'eva_1b_stage1_caption_8xb32-100k_coco.py': 'caption',
+    'eva_1b_stage1_detr_8xb1-150k_coco.py': 'detection',
+    'eva_1b_stage1_mask2former_8xb1-150k_coco.py': 'segmentation',
+    'eva_1b_stage1_unit-detr_official_8xb1-150k_coco.py': 'detection',
+    'eva_1b_stage1_mask2former_official_8xb1-150k_coco.py': 'segmentation',
 }
 
 
-@pytest.mark.parametrize('task', sorted(STAGE1))
-def test_stage1_step_in_bf16(task, paper_coco, tmp_path):
-    cfg = tiny_paper_config(STAGE1[task], paper_coco, tmp_path)
+@pytest.mark.parametrize('config', sorted(STAGE1))
+def test_stage1_step_in_bf16(config, paper_coco, tmp_path):
+    task = STAGE1[config]
+    cfg = tiny_paper_config(config, paper_coco, tmp_path)
     assert cfg.optim_wrapper.type == 'MixedPrecisionOptimWrapper'
     assert cfg.optim_wrapper.dtype == 'bfloat16'
     (step, ) = train(cfg)
