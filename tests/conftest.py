@@ -3,7 +3,7 @@ multi-process tests. Plain helpers live in tiny.py."""
 import pytest
 from tiny import IMG
 
-from visft_mm.datasets.demo_coco import generate_demo_coco
+from visft_mm.demo.demo_coco import generate_demo_coco
 
 
 @pytest.fixture(scope='session')

@@ -32,12 +32,11 @@ from PIL import Image
 from tiny_clip import (EMBED_DIM, TINY_TEXT, tiny_arch, tiny_clip,
                        tiny_clip_state_dict)
 
+from visft_mm.benchmarks import EVACLIP, Numpy2RetrievalRecall
+from visft_mm.benchmarks.imagenet_variants import (IMAGENET_SYNSETS,
+                                                   imagenet_class_names,
+                                                   imagenet_variant_folders)
 from visft_mm.checkpoints.io import CheckpointError
-from visft_mm.datasets.imagenet_variants import (IMAGENET_SYNSETS,
-                                                 imagenet_class_names,
-                                                 imagenet_variant_folders)
-from visft_mm.evaluation import Numpy2RetrievalRecall
-from visft_mm.models import EVACLIP
 
 ROOT = Path(__file__).resolve().parents[1]
 EVAL_CONFIGS = ROOT / 'configs/visft/eval'
@@ -483,7 +482,7 @@ def test_zero_shot_averages_the_shipped_prompt_templates(
         class_names=class_names,
         prompt_templates=cfg.model.prompt_templates).eval()
     # The 240 prompts in four text-tower batches, the last one short.
-    monkeypatch.setattr('visft_mm.models.eva_clip.TEXT_BATCH_SIZE', 64)
+    monkeypatch.setattr('visft_mm.benchmarks.eva_clip.TEXT_BATCH_SIZE', 64)
 
     text_tower = OpenCLIPTextTower(cfg.model.open_clip_model,
                                    clip_state).eval()
@@ -556,27 +555,49 @@ def test_imagenet_subsets_follow_timm_lists():
 
 
 # ------------------------------------------------------------------ errors
+MISSING_INPUTS = {
+    'evaclip_e_retrieval_flickr30k.py':
+    ('EVA02-CLIP-bigE-14-plus checkpoint (original layout) not found '
+     'at checkpoints/EVA02_CLIP_E_psz14_plus_s9B.pt',
+     'huggingface.co/QuanSun/EVA-CLIP',
+     'EVA-ViT-E backbone under test not found at visft_e.pth', 'merge_lora.py',
+     "Karpathy's dataset_flickr30k.json not found at "
+     'data/flickr30k/annotations/dataset_flickr30k.json',
+     'caption_datasets.zip',
+     'Flickr30k images not found at data/flickr30k/images', 'DenotationGraph'),
+    'evaclip_g_retrieval_coco.py':
+    ('EVA01-CLIP-g/14 checkpoint (original layout) not found at '
+     'checkpoints/EVA01_CLIP_g_14_psz14_s11B.pt',
+     'EVA-ViT-G backbone under test not found at visft_e.pth',
+     'COCO Karpathy test split (COCO format) not found at '
+     'data/coco/annotations/caption_karpathy_test2014.json',
+     'coco_retrieval/caption_karpathy_test2014.json',
+     'COCO val2014 images not found at data/coco/val2014',
+     'images.cocodataset.org/zips/val2014.zip'),
+    'evaclip_g_zeroshot_imagenet.py':
+    ('EVA01-CLIP-g/14 checkpoint (original layout) not found',
+     'ImageNet-1k val images not found at data/imagenet/val',
+     'image-net.org/download.php'),
+}
+
+
+@pytest.mark.parametrize('config', list(MISSING_INPUTS))
 def test_missing_inputs_are_named_with_where_to_get_them(
-        tmp_path, monkeypatch):
-    """tools/test.py checks required_paths before building anything; the model
-    itself names a missing checkpoint too."""
+        config, tmp_path, monkeypatch):
+    """tools/test.py checks required_paths before building anything and
+    names every missing input, with how to get it, in one error line."""
     monkeypatch.chdir(
         tmp_path)  # the configs' relative checkpoints/ and data/ are not here
     with pytest.raises(SystemExit) as error:
-        run_test_tool(monkeypatch,
-                      EVAL_CONFIGS / 'evaclip_e_retrieval_flickr30k.py',
-                      tmp_path, '--backbone', 'visft_e.pth')
+        run_test_tool(monkeypatch, EVAL_CONFIGS / config, tmp_path,
+                      '--backbone', 'visft_e.pth')
     message = str(error.value)
-    for expected in (
-            'EVA02-CLIP-bigE-14-plus checkpoint (original layout) not found '
-            'at checkpoints/EVA02_CLIP_E_psz14_plus_s9B.pt',
-            'huggingface.co/QuanSun/EVA-CLIP',
-            'EVA-ViT-E backbone under test not found at visft_e.pth',
-            'merge_lora.py', "Karpathy's dataset_flickr30k.json not found at "
-            'data/flickr30k/annotations/dataset_flickr30k.json',
-            'Flickr30k images not found at data/flickr30k/images'):
+    assert message.startswith('error: missing input files')
+    for expected in MISSING_INPUTS[config]:
         assert expected in message
 
+
+def test_the_model_names_a_missing_checkpoint(tmp_path):
     with pytest.raises(
             CheckpointError,
             match=r'absent\.pt not found; download '
@@ -589,7 +610,9 @@ def test_missing_inputs_are_named_with_where_to_get_them(
             match=r'missing\.pth not found; .*eva2visft\.py.*'
             r'merge_lora\.py'):
         tiny_clip(
-            'g', clip_checkpoint='clip.pth', backbone_checkpoint='missing.pth')
+            'g',
+            clip_checkpoint=str(tmp_path / 'clip.pth'),
+            backbone_checkpoint='missing.pth')
 
 
 def test_checkpoints_that_do_not_fit_are_refused(tmp_path):
@@ -627,53 +650,23 @@ def test_checkpoints_that_do_not_fit_are_refused(tmp_path):
             })  # the file has 32
 
 
-BENCHMARKS = 'visft_mm.datasets.benchmarks.'
+IMAGENET_VARIANT = 'visft_mm.benchmarks.imagenet_variants.ImageNetVariant'
 
 
-@pytest.mark.parametrize('dataset,hint', [
-    (dict(type=BENCHMARKS + 'ImageNetVariant', variant='imagenet-r'),
-     r'imagenet-r: DATA/? not found; download .*hendrycks/imagenet-r\.tar'),
-    (dict(
-        type=BENCHMARKS + 'COCORetrieval',
-        test_mode=True,
-        ann_file='annotations/caption_karpathy_test2014.json'),
-     r'COCO retrieval: DATA/annotations/caption_karpathy_test2014\.json '
-     r'not found; download the COCO val2014 images '
-     r'\(http://images\.cocodataset\.org/zips/val2014\.zip\)'),
-    (dict(
-        type=BENCHMARKS + 'Flickr30kRetrieval',
-        split='test',
-        data_prefix='images',
-        ann_file='annotations/dataset_flickr30k.json'),
-     r'Flickr30k retrieval: DATA/annotations/dataset_flickr30k\.json '
-     r'not found; .*'
-     r'caption_datasets\.zip'),
-])
-def test_missing_data_names_the_path_and_where_to_get_it(
-        dataset, hint, tmp_path):
+def test_missing_variant_names_the_path_and_where_to_get_it(tmp_path):
     init_default_scope('mmpretrain')
     absent = str(tmp_path / 'absent')
     with pytest.raises(
-            FileNotFoundError, match=hint.replace('DATA', re.escape(absent))):
-        DATASETS.build({**dataset, 'data_root': absent})
-
-
-def test_missing_images_and_wrong_class_folders_are_reported(tmp_path):
-    init_default_scope('mmpretrain')
-    make_coco_karpathy(tmp_path / 'coco')
-    for image in (tmp_path / 'coco/val2014').iterdir():
-        image.unlink()
-    with pytest.raises(
             FileNotFoundError,
-            match=r'COCO retrieval: .*COCO_val2014_000000001000'
-            r'\.jpg not found; download the COCO val2014 images'):
+            match=rf'imagenet-r: {re.escape(absent)}/? not found; '
+            r'download .*hendrycks/imagenet-r\.tar'):
         DATASETS.build(
             dict(
-                type=BENCHMARKS + 'COCORetrieval',
-                test_mode=True,
-                data_root=str(tmp_path / 'coco'),
-                ann_file='annotations/caption_karpathy_test2014.json'))
+                type=IMAGENET_VARIANT, variant='imagenet-r', data_root=absent))
 
+
+def test_wrong_class_folders_are_reported(tmp_path):
+    init_default_scope('mmpretrain')
     make_imagenet_variant(tmp_path / 'a', 'imagenet-a', [0])
     (tmp_path / 'a' /
      IMAGENET_SYNSETS[0]).mkdir()  # tench: not an ImageNet-A class
@@ -684,6 +677,6 @@ def test_missing_images_and_wrong_class_folders_are_reported(tmp_path):
             r'folders .*; 1 unexpected class folders \(n01440764\)'):
         DATASETS.build(
             dict(
-                type=BENCHMARKS + 'ImageNetVariant',
+                type=IMAGENET_VARIANT,
                 variant='imagenet-a',
                 data_root=str(tmp_path / 'a')))

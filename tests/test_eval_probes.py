@@ -19,8 +19,8 @@ from mmengine.runner import Runner
 from PIL import Image
 from tiny import TINY_VIT
 
-from visft_mm.checkpoints.io import CheckpointError, load_model_state_dict
-from visft_mm.datasets.fewshot import fewshot_lines, read_labelled_images
+from visft_mm.benchmarks.fewshot import fewshot_lines, read_labelled_images
+from visft_mm.checkpoints.io import load_model_state_dict
 from visft_mm.models import EVAViT, FrozenBackbone
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -427,54 +427,69 @@ def test_fewshot_split_reads_an_annotation_file_source(imagenet):
 
 
 # ------------------------------------------------------------ missing assets
-def test_missing_ade20k_names_the_folder_and_the_download(
-        backbones, ade20k, tmp_path, monkeypatch):
+def missing_inputs_error(config: Path, monkeypatch) -> str:
+    """The error tools/test.py exits with for ``config`` (its required_paths
+    are checked before anything is built)."""
+    with pytest.raises(SystemExit) as error:
+        run_tool('test', config, monkeypatch=monkeypatch)
+    message = str(error.value)
+    assert message.startswith('error: missing input files')
+    return message
+
+
+def test_missing_ade20k_names_every_folder_and_the_download(
+        backbones, tmp_path, monkeypatch):
     images_only = tmp_path / 'ADEChallengeData2016'
     (images_only / 'images' / 'training').mkdir(parents=True)
-    for data_root, missing in ((tmp_path / 'nowhere',
-                                'nowhere/images/training'),
-                               (images_only,
-                                'ADEChallengeData2016/annotations/training')):
+    for data_root, missing in (
+        (tmp_path / 'nowhere', [
+            'nowhere/images/training', 'nowhere/annotations/training',
+            'nowhere/images/validation', 'nowhere/annotations/validation'
+        ]),
+        (images_only, [
+            'ADEChallengeData2016/annotations/training',
+            'ADEChallengeData2016/images/validation',
+            'ADEChallengeData2016/annotations/validation'
+        ]),
+    ):
         config = tiny_config(
             tmp_path / 'seg.py', SEG_1B,
             seg_overrides('1b', data_root, backbones['1b'], iters=1))
-        with pytest.raises(
-                FileNotFoundError, match='ADEChallengeData2016.zip') as error:
-            run_tool(
-                'train',
-                config,
-                '--work-dir',
-                tmp_path / 'work',
-                monkeypatch=monkeypatch)
-        assert missing in str(error.value)
+        message = missing_inputs_error(config, monkeypatch)
+        problems = message.split('\n')[1:]
+        assert len(problems) == len(missing)
+        for path, problem in zip(missing, problems):
+            assert path in problem and 'ADEChallengeData2016.zip' in problem
 
 
-def test_missing_imagenet_or_fewshot_file_names_it_and_how_to_get_it(
+@pytest.mark.parametrize('size,config,backbone_hint',
+                         [('1b', CLS_1B, 'LAVIS eva_vit_g.pth'),
+                          ('4b', CLS_4B, 'EVA02_CLIP_E_psz14_plus_s9B.pt')])
+def test_missing_imagenet_and_backbone_are_named_with_how_to_get_them(
+        size, config, backbone_hint, backbones, tmp_path, monkeypatch):
+    overrides = cls_overrides(
+        size, tmp_path / 'nowhere', tmp_path / 'absent.pth', epochs=1)
+    message = missing_inputs_error(
+        tiny_config(tmp_path / 'cls.py', config, overrides), monkeypatch)
+    problems = message.split('\n')[1:]
+    assert len(problems) == 3
+    assert 'backbone to probe not found at' in problems[0]
+    assert 'absent.pth' in problems[0] and backbone_hint in problems[0]
+    assert 'merge_lora.py' in problems[0]
+    for problem, split in zip(problems[1:], ('train', 'val')):
+        assert f'nowhere/{split} ' in problem
+        assert 'image-net.org' in problem
+
+
+def test_missing_fewshot_split_names_the_tool_that_writes_it(
         backbones, imagenet, tmp_path, monkeypatch):
-    config = tiny_config(
-        tmp_path / 'cls.py', CLS_1B,
-        cls_overrides('1b', tmp_path / 'nowhere', backbones['1b'], epochs=1))
-    with pytest.raises(FileNotFoundError, match='image-net.org') as error:
-        run_tool(
-            'train',
-            config,
-            '--work-dir',
-            tmp_path / 'work',
-            monkeypatch=monkeypatch)
-    assert 'nowhere/train' in str(error.value)
-
     config = tiny_config(
         tmp_path / 'fewshot.py', FEWSHOT_1B,
         cls_overrides('1b', imagenet, backbones['1b'], epochs=1))
-    with pytest.raises(
-            FileNotFoundError, match='make_fewshot_split.py') as error:
-        run_tool(
-            'train',
-            config,
-            '--work-dir',
-            tmp_path / 'work',
-            monkeypatch=monkeypatch)
-    assert 'meta/train_16shot_seed0.txt' in str(error.value)
+    message = missing_inputs_error(config, monkeypatch)
+    assert len(message.split('\n')) == 2
+    assert 'meta/train_16shot_seed0.txt' in message
+    assert 'make_fewshot_split.py' in message
 
     monkeypatch.setattr(
         sys, 'argv',
@@ -485,24 +500,6 @@ def test_missing_imagenet_or_fewshot_file_names_it_and_how_to_get_it(
         runpy.run_path(
             str(ROOT / 'tools/misc/make_fewshot_split.py'),
             run_name='__main__')
-
-
-def test_missing_backbone_checkpoint_names_it_and_how_to_get_it(
-        seg_probe, tmp_path, monkeypatch):
-    config, work_dir, _ = seg_probe
-    with pytest.raises(
-            CheckpointError, match='eva_vit_g.pth.*merge_lora.py') as error:
-        run_tool(
-            'test',
-            config,
-            work_dir / 'iter_40.pth',
-            '--work-dir',
-            tmp_path,
-            '--cfg-options',
-            'model.backbone.module.init_cfg.checkpoint=nowhere/eva_g.pth',
-            monkeypatch=monkeypatch)
-    assert str(error.value).startswith(
-        'nowhere/eva_g.pth: EVA checkpoint file not found')
 
 
 def test_frozen_backbone_refuses_a_module_it_could_not_reload():

@@ -23,7 +23,7 @@ from tiny import (IMG, TINY_VIT, demo_caption_dataloader, demo_det_dataloader,
                   free_port, stage2_schedule, tiny_caption_cfg,
                   tiny_detection_cfg)
 
-from visft_mm.datasets.demo_coco import generate_demo_coco
+from visft_mm.demo.demo_coco import generate_demo_coco
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

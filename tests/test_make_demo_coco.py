@@ -13,9 +13,9 @@ from PIL import Image
 from pycocotools.coco import COCO
 from tiny import run_script
 
-from visft_mm.datasets.demo_coco import (COLORS, DEMO_CLASSES, NUMBER_WORDS,
-                                         PLURALS, SceneObject,
-                                         generate_demo_coco, make_captions)
+from visft_mm.demo.demo_coco import (COLORS, DEMO_CLASSES, NUMBER_WORDS,
+                                     PLURALS, SceneObject, generate_demo_coco,
+                                     make_captions)
 
 SMALL = dict(num_train=12, num_val=4, img_size=112, max_objects=3)
 

@@ -20,7 +20,7 @@ from mmengine.runner import Runner
 from tiny import with_tiny_vit
 
 from visft_mm.analysis.synthetic import train_dataloaders
-from visft_mm.datasets.demo_coco import generate_demo_coco
+from visft_mm.demo.demo_coco import generate_demo_coco
 from visft_mm.engine import MixedPrecisionOptimWrapper, sample_task
 from visft_mm.models.peft.lora import LoRALinear
 from visft_mm.registry import HOOKS

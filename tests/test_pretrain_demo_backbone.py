@@ -1,4 +1,4 @@
-"""CLIP-style pretraining of the demo backbone (visft_mm.models.clip_pretrain)
+"""CLIP-style pretraining of the demo backbone (visft_mm.demo.clip_pretrain)
 and its tool, on a tiny generated demo dataset."""
 import os
 
@@ -8,10 +8,10 @@ from tiny import NARROW_VIT, run_script
 
 from visft_mm.checkpoints.io import save_atomic
 from visft_mm.datasets.caption_vocab import WordVocabulary
-from visft_mm.datasets.demo_coco import generate_demo_coco
+from visft_mm.demo.clip_pretrain import (CaptionedBatches, contrastive_loss,
+                                         load_captioned_split, pretrain_clip)
+from visft_mm.demo.demo_coco import generate_demo_coco
 from visft_mm.models import EVAViT
-from visft_mm.models.clip_pretrain import (CaptionedBatches, contrastive_loss,
-                                           load_captioned_split, pretrain_clip)
 
 TOOL = 'tools/misc/pretrain_demo_backbone.py'
 IMG = 56

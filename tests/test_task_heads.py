@@ -15,7 +15,7 @@ from mmengine.hub import get_config
 from mmengine.registry import init_default_scope
 from tiny import TINY_VIT
 
-from visft_mm.datasets.demo_coco import DEMO_CLASSES, generate_demo_coco
+from visft_mm.demo.demo_coco import DEMO_CLASSES, generate_demo_coco
 from visft_mm.models import (AnyDeviceFocalLoss,
                              AnyDeviceMultiScaleDeformableAttention, EVAViT,
                              FeaturesAsInput)

@@ -15,7 +15,7 @@ from mmengine.hub import get_config
 from mmengine.registry import init_default_scope
 
 from visft_mm.analysis.synthetic import with_backbone_arch
-from visft_mm.datasets.demo_coco import DEMO_CLASSES
+from visft_mm.demo.demo_coco import DEMO_CLASSES
 from visft_mm.registry import MODELS
 
 ROOT = Path(__file__).resolve().parents[1]

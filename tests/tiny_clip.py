@@ -5,7 +5,8 @@ import torch
 from open_clip import get_model_config
 from open_clip.model import _build_text_tower
 
-from visft_mm.models import EVACLIP, EVAViT
+from visft_mm.benchmarks import EVACLIP
+from visft_mm.models import EVAViT
 
 TINY_TEXT = dict(width=32, heads=2, layers=1)
 EMBED_DIM = 16

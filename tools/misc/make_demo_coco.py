@@ -1,4 +1,4 @@
-"""Write the demo COCO-style shapes dataset (see visft_mm.datasets.demo_coco).
+"""Write the demo COCO-style shapes dataset (see visft_mm.demo.demo_coco).
 
     python tools/misc/make_demo_coco.py data/demo_coco
 
@@ -6,7 +6,7 @@ Same arguments, byte-identical files.
 """
 import argparse
 
-from visft_mm.datasets.demo_coco import generate_demo_coco
+from visft_mm.demo.demo_coco import generate_demo_coco
 
 
 def parse_args() -> argparse.Namespace:

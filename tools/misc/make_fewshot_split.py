@@ -9,7 +9,7 @@ files, same output.
 """
 import argparse
 
-from visft_mm.datasets.fewshot import write_fewshot_split
+from visft_mm.benchmarks.fewshot import write_fewshot_split
 
 
 def parse_args() -> argparse.Namespace:

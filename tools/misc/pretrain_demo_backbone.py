@@ -17,7 +17,7 @@ import sys
 from mmengine.logging import MMLogger
 
 from visft_mm.checkpoints.io import save_atomic
-from visft_mm.models.clip_pretrain import pretrain_clip
+from visft_mm.demo.clip_pretrain import pretrain_clip
 
 
 def parse_args() -> argparse.Namespace:

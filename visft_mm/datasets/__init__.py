@@ -4,11 +4,10 @@ import mmdet.datasets  # noqa: F401
 
 from .caption_vocab import WordVocabulary
 from .coco_caption import CocoCaptionDataset
-from .nocaps_images import NoCapsImages
 from .seeded_draws import (NumberedInfiniteSampler, SampleDraw,
                            SeedPerDrawDataset)
 
 __all__ = [
-    'CocoCaptionDataset', 'NoCapsImages', 'NumberedInfiniteSampler',
-    'SampleDraw', 'SeedPerDrawDataset', 'WordVocabulary'
+    'CocoCaptionDataset', 'NumberedInfiniteSampler', 'SampleDraw',
+    'SeedPerDrawDataset', 'WordVocabulary'
 ]

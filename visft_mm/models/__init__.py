@@ -1,6 +1,7 @@
-"""Models of visft_mm: the EVA vision transformer, its LoRA, the task heads,
-the mmdet modules they need on GPUs without compiled mmcv kernels, and EVA-CLIP
-for the out-of-domain benchmarks."""
+"""Models of visft_mm: the EVA vision transformer, its LoRA, the task heads
+and the mmdet modules they need on GPUs without compiled mmcv kernels
+(EVA-CLIP, for the out-of-domain benchmarks, is in
+:mod:`visft_mm.benchmarks`)."""
 # The visft_mm scope resolves mmdet models without prefix; importing registers
 # them.
 import mmdet.models  # noqa: F401
@@ -9,7 +10,6 @@ from .backbones import EVAViT, FeaturesAsInput, FrozenBackbone
 from .captioner import ImageCaptioner
 from .data_preprocessors import PadThenNormalizeDetDataPreprocessor
 from .detectors import AnyDeviceDINO, UniTDETR, UniTDETRHead
-from .eva_clip import EVACLIP
 from .heads import ShiftedLabelMask2FormerHead, ShowAttendTellHead
 from .layers import (AnyDeviceMSDeformAttnPixelDecoder,
                      AnyDeviceMultiScaleDeformableAttention,
@@ -20,10 +20,9 @@ from .visft import MultiTaskDataPreprocessor, ViSFT
 
 __all__ = [
     'AnyDeviceDINO', 'AnyDeviceFocalLoss', 'AnyDeviceMSDeformAttnPixelDecoder',
-    'AnyDeviceMultiScaleDeformableAttention', 'EVACLIP', 'EVAViT',
-    'FeaturesAsInput', 'FrozenBackbone', 'ImageCaptioner', 'LoRALinear',
-    'LoRAModel', 'MultiTaskDataPreprocessor',
-    'PadThenNormalizeDetDataPreprocessor', 'RepeatedMapPixelDecoder',
-    'ShiftedLabelMask2FormerHead', 'ShowAttendTellHead', 'UniTDETR',
-    'UniTDETRHead', 'ViSFT'
+    'AnyDeviceMultiScaleDeformableAttention', 'EVAViT', 'FeaturesAsInput',
+    'FrozenBackbone', 'ImageCaptioner', 'LoRALinear', 'LoRAModel',
+    'MultiTaskDataPreprocessor', 'PadThenNormalizeDetDataPreprocessor',
+    'RepeatedMapPixelDecoder', 'ShiftedLabelMask2FormerHead',
+    'ShowAttendTellHead', 'UniTDETR', 'UniTDETRHead', 'ViSFT'
 ]

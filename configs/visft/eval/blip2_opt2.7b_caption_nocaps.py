@@ -22,6 +22,9 @@ _base_ = [
     'mmpretrain::blip2/blip2-opt2.7b_8xb32_caption.py',
     '../../_base_/models/blip2_eval.py',
 ]
+# NoCapsImages (visft_mm.benchmarks)
+custom_imports = dict(
+    imports=['visft_mm.benchmarks'], allow_failed_imports=False)
 
 # Local inputs; tools/test.py says how to obtain any that is missing.
 blip2_checkpoint = ('checkpoints/'

@@ -30,3 +30,4 @@ param_scheduler = [
 ]
 train_cfg = dict(max_epochs=50, val_interval=10)
 auto_scale_lr = dict(base_batch_size=256)
+required_paths = dict(fewshot=[_base_.fewshot_probe_split])

@@ -14,7 +14,7 @@
 # ViT from `backbone_checkpoint`, so test with the --backbone you trained with.
 _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs32_pil_bicubic.py',
-    'mmpretrain::_base_/default_runtime.py'
+    'mmpretrain::_base_/default_runtime.py', '../../_base_/eva_probe_inputs.py'
 ]
 # The base EVA-ViT-G (LAVIS eva_vit_g.pth) or a ViSFT-merged one
 # (tools/model_converters/merge_lora.py), in any layout EVAViT reads;
@@ -44,10 +44,9 @@ model = dict(
         loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
         topk=(1, 5)))
 
-# mmpretrain's ImageNet, with clear errors
-dataset_type = 'visft_mm.datasets.benchmarks.ImageNet'
-train_dataloader = dict(batch_size=128, dataset=dict(type=dataset_type))
-val_dataloader = dict(batch_size=128, dataset=dict(type=dataset_type))
+# mmpretrain's ImageNet
+train_dataloader = dict(batch_size=128)
+val_dataloader = dict(batch_size=128)
 test_dataloader = val_dataloader
 
 optim_wrapper = dict(optimizer=dict(type='AdamW', lr=1e-3, weight_decay=1e-4))
@@ -73,3 +72,18 @@ test_cfg = dict()
 auto_scale_lr = dict(base_batch_size=1024)
 default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2))
+
+# Checked before anything is built (tools/train.py, tools/test.py).
+imagenet_how = ('get ImageNet-1k from https://image-net.org/download.php '
+                'and arrange it as data/imagenet/{train,val}/<class>/*.JPEG, '
+                'or as data/imagenet/{train,val}/*.JPEG with '
+                'meta/{train,val}.txt lines "<file> <label>"')
+required_paths = dict(
+    model=[_base_.eva_g_probe_backbone],
+    data=[
+        dict(
+            key=f'{loader}_dataloader.dataset.split',
+            root=f'{loader}_dataloader.dataset.data_root',
+            what='ImageNet-1k images',
+            how=imagenet_how) for loader in ('train', 'val', 'test')
+    ])

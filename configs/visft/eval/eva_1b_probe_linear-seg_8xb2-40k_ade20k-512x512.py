@@ -14,7 +14,8 @@
 # ViT from `backbone_checkpoint`, so test with the --backbone you trained with.
 _base_ = [
     'mmseg::_base_/datasets/ade20k.py', 'mmseg::_base_/default_runtime.py',
-    'mmseg::_base_/schedules/schedule_40k.py'
+    'mmseg::_base_/schedules/schedule_40k.py',
+    '../../_base_/eva_probe_inputs.py'
 ]
 # The base EVA-ViT-G (LAVIS eva_vit_g.pth) or a ViSFT-merged one
 # (tools/model_converters/merge_lora.py), in any layout EVAViT reads;
@@ -55,11 +56,8 @@ model = dict(
     train_cfg=dict(),
     test_cfg=dict(mode='whole'))
 
-# mmseg's ADE20KDataset, with clear errors
-dataset_type = 'visft_mm.datasets.benchmarks.ADE20KDataset'
-train_dataloader = dict(batch_size=2, dataset=dict(type=dataset_type))
-val_dataloader = dict(dataset=dict(type=dataset_type))
-test_dataloader = val_dataloader
+# mmseg's ADE20KDataset
+train_dataloader = dict(batch_size=2)
 
 optim_wrapper = dict(
     _delete_=True,
@@ -76,3 +74,22 @@ param_scheduler = [
         begin=1500,
         end=40000)
 ]
+
+# Checked before anything is built (tools/train.py, tools/test.py).
+ade20k_how = (
+    'download '
+    'http://data.csail.mit.edu/places/ADEchallenge/ADEChallengeData2016.zip '
+    'and unzip it into data/ade/, giving '
+    'data/ade/ADEChallengeData2016/{images,annotations}/'
+    '{training,validation}/')
+required_paths = dict(
+    model=[_base_.eva_g_probe_backbone],
+    data=[
+        dict(
+            key=f'{loader}_dataloader.dataset.data_prefix.{folder}',
+            root=f'{loader}_dataloader.dataset.data_root',
+            what=what,
+            how=ade20k_how) for loader in ('train', 'val', 'test')
+        for folder, what in (('img_path', 'ADE20K images'),
+                             ('seg_map_path', 'ADE20K label maps'))
+    ])

@@ -13,3 +13,4 @@ model = dict(
             arch='eva-e',
             init_cfg=dict(type='Pretrained', checkpoint=backbone_checkpoint))),
     head=dict(in_channels=1792))
+required_paths = dict(model=[_base_.eva_e_probe_backbone])

@@ -8,6 +8,9 @@ _base_ = [
     'mmpretrain::_base_/datasets/coco_retrieval.py',
     'mmpretrain::_base_/default_runtime.py',
 ]
+# EVACLIP and Numpy2RetrievalRecall (visft_mm.benchmarks)
+custom_imports = dict(
+    imports=['visft_mm.benchmarks'], allow_failed_imports=False)
 
 # Local inputs; tools/test.py says how to obtain any that is missing.
 clip_checkpoint = 'checkpoints/EVA01_CLIP_g_14_psz14_s11B.pt'
@@ -48,7 +51,7 @@ test_dataloader = dict(
     collate_fn=dict(type='default_collate'
                     ),  # mmpretrain's tools/test.py adds it; ours does not
     dataset=dict(
-        type='visft_mm.datasets.benchmarks.COCORetrieval',
+        type='COCORetrieval',
         data_root='data/coco',
         ann_file='annotations/caption_karpathy_test2014.json',
         pipeline=test_pipeline,

@@ -5,6 +5,9 @@
 #   python tools/test.py configs/visft/eval/evaclip_g_zeroshot_imagenet.py \
 #       [--backbone PATH]
 _base_ = 'mmpretrain::clip/clip_vit-base-p16_zeroshot-cls_in1k.py'
+# EVACLIP and the ImageNet variants (visft_mm.benchmarks)
+custom_imports = dict(
+    imports=['visft_mm.benchmarks'], allow_failed_imports=False)
 
 # Local inputs; tools/test.py says how to obtain any that is missing.
 clip_checkpoint = 'checkpoints/EVA01_CLIP_g_14_psz14_s11B.pt'
@@ -42,8 +45,7 @@ test_dataloader = dict(
     batch_size=64,
     collate_fn=dict(type='default_collate'
                     ),  # mmpretrain's tools/test.py adds it; ours does not
-    dataset=dict(
-        type='visft_mm.datasets.benchmarks.ImageNet', pipeline=test_pipeline))
+    dataset=dict(pipeline=test_pipeline))  # mmpretrain's ImageNet val
 
 required_paths = dict(
     model=[

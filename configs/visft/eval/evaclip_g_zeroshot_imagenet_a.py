@@ -8,7 +8,7 @@ model = dict(class_names='imagenet-a')
 test_dataloader = dict(
     dataset=dict(
         _delete_=True,
-        type='visft_mm.datasets.benchmarks.ImageNetVariant',
+        type='visft_mm.benchmarks.imagenet_variants.ImageNetVariant',
         variant='imagenet-a',
         data_root='data/imagenet-a',
         pipeline={{_base_.test_pipeline}}))

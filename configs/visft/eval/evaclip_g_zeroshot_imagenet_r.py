@@ -8,7 +8,7 @@ model = dict(class_names='imagenet-r')
 test_dataloader = dict(
     dataset=dict(
         _delete_=True,
-        type='visft_mm.datasets.benchmarks.ImageNetVariant',
+        type='visft_mm.benchmarks.imagenet_variants.ImageNetVariant',
         variant='imagenet-r',
         data_root='data/imagenet-r',
         pipeline={{_base_.test_pipeline}}))

@@ -34,10 +34,10 @@ from visft_mm.checkpoints.eva_layouts import (check_post_norm,
 from visft_mm.checkpoints.exports import export_eva_clip
 from visft_mm.checkpoints.io import (CheckpointError, load_model_state_dict,
                                      module_misfit)
-from visft_mm.datasets.imagenet_variants import imagenet_class_names
 from visft_mm.models.backbones import EVAViT
 from visft_mm.normalisation import CLIP_MEAN, CLIP_STD
 from visft_mm.registry import MODELS
+from .imagenet_variants import imagenet_class_names
 
 # Original EVA-CLIP checkpoints of the open_clip configs, for error messages.
 EVA_CLIP_FILES = {

@@ -11,9 +11,16 @@ import random
 from collections import defaultdict
 from typing import Dict, List, Optional
 
-from mmpretrain.datasets import CustomDataset
+from mmpretrain.datasets import CustomDataset, ImageNet
 
-from .benchmarks import IMAGENET_SOURCE, ImageNet, missing_data_error
+from .imagenet_variants import missing_data_error
+
+IMAGENET_SOURCE = (
+    'get ImageNet-1k from https://image-net.org/download.php and arrange it '
+    'as data/imagenet/{train,val}/<class>/*.JPEG, '
+    'or as data/imagenet/{train,val}/*.JPEG '
+    'with meta/{train,val}.txt lines "<file> <label>" '
+    '(or point data_root at your copy)')
 
 
 def default_fewshot_ann_file(split: str, shots: int, seed: int) -> str:
