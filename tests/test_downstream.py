@@ -5,9 +5,11 @@ LoRAModel adapts the attention layouts users bring. The config snippets here
 are the ones the README shows users."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -197,6 +199,40 @@ def test_an_unknown_visft_mm_config_names_the_config_dir(tmp_path):
     user.write_text("_base_ = 'visft_mm::visft/eva_2b_stage2.py'\n")
     with pytest.raises(FileNotFoundError, match='eva_2b_stage2.py'):
         Config.fromfile(str(user))
+
+
+def test_wheel_ships_every_config(tmp_path):
+    """A wheel holds each file of configs/ under visft_mm/.mim/configs, where
+    ``visft_mm::`` resolves (a checkout reaches them through a link)."""
+    source = tmp_path / 'source'
+    source.mkdir()
+    for name in ('pyproject.toml', 'requirements.txt', 'README.md', 'LICENSE'):
+        shutil.copy(ROOT / name, source)
+    for name in ('visft_mm', 'configs'):
+        shutil.copytree(
+            ROOT / name,
+            source / name,
+            symlinks=True,
+            ignore=shutil.ignore_patterns('__pycache__'))
+    build = [
+        sys.executable, '-m', 'pip', 'wheel', '--no-deps',
+        '--no-build-isolation', '-q', '-w',
+        str(tmp_path), '.'
+    ]
+    subprocess.run(
+        build, cwd=source, check=True, capture_output=True, timeout=300)
+    (wheel, ) = tmp_path.glob('visft_mm-*.whl')
+    shipped = {
+        name[len('visft_mm/.mim/configs/'):]
+        for name in zipfile.ZipFile(wheel).namelist()
+        if name.startswith('visft_mm/.mim/configs/')
+    }
+    configs = {
+        path.relative_to(ROOT / 'configs').as_posix()
+        for path in (ROOT / 'configs').rglob('*.py')
+    }
+    assert 'visft/eva_1b_stage2.py' in configs
+    assert shipped == configs
 
 
 # ------------------------------------------------------ in an mmdet config
