@@ -1,10 +1,9 @@
 """visft_mm used from other OpenMMLab projects: a stage-1 run's checkpoint
 opens in mmdet's ``init_detector``, user configs inherit ``visft_mm::``
 configs from any directory, mmdet configs build visft_mm's backbone, and
-LoRAModel adapts the attention layouts users bring. The config snippets here
+which attention layouts LoRAModel can adapt. The config snippets here
 are the ones the README shows users."""
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import torch.nn as nn
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
-from tiny import TINY_VIT, tiny_detection_cfg, with_tiny_vit
+from tiny import TINY_VIT, run_script, tiny_detection_cfg, with_tiny_vit
 
 from visft_mm.models import EVAViT, LoRAModel
 from visft_mm.normalisation import CLIP_MEAN, CLIP_STD
@@ -29,17 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def run_python(code: str, cwd: Path, *args: str) -> dict:
     """Runs ``code`` with ``args`` in a fresh interpreter in ``cwd``, with
     this checkout on PYTHONPATH; returns the JSON it prints last."""
-    env = {
-        **os.environ, 'PYTHONPATH':
-        os.pathsep.join([str(ROOT),
-                         os.environ.get('PYTHONPATH', '')])
-    }
-    done = subprocess.run([sys.executable, '-c', code, *args],
-                          cwd=cwd,
-                          env=env,
-                          capture_output=True,
-                          text=True,
-                          timeout=300)
+    done = run_script('-c', code, *args, cwd=cwd)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.strip().splitlines()
     assert lines, done.stderr[-3000:]
@@ -50,33 +39,35 @@ def run_python(code: str, cwd: Path, *args: str) -> dict:
 OPEN_IN_MMDET = textwrap.dedent("""
     import json, sys
     import torch
-    run, checkpoint, out = sys.argv[1:]
+    run, checkpoint, image, out = sys.argv[1:]
     try:
         torch.load(checkpoint, map_location='cpu', weights_only=True)
         refused = ''
     except Exception as error:
         refused = str(error)
     import visft_mm  # noqa: F401
-    from mmdet.apis import init_detector
+    from mmdet.apis import inference_detector, init_detector
     model = init_detector(
         run, checkpoint, device='cpu',
         cfg_options={'model.backbone.init_cfg.checkpoint': 'backbone.pth'})
     torch.save(
         dict([*model.named_parameters(), *model.named_buffers()]), out)
+    boxes = inference_detector(model, image).pred_instances.bboxes
     print(json.dumps(dict(refused=refused, type=type(model).__name__,
-                          classes=list(model.dataset_meta['classes']))))
+                          classes=list(model.dataset_meta['classes']),
+                          boxes=list(boxes.shape))))
 """)
 
 
 def test_stage1_detection_checkpoint_opens_in_mmdet_init_detector(
         demo_coco, tmp_path, monkeypatch):
-    """A tiny stage-1 detection run (mmengine's Runner, the demo config with a
-    tiny ViT and DETR) from
-    a directory holding ``data/demo_coco``; then, in a fresh process, its
-    checkpoint refuses torch's weights-only loader until visft_mm is
-    imported, and mmdet's ``init_detector`` rebuilds the run's model from
-    the config the run wrote, heads from the checkpoint and the frozen
-    backbone from its ``init_cfg``."""
+    """A tiny stage-1 detection run (mmengine's Runner; the demo config with
+    a tiny ViT and DETR) in a directory holding ``data/demo_coco``. In a fresh
+    process, torch's weights-only loader refuses its checkpoint until
+    visft_mm is imported; then mmdet's ``init_detector``, given the config
+    the run wrote, rebuilds the run's model (heads from the checkpoint, the
+    frozen backbone from its ``init_cfg``, which init_detector drops unless
+    ``cfg_options`` is given) and ``inference_detector`` runs it."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / 'data').mkdir()
     (tmp_path / 'data/demo_coco').symlink_to(demo_coco)
@@ -110,11 +101,13 @@ def test_stage1_detection_checkpoint_opens_in_mmdet_init_detector(
     checkpoint = tmp_path / cfg.work_dir / 'iter_1.pth'
     assert run_config.is_file() and checkpoint.is_file()
 
+    image = next((demo_coco / 'val').iterdir())
     result = run_python(OPEN_IN_MMDET, tmp_path, str(run_config),
-                        str(checkpoint), 'loaded.pth')
+                        str(checkpoint), str(image), 'loaded.pth')
     assert 'HistoryBuffer' in result['refused']
     assert result['type'] == 'ViSFT'
     assert result['classes'] == ['circle', 'square', 'triangle', 'cross']
+    assert result['boxes'] == [10, 4]  # max_per_img of the tiny DETR
     loaded = torch.load(tmp_path / 'loaded.pth', weights_only=True)
     assert loaded.keys() == trained.keys()
     assert any(k.startswith('backbone.') for k in loaded)
@@ -241,9 +234,9 @@ MMDET_WITH_EVAVIT = """\
 _base_ = 'mmdet::detr/detr_r50_8xb2-150e_coco.py'
 model = dict(
     data_preprocessor=dict(
-        # visft_mm.normalisation.CLIP_MEAN and CLIP_STD, times 255
-        mean=[122.7709383, 116.7460125, 104.09373615],
-        std=[68.5005327, 66.6321579, 70.32316305],
+        # CLIP's (visft_mm/normalisation.py), on the 0..255 scale
+        mean=[v * 255 for v in (0.48145466, 0.4578275, 0.40821073)],
+        std=[v * 255 for v in (0.26862954, 0.26130258, 0.27577711)],
         bgr_to_rgb=True,
         # EVAViT drops the pixels past the last whole 14-pixel patch
         pad_size_divisor=14),
@@ -274,8 +267,8 @@ def test_mmdet_config_builds_evavit_by_prefix(tmp_path):
     from mmdet.testing import demo_mm_inputs
     cfg = mmdet_config(tmp_path, MMDET_WITH_EVAVIT)
     preprocessor = cfg.model.data_preprocessor
-    assert preprocessor.mean == pytest.approx([m * 255 for m in CLIP_MEAN])
-    assert preprocessor.std == pytest.approx([s * 255 for s in CLIP_STD])
+    assert preprocessor.mean == [m * 255 for m in CLIP_MEAN]
+    assert preprocessor.std == [s * 255 for s in CLIP_STD]
     init_default_scope(cfg.default_scope)
     detector = MODELS.build(cfg.model)
     assert isinstance(detector.backbone, EVAViT)
@@ -325,12 +318,17 @@ class TorchAttention(nn.Module):
 
 
 def lora_changes_output(model: LoRAModel, x: torch.Tensor) -> bool:
-    """Whether a non-zero LoRA update changes the model's output."""
-    before = model(x).detach()
+    """Whether a non-zero LoRA update changes the model's (first) output."""
+
+    def output():
+        out = model(x)
+        return out[0] if isinstance(out, tuple) else out
+
+    before = output().detach()
     with torch.no_grad():
         for layer in model.lora_layers.values():
             layer.lora_B.normal_()
-    return not torch.allclose(model(x), before)
+    return not torch.allclose(output(), before)
 
 
 def test_lora_on_separate_q_and_v_projections():
@@ -350,39 +348,64 @@ def test_lora_on_separate_q_and_v_projections():
     assert lora_changes_output(model, torch.randn(2, 5, 16))
 
 
-def test_lora_on_mmpretrain_vit_fused_qkv():
-    init_default_scope('visft_mm')
-    from visft_mm.registry import MODELS
-    model = MODELS.build(
-        dict(
-            type='LoRAModel',
-            module=dict(
-                type='mmpretrain.VisionTransformer',
-                arch=dict(
-                    embed_dims=32,
-                    num_layers=1,
-                    num_heads=2,
-                    feedforward_channels=64),
-                img_size=28,
-                patch_size=14),
-            targets=[dict(type='qkv', slices='qv')]))
+# README, "Use visft_mm in your project": LoRA on mmpretrain's ViT.
+LORA_ON_MMPRETRAIN_VIT = """\
+backbone = dict(
+    type='visft_mm.LoRAModel',
+    module=dict(type='mmpretrain.VisionTransformer', arch='b', img_size=224),
+    targets=[dict(type='qkv', slices='qv')],
+    rank=64,
+    alpha=1)
+"""
+
+
+def test_lora_on_mmpretrain_vit_fused_qkv(tmp_path):
+    path = tmp_path / 'lora_vit.py'
+    path.write_text(LORA_ON_MMPRETRAIN_VIT)
+    backbone = Config.fromfile(str(path)).backbone
+    backbone.module.update(
+        arch=dict(
+            embed_dims=32, num_layers=1, num_heads=2, feedforward_channels=64),
+        img_size=28,
+        patch_size=14)
+    init_default_scope('mmpretrain')
+    from mmpretrain.registry import MODELS
+    model = MODELS.build(backbone)
+    assert isinstance(model, LoRAModel)
     assert list(model.lora_layers) == ['layers.0.attn.qkv']
+    assert model.lora_layers['layers.0.attn.qkv'].adapted == [0, 2]
     torch.manual_seed(0)
-    x = torch.randn(1, 3, 28, 28)
-    before = model(x)[0].detach()
-    with torch.no_grad():
-        model.lora_layers['layers.0.attn.qkv'].lora_B.normal_()
-    assert not torch.allclose(model(x)[0], before)
+    assert lora_changes_output(model, torch.randn(1, 3, 28, 28))
+
+
+class BEiTBlockAttention(nn.Module):
+
+    def __init__(self, dims: int = 16):
+        super().__init__()
+        from mmpretrain.models.utils.attention import BEiTAttention
+        self.attn = BEiTAttention(
+            dims, 2, window_size=(2, 2), use_rel_pos_bias=False)
+
+    def forward(self, x):
+        return self.attn(x)
 
 
 def test_lora_cannot_adapt_torch_multihead_attention():
     """nn.MultiheadAttention keeps q, k and v in one ``in_proj_weight``
-    parameter, not a layer, and reads ``out_proj.weight`` without calling
-    ``out_proj``: LoRAModel refuses the attention module itself, and a LoRA on
-    ``out_proj`` is injected but never runs."""
+    parameter, not a layer: LoRAModel refuses the attention module itself."""
     with pytest.raises(TypeError, match='MultiheadAttention, not an'):
         LoRAModel(TorchAttention(), targets=[dict(type='attn')], rank=4)
+
+
+@pytest.mark.parametrize(
+    'attention, target', [(TorchAttention, 'out_proj'),
+                          (BEiTBlockAttention, 'qkv')],
+    ids=['torch_out_proj', 'beit_qkv'])
+def test_lora_never_runs_where_the_layer_is_not_called(attention, target):
+    """nn.MultiheadAttention reads ``out_proj.weight`` and mmpretrain's
+    BEiTAttention (q and v biases) ``qkv.weight`` without calling the layer:
+    LoRA is injected but never changes the output."""
     torch.manual_seed(0)
-    model = LoRAModel(TorchAttention(), targets=[dict(type='out_proj')])
-    assert list(model.lora_layers) == ['attn.out_proj']
+    model = LoRAModel(attention(), targets=[dict(type=target)], rank=4)
+    assert list(model.lora_layers) == [f'attn.{target}']
     assert not lora_changes_output(model, torch.randn(2, 5, 16))
