@@ -1,7 +1,8 @@
 """Image normalisation statistics shared by the models and the tests.
 
-A leaf module (no imports), so that anything may read it without loading the
-OpenMMLab packages.
+A leaf module: it imports nothing, so any module of visft_mm may read it
+without an import cycle. (Importing the package itself loads torch and
+mmengine's config, see :mod:`visft_mm.openmmlab`.)
 """
 
 # EVA-CLIP's (OpenAI CLIP's) per-channel RGB mean and std, for pixels scaled

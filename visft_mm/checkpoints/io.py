@@ -1,11 +1,8 @@
 """Read and write checkpoint files safely, and report how a state dict misfits.
 
-Everything is read with ``torch.load(weights_only=True)``. mmengine 0.10.7
-calls ``torch.load`` without ``weights_only``, so its own resume fails on the
-message hub's ``HistoryBuffer`` and numpy arrays. Rather than turning the safe
-loader off (``weights_only=False`` runs arbitrary pickled code),
-:func:`allow_mmengine_checkpoints` adds exactly the types an mmengine
-checkpoint holds to torch's allow-list.
+Everything is read with ``torch.load(weights_only=True)``; the types an
+mmengine run checkpoint holds besides tensors are on torch's allow-list once
+visft_mm is imported (:func:`visft_mm.openmmlab.allow_mmengine_checkpoints`).
 
 Every strict fit check of visft_mm goes through :func:`state_dict_misfit`, so
 a missing key, a surplus key (e.g. a block the model does not have) and a
@@ -18,10 +15,8 @@ from dataclasses import dataclass, field
 from typing import (Callable, Collection, Dict, List, Mapping, NamedTuple,
                     Sequence)
 
-import numpy as np
 import torch
 import torch.nn as nn
-from mmengine.logging.history_buffer import HistoryBuffer
 
 CONTAINER_KEYS = ('state_dict', 'model', 'module')
 # The prefix DDP (and mmengine's model wrappers) put on every key.
@@ -123,36 +118,12 @@ def module_misfit(module: nn.Module,
     return state_dict_misfit(expected, state_dict, shape_fits=shape_fits)
 
 
-def _numpy_pickle_types() -> list:
-    core = np._core if hasattr(np, '_core') else np.core
-    dtype_classes = [
-        getattr(np.dtypes, name) for name in dir(np.dtypes)
-        if name.endswith('DType')
-    ]
-    return [
-        core.multiarray._reconstruct, core.multiarray.scalar, np.ndarray,
-        np.dtype, *dtype_classes
-    ]
-
-
-def allow_mmengine_checkpoints() -> None:
-    """Let ``torch.load(weights_only=True)`` read mmengine runner checkpoints.
-
-    ``getattr`` is needed because ``HistoryBuffer`` pickles its bound
-    statistics methods as ``getattr(buffer, 'mean')``; the weights-only
-    unpickler still refuses to call anything not on the allow-list.
-    """
-    torch.serialization.add_safe_globals(
-        [HistoryBuffer, getattr, *_numpy_pickle_types()])
-
-
 def read_torch_file(path) -> object:
     """``torch.load`` (weights only, on CPU, mmengine checkpoints allowed)
     with one-sentence errors."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f'{path}: checkpoint file not found')
-    allow_mmengine_checkpoints()
     try:
         return torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:  # torch raises many types for a corrupt file

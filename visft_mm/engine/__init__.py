@@ -3,7 +3,6 @@ evaluations."""
 # registers mmdet's loops and hooks for the visft_mm scope
 import mmdet.engine  # noqa: F401
 
-from visft_mm.checkpoints.io import allow_mmengine_checkpoints
 from .backbone_checkpoint_hook import (BackboneCheckpointHook,
                                        load_module_weights)
 from .checkpoint_fit_hook import CheckpointFitHook
@@ -19,6 +18,3 @@ __all__ = [
     'MultiTaskTestLoop', 'MixedPrecisionOptimWrapper', 'RandomStateHook',
     'sample_task', 'task_counts'
 ]
-
-allow_mmengine_checkpoints(
-)  # mmengine's own resume calls torch.load(weights_only=True)

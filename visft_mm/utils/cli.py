@@ -10,7 +10,7 @@ from typing import Optional
 
 from mmengine.config import Config, DictAction
 
-from visft_mm.checkpoints.io import CheckpointError, allow_mmengine_checkpoints
+from visft_mm.checkpoints.io import CheckpointError
 from .dist import init_cpu_process_group
 
 # The benchmark configs take their backbone from this environment variable,
@@ -61,7 +61,6 @@ def load_tool_config(args: argparse.Namespace) -> Config:
     """The config of ``args.config`` with launcher, ``--cfg-options`` and
     work dir applied (CLI, then config, then ``work_dirs/<config name>``)."""
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    allow_mmengine_checkpoints()
     cfg = read_config(args.config, args.backbone)
     if args.backbone is not None and cfg.get(
             'backbone_checkpoint') != args.backbone:
