@@ -120,6 +120,7 @@ DETECTION_DROPPED = {
 # row alone.
 DETECTION_TASK_INDEX = 0
 DETECTION_INPUT_PROJ = 'visft_heads.input_proj.weight'
+DETECTION_TASK_TOKENS = 'visft_heads.transformer.task_embeddings_enc.weight'
 
 _ENCODER_DIMS, _DECODER_DIMS, _FFN_DIMS = 128, 256, 1024
 _ENCODER_LAYERS = _DECODER_LAYERS = 6
@@ -168,8 +169,8 @@ def detection_layout(in_channels: int) -> Layout:
     layout['visft_heads.input_proj.bias'] = ('neck.convs.0.conv.bias',
                                              (_ENCODER_DIMS, ))
     transformer = 'visft_heads.transformer'
-    layout[f'{transformer}.task_embeddings_enc.weight'] = (
-        'task_embedding.weight', (_TASK_ROWS, _ENCODER_DIMS))
+    layout[DETECTION_TASK_TOKENS] = ('task_embedding.weight', (_TASK_ROWS,
+                                                               _ENCODER_DIMS))
     for i in range(_ENCODER_LAYERS):
         src, dst = f'{transformer}.encoder.layers.{i}', f'encoder.layers.{i}'
         attention(f'{src}.self_attn', f'{dst}.self_attn', _ENCODER_DIMS)
@@ -422,10 +423,7 @@ def caption_state_dict(
         official: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     """The caption task model's state dict from an official head state dict
     (keys ``head.*`` of ``ImageCaptioner``)."""
-    selected = {
-        k: v
-        for k, v in official.items() if key_task(k) == 'caption'
-    }
+    selected = {k: v for k, v in official.items() if key_task(k) == 'caption'}
     in_channels = _width('caption', selected,
                          f'{CAPTION_DECODER}init_h.weight', 1)
     vocab_size = _width('caption', selected,
@@ -489,8 +487,9 @@ def _key_groups(keys: List[str]) -> str:
                      for group, count in groups.items())
 
 
-def released_head(task: str, official: Mapping[str, torch.Tensor]
-                  ) -> Tuple[Dict[str, torch.Tensor], List[str]]:
+def released_head(
+    task: str, official: Mapping[str, torch.Tensor]
+) -> Tuple[Dict[str, torch.Tensor], List[str]]:
     """The state dict of ``task``'s model from the released file of that
     task (``official``), and one line for each group of official keys left
     out, with the reason. Every other key is mapped, or the mapping raises.
@@ -510,11 +509,10 @@ def released_head(task: str, official: Mapping[str, torch.Tensor]
             f'{key}: {reason}' for key, reason in DETECTION_DROPPED.items()
             if key in official
         ]
-        rows = official[
-            'visft_heads.transformer.task_embeddings_enc.weight'].shape[0]
+        rows = official[DETECTION_TASK_TOKENS].shape[0]
         left_out.append(
-            'visft_heads.transformer.task_embeddings_enc.weight rows '
-            f'1-{rows - 1}: the other tasks\' tokens (UniTDETR keeps row '
+            f'{DETECTION_TASK_TOKENS} rows 1-{rows - 1}: the other tasks\' '
+            'tokens (UniTDETR keeps row '
             f'{DETECTION_TASK_INDEX}, the detection token)')
     if task == 'segmentation':
         repeats = segmentation_canonical_keys(official)[1]
@@ -571,9 +569,10 @@ def convert_released_heads(files: Mapping[str, str]) -> ReleasedHeads:
             raise CheckpointError(f'{path}: {e}') from None
         widths[task] = state[TASK_VIT_INPUTS[task]].shape[1]
         heads.sources[task] = os.fspath(path)
-        heads.state_dict.update(
-            {f'tasks.{task}.{key}': value
-             for key, value in state.items()})
+        heads.state_dict.update({
+            f'tasks.{task}.{key}': value
+            for key, value in state.items()
+        })
         details = f'{len(state)} tensors'
         if task == 'caption':
             details += (f', a word map of '
