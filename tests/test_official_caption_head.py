@@ -4,7 +4,6 @@ documented shapes) maps onto the official caption config's model, loads
 strictly and computes the official teacher-forced word scores and attention
 weights; the mapping refuses what it cannot place."""
 import json
-import math
 import runpy
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmpretrain.structures import DataSample
+from official_layouts import random_caption as random_official
 
 from visft_mm.checkpoints.io import CheckpointError
 from visft_mm.checkpoints.official_heads import caption_state_dict
@@ -123,39 +123,6 @@ def test_official_needs_a_karpathy_json(tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------- the head
-
-
-def official_shapes(c: int, v: int) -> dict:
-    """Key -> shape of the official caption head (research notes,
-    "Caption"), for a ViT map of ``c`` channels and ``v`` words."""
-    d = DIMS
-    shapes = {
-        'embedding.weight': (v, d),
-        'decode_step.weight_ih': (4 * d, d + c),
-        'decode_step.weight_hh': (4 * d, d),
-        'decode_step.bias_ih': (4 * d, ),
-        'decode_step.bias_hh': (4 * d, ),
-    }
-    for name, weight in (('attention.encoder_att',
-                          (d, c)), ('attention.decoder_att', (d, d)),
-                         ('attention.full_att', (1, d)), ('init_h', (d, c)),
-                         ('init_c', (d, c)), ('f_beta', (c, d)), ('fc', (v,
-                                                                         d))):
-        shapes[f'{name}.weight'], shapes[f'{name}.bias'] = weight, weight[:1]
-    return {DECODER + k: shape for k, shape in shapes.items()}
-
-
-def random_official(c: int, v: int, seed: int = 0) -> dict:
-    """Random values in every official tensor: weights ~ N(0, 1/fan_in),
-    biases and word embeddings ~ N(0, 0.1^2)."""
-    generator = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, shape in official_shapes(c, v).items():
-        values = torch.randn(shape, generator=generator)
-        state[key] = (
-            values / math.sqrt(shape[1])
-            if len(shape) > 1 and 'embedding' not in key else values * 0.1)
-    return state
 
 
 def official_caption_config(tmp_path: Path, word_map_file: Path):

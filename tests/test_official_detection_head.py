@@ -3,7 +3,6 @@ dict in the layout of the released files, mapped by detection_state_dict and
 loaded strictly, gives the outputs of the official forward (written here
 from the research notes in plain torch); labels map to raw COCO ids and
 back; the mapping names what it cannot place."""
-import functools
 import math
 from pathlib import Path
 
@@ -14,6 +13,8 @@ from mmdet.structures import DetDataSample
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData
+from official_layouts import detection_shapes as official_shapes
+from official_layouts import random_detection
 from tiny import with_tiny_vit
 
 from visft_mm.analysis import task_inputs
@@ -36,73 +37,9 @@ T = P + 'transformer.'
 DEC = T + 'decoders.detection.detection_coco.'
 
 
-def official_shapes(width):
-    """Key -> shape of the official detection head (official_heads.md,
-    "Detection"), plus a key of each other head and the criterion buffer."""
-    shapes = {
-        P + 'input_proj.weight': (128, width, 1, 1),
-        P + 'input_proj.bias': (128, ),
-        T + 'task_embeddings_enc.weight': (256, 128),
-        P + 'query_embeds.detection.detection_coco.weight': (100, 256),
-        P + 'class_embeds.weight': (92, 256),
-        P + 'class_embeds.bias': (92, ),
-        'det_losses.empty_weight': (92, ),
-        P + 'segment_predictor.decoder_norm.weight': (256, ),
-        P + 'caption_decoder.fc.bias': (9490, ),
-    }
-    for name in ('enc2dec_proj', 'pos_embed_proj'):
-        shapes.update({
-            T + name + '.weight': (256, 128),
-            T + name + '.bias': (256, )
-        })
-    for i, (out_dims, in_dims) in enumerate([(256, 256), (256, 256),
-                                             (4, 256)]):
-        shapes[f'{P}bbox_embeds.layers.{i}.weight'] = (out_dims, in_dims)
-        shapes[f'{P}bbox_embeds.layers.{i}.bias'] = (out_dims, )
-    for prefix, dims, attentions, norms in ((T + 'encoder.layers.', 128, [
-            'self_attn'
-    ], 2), (DEC + 'layers.', 256, ['self_attn', 'multihead_attn'], 3)):
-        for i in range(6):
-            layer = f'{prefix}{i}.'
-            for attn in attentions:
-                shapes[layer + attn + '.in_proj_weight'] = (3 * dims, dims)
-                shapes[layer + attn + '.in_proj_bias'] = (3 * dims, )
-                shapes[layer + attn + '.out_proj.weight'] = (dims, dims)
-                shapes[layer + attn + '.out_proj.bias'] = (dims, )
-            shapes[layer + 'linear1.weight'] = (1024, dims)
-            shapes[layer + 'linear1.bias'] = (1024, )
-            shapes[layer + 'linear2.weight'] = (dims, 1024)
-            shapes[layer + 'linear2.bias'] = (dims, )
-            for n in range(1, norms + 1):
-                shapes[f'{layer}norm{n}.weight'] = (dims, )
-                shapes[f'{layer}norm{n}.bias'] = (dims, )
-    shapes[DEC + 'norm.weight'] = shapes[DEC + 'norm.bias'] = (256, )
-    return shapes
-
-
 def random_official(width=WIDTH, seed=0):
-    """A fresh dict (tensors shared) of :func:`make_random_official`."""
-    return dict(make_random_official(width, seed))
-
-
-@functools.lru_cache(maxsize=None)
-def make_random_official(width, seed):
-    """Random values in every tensor, spread so that queries differ yet fp32
-    stays within 1e-6 of fp64: query embeddings N(0, 9), the task token
-    N(0, 1), matrices N(0, 1/fan_in), vectors N(0, 0.01) (layer-norm
-    weights about 1)."""
-    gen = torch.Generator().manual_seed(seed)
-    official = {}
-    for key, shape in official_shapes(width).items():
-        value = torch.randn(shape, generator=gen)
-        if 'query_embeds' in key:
-            value = 3 * value
-        elif len(shape) > 1 and 'task_embeddings' not in key:
-            value = value / math.sqrt(math.prod(shape[1:]))
-        elif len(shape) == 1:
-            value = 0.1 * value + ('norm' in key and key.endswith('weight'))
-        official[key] = value
-    return official
+    """A fresh dict (tensors shared) of random official detection tensors."""
+    return random_detection(width, seed)
 
 
 def stage1_config(size):

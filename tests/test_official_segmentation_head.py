@@ -19,6 +19,7 @@ from mmdet.structures.mask import BitmapMasks
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData
+from official_layouts import random_segmentation
 
 from visft_mm.checkpoints.io import CheckpointError
 from visft_mm.checkpoints.official_heads import segmentation_state_dict
@@ -41,83 +42,8 @@ IMAGENET_MEAN = torch.tensor([123.675, 116.28, 103.53]).view(3, 1, 1)
 IMAGENET_STD = torch.tensor([58.395, 57.12, 57.375]).view(3, 1, 1)
 
 
-def official_shapes(c: int) -> dict:
-    """Key -> shape of the official segmentation head (research notes,
-    "Segmentation"), for a ViT map of ``c`` channels."""
-    shapes = {
-        f'{PIXEL}input_proj.0.0.weight': (256, c, 1, 1),
-        f'{PIXEL}input_proj.0.0.bias': (256, ),
-        f'{PIXEL}input_proj.0.1.weight': (256, ),
-        f'{PIXEL}input_proj.0.1.bias': (256, ),
-        f'{PIXEL}transformer.level_embed': (1, 256),
-        f'{PIXEL}mask_features.weight': (256, 256, 1, 1),
-        f'{PIXEL}mask_features.bias': (256, ),
-        f'{PIXEL}adapter_1.weight': (256, c, 1, 1),
-        f'{PIXEL}adapter_1.norm.weight': (256, ),
-        f'{PIXEL}adapter_1.norm.bias': (256, ),
-        f'{PIXEL}layer_1.weight': (256, 256, 3, 3),
-        f'{PIXEL}layer_1.norm.weight': (256, ),
-        f'{PIXEL}layer_1.norm.bias': (256, ),
-        f'{PREDICTOR}decoder_norm.weight': (256, ),
-        f'{PREDICTOR}decoder_norm.bias': (256, ),
-        f'{PREDICTOR}query_feat.weight': (100, 256),
-        f'{PREDICTOR}query_embed.weight': (100, 256),
-        f'{PREDICTOR}level_embed.weight': (1, 256),
-        f'{PREDICTOR}class_embed.weight': (81, 256),
-        f'{PREDICTOR}class_embed.bias': (81, ),
-    }
-    linears = {}
-    for i in range(6):
-        layer = f'{PIXEL}transformer.encoder.layers.{i}.'
-        linears.update({
-            f'{layer}self_attn.sampling_offsets': (64, 256),
-            f'{layer}self_attn.attention_weights': (32, 256),
-            f'{layer}self_attn.value_proj': (256, 256),
-            f'{layer}self_attn.output_proj': (256, 256),
-            f'{layer}linear1': (512, 256),
-            f'{layer}linear2': (256, 512),
-            f'{layer}norm1': (256, ),
-            f'{layer}norm2': (256, ),
-        })
-    for i in range(9):
-        for kind, attn in (('cross', 'multihead_attn'), ('self', 'self_attn')):
-            layer = f'{PREDICTOR}transformer_{kind}_attention_layers.{i}.'
-            shapes[f'{layer}{attn}.in_proj_weight'] = (768, 256)
-            shapes[f'{layer}{attn}.in_proj_bias'] = (768, )
-            linears[f'{layer}{attn}.out_proj'] = (256, 256)
-            linears[f'{layer}norm'] = (256, )
-        layer = f'{PREDICTOR}transformer_ffn_layers.{i}.'
-        linears.update({
-            f'{layer}linear1': (1024, 256),
-            f'{layer}linear2': (256, 1024),
-            f'{layer}norm': (256, ),
-        })
-    for i in range(3):
-        linears[f'{PREDICTOR}mask_embed.layers.{i}'] = (256, 256)
-    for name, weight_shape in linears.items():
-        shapes[f'{name}.weight'] = weight_shape
-        shapes[f'{name}.bias'] = weight_shape[:1]
-    return shapes
-
-
 def random_official(c: int = IN_CHANNELS, seed: int = 0) -> dict:
-    """Random values in every official tensor, scaled so that activations
-    stay of order one: weights ~ N(0, 1/fan_in), norm scales near 1, and the
-    last mask-embedding layer 1/16 of that, so that mask logits (sums over
-    256 channels) are of order one too and fp32 rounding stays below 1e-5."""
-    generator = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, shape in official_shapes(c).items():
-        values = torch.randn(shape, generator=generator)
-        if len(shape) > 1:
-            values /= math.sqrt(math.prod(shape[1:]))
-        elif 'norm' in key and key.endswith('weight'):
-            values = 1 + 0.1 * values
-        else:
-            values *= 0.1
-        state[key] = values
-    state[f'{PREDICTOR}mask_embed.layers.2.weight'] /= 16
-    return state
+    return random_segmentation(c, seed)
 
 
 @pytest.fixture(scope='module')

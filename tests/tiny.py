@@ -56,6 +56,8 @@ def with_tiny_vit(model: dict, vocab_file: Optional[str] = None) -> dict:
     vit.init_cfg = None
     if vocab_file is not None and 'caption' in model.tasks:
         model.tasks.caption.head.vocab_file = vocab_file
+        # the official word map's size does not hold for another word map
+        model.tasks.caption.head.pop('vocab_size', None)
     model.pop('task_checkpoints', None)
     return model
 

@@ -10,15 +10,24 @@ the task model, what ``ViSFT(task_checkpoints=...)`` loads under
 ``tasks.<task>.``. A key it cannot place, a missing key or a tensor of another
 shape is a :class:`CheckpointError` naming the key.
 
+:func:`convert_released_heads` turns any of the three files into one
+checkpoint of ``tasks.<task>.*`` tensors (what
+``tools/model_converters/official_heads2visft.py`` writes): each task from its
+own file, a file whose head of that task is untrained refused as another
+task's file, every key left out named with its reason.
+
 The layouts are written out here from the official module tree (no OpenMMLab
 package knows these names); the modules they load into are mmdet's and
 visft_mm's.
 """
-from typing import Dict, Mapping, Tuple
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
 
-from visft_mm.checkpoints.io import CheckpointError
+from visft_mm.checkpoints.io import CheckpointError, load_model_state_dict
 
 # official key -> (task-model key, shape)
 Layout = Dict[str, Tuple[str, Tuple[int, ...]]]
@@ -82,15 +91,25 @@ def _map_layout(task: str, official: Mapping[str, torch.Tensor],
     return {layout[key][0]: tensor for key, tensor in official.items()}
 
 
+BACKBONE_ARCHS = {1408: 'eva-g', 1792: 'eva-e'}  # ViT width -> EVAViT arch
+
+
+def key_task(key: str) -> str:
+    """The task whose head an official key belongs to, as the official
+    stage-2 loader decides it: ``segment`` in the key, ``caption`` in the
+    key, else detection (``det_losses.*`` included)."""
+    if 'segment' in key:
+        return 'segmentation'
+    if 'caption' in key:
+        return 'caption'
+    return 'detection'
+
+
 # --------------------------------------------------------------------------
 # Detection: UniT's DETR -> visft_mm.UniTDETR
 # (configs/_base_/models/visft_detr_official.py)
 # --------------------------------------------------------------------------
 
-DETECTION_BACKBONE_ARCHS = {1408: 'eva-g', 1792: 'eva-e'}
-# Keys holding these words belong to the other heads; the official stage-2
-# loader takes them from their own files, and so do their mappings.
-DETECTION_OTHER_HEADS = ('segment', 'caption')
 DETECTION_DROPPED = {
     'det_losses.empty_weight':
     'the criterion\'s class weights (ones, no-object 0.1), a constant that '
@@ -101,6 +120,7 @@ DETECTION_DROPPED = {
 # row alone.
 DETECTION_TASK_INDEX = 0
 DETECTION_INPUT_PROJ = 'visft_heads.input_proj.weight'
+DETECTION_TASK_TOKENS = 'visft_heads.transformer.task_embeddings_enc.weight'
 
 _ENCODER_DIMS, _DECODER_DIMS, _FFN_DIMS = 128, 256, 1024
 _ENCODER_LAYERS = _DECODER_LAYERS = 6
@@ -123,11 +143,11 @@ def detection_backbone_arch(official: Mapping[str, torch.Tensor]) -> str:
     """``'eva-g'`` (C 1408) or ``'eva-e'`` (C 1792): the EVAViT arch whose
     features the detection head takes."""
     width = detection_in_channels(official)
-    if width not in DETECTION_BACKBONE_ARCHS:
+    if width not in BACKBONE_ARCHS:
         raise CheckpointError(
             f'{DETECTION_INPUT_PROJ} takes {width} channels, the width of '
-            f'no released backbone ({DETECTION_BACKBONE_ARCHS})')
-    return DETECTION_BACKBONE_ARCHS[width]
+            f'no released backbone ({BACKBONE_ARCHS})')
+    return BACKBONE_ARCHS[width]
 
 
 def detection_layout(in_channels: int) -> Layout:
@@ -149,8 +169,8 @@ def detection_layout(in_channels: int) -> Layout:
     layout['visft_heads.input_proj.bias'] = ('neck.convs.0.conv.bias',
                                              (_ENCODER_DIMS, ))
     transformer = 'visft_heads.transformer'
-    layout[f'{transformer}.task_embeddings_enc.weight'] = (
-        'task_embedding.weight', (_TASK_ROWS, _ENCODER_DIMS))
+    layout[DETECTION_TASK_TOKENS] = ('task_embedding.weight', (_TASK_ROWS,
+                                                               _ENCODER_DIMS))
     for i in range(_ENCODER_LAYERS):
         src, dst = f'{transformer}.encoder.layers.{i}', f'encoder.layers.{i}'
         attention(f'{src}.self_attn', f'{dst}.self_attn', _ENCODER_DIMS)
@@ -190,7 +210,7 @@ def detection_state_dict(
     """The state dict of ``UniTDETR`` (the ``visft_detr_official.py`` task
     model) holding the official detection head of ``official``.
 
-    Keys of the other heads are skipped (``DETECTION_OTHER_HEADS``) and
+    Keys of the other heads are skipped (:func:`key_task`) and
     those of ``DETECTION_DROPPED`` dropped; any other key the layout lacks,
     any key it expects that is missing and any tensor of another shape is
     named in one ``CheckpointError``.
@@ -199,8 +219,7 @@ def detection_state_dict(
     layout = detection_layout(in_channels)
     state, unknown, wrong_shape = {}, [], []
     for key, tensor in official.items():
-        if key in DETECTION_DROPPED or any(head in key
-                                           for head in DETECTION_OTHER_HEADS):
+        if key in DETECTION_DROPPED or key_task(key) != 'detection':
             continue
         if key not in layout:
             unknown.append(key)
@@ -222,8 +241,9 @@ def detection_state_dict(
         raise CheckpointError('the official detection head (input width '
                               f'{in_channels}) does not fit UniTDETR: ' +
                               '; '.join(problems))
+    # a copy, so that a saved file does not carry the other 255 rows
     state['task_embedding.weight'] = state['task_embedding.weight'][
-        DETECTION_TASK_INDEX:DETECTION_TASK_INDEX + 1]
+        DETECTION_TASK_INDEX:DETECTION_TASK_INDEX + 1].clone()
     return state
 
 
@@ -325,14 +345,17 @@ def segmentation_layout(in_channels: int) -> Layout:
 
 
 def segmentation_canonical_keys(
-        official: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """The segmentation tensors of ``official`` (keys containing
-    ``segment``) under their ``segment_pixel_decoder``/``segment_predictor``
-    names; a tensor present under both names must be equal in both."""
+    official: Mapping[str, torch.Tensor]
+) -> Tuple[Dict[str, torch.Tensor], List[str]]:
+    """The segmentation tensors of ``official`` (:func:`key_task`) under
+    their ``segment_pixel_decoder``/``segment_predictor`` names, and the
+    keys that repeat one of them under its other name; a tensor present
+    under both names must be equal in both."""
     canonical: Dict[str, torch.Tensor] = {}
     seen_as: Dict[str, str] = {}
+    repeats = []
     for key, tensor in official.items():
-        if 'segment' not in key:
+        if key_task(key) != 'segmentation':
             continue
         name = key
         for alias, prefix in SEGMENTATION_ALIASES.items():
@@ -344,16 +367,17 @@ def segmentation_canonical_keys(
                 raise CheckpointError(
                     f'the official segmentation head holds two different '
                     f'tensors for {name}: {seen_as[name]} and {key}')
+            repeats.append(key)
             continue
         canonical[name], seen_as[name] = tensor, key
-    return canonical
+    return canonical, repeats
 
 
 def segmentation_state_dict(
         official: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     """The segmentation task model's state dict from an official head state
     dict (keys ``panoptic_head.*`` of mmdet's ``Mask2Former``)."""
-    canonical = segmentation_canonical_keys(official)
+    canonical, _ = segmentation_canonical_keys(official)
     in_channels = _width('segmentation', canonical,
                          f'{SEGMENTATION_PIXEL_DECODER}input_proj.0.0.weight',
                          1)
@@ -399,10 +423,165 @@ def caption_state_dict(
         official: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     """The caption task model's state dict from an official head state dict
     (keys ``head.*`` of ``ImageCaptioner``)."""
-    selected = {k: v for k, v in official.items() if 'caption' in k}
+    selected = {k: v for k, v in official.items() if key_task(k) == 'caption'}
     in_channels = _width('caption', selected,
                          f'{CAPTION_DECODER}init_h.weight', 1)
     vocab_size = _width('caption', selected,
                         f'{CAPTION_DECODER}embedding.weight', 0)
     return _map_layout('caption', selected,
                        caption_layout(in_channels, vocab_size))
+
+
+# --------------------------------------------------------------------------
+# Released files -> one checkpoint of ViSFT task models
+# --------------------------------------------------------------------------
+
+# the word naming a released file (eva_{g,e}_<word>_heads.ckpt) -> ViSFT task
+RELEASED_FILE_TASKS = {
+    'detection': 'detection',
+    'segment': 'segmentation',
+    'caption': 'caption'
+}
+TASK_FILE_WORDS = {task: word for word, task in RELEASED_FILE_TASKS.items()}
+TASK_STATE_DICTS = {
+    'detection': detection_state_dict,
+    'segmentation': segmentation_state_dict,
+    'caption': caption_state_dict
+}
+# the task-model tensor of each task whose dimension 1 is the ViT width
+TASK_VIT_INPUTS = {
+    'detection': 'neck.convs.0.conv.weight',
+    'segmentation': 'panoptic_head.pixel_decoder.input_convs.0.conv.weight',
+    'caption': 'head.init_h.weight'
+}
+
+
+def zero_at_initialisation(task: str, key: str) -> bool:
+    """Whether the official tensor ``key`` of ``task``'s head starts at
+    exactly zero and moves in training: the biases of the norm layers, and,
+    in the caption head, which has none, the word classifier's bias (which
+    Show-Attend-Tell fills with 0)."""
+    if task == 'caption':
+        return key == f'{CAPTION_DECODER}fc.bias'
+    return 'norm' in key and key.endswith('.bias')
+
+
+def trained_heads(official: Mapping[str, torch.Tensor]) -> List[str]:
+    """The tasks whose head in ``official`` left its initialisation. A
+    released file holds every head but trained only its own; the others
+    keep their initial values (optimizers skip tensors without gradients,
+    and weight decay keeps a zero at zero)."""
+    moved: Dict[str, bool] = {}
+    for key, tensor in official.items():
+        task = key_task(key)
+        if zero_at_initialisation(task, key):
+            moved[task] = moved.get(task, False) or bool(tensor.any())
+    return [task for task, has_moved in moved.items() if has_moved]
+
+
+def _key_groups(keys: List[str]) -> str:
+    """``'visft_heads.transformer.* (176), det_losses.empty_weight'``: keys
+    grouped by their first two names."""
+    groups = Counter('.'.join(key.split('.')[:2]) for key in keys)
+    return ', '.join(group if group in keys else f'{group}.* ({count})'
+                     for group, count in groups.items())
+
+
+def released_head(
+    task: str, official: Mapping[str, torch.Tensor]
+) -> Tuple[Dict[str, torch.Tensor], List[str]]:
+    """The state dict of ``task``'s model from the released file of that
+    task (``official``), and one line for each group of official keys left
+    out, with the reason. Every other key is mapped, or the mapping raises.
+    A file whose ``task`` head is untrained is another task's file, and a
+    :class:`CheckpointError`."""
+    state = TASK_STATE_DICTS[task](official)
+    trained = trained_heads(official)
+    if task not in trained:
+        files = ' or '.join(TASK_FILE_WORDS[t] for t in trained)
+        raise CheckpointError(
+            f'its {task} head is as initialised (the tensors that start at '
+            f'zero still are), so it is no released {TASK_FILE_WORDS[task]} '
+            'file' + (f'; it looks like a {files} file' if files else ''))
+    left_out = []
+    if task == 'detection':
+        left_out += [
+            f'{key}: {reason}' for key, reason in DETECTION_DROPPED.items()
+            if key in official
+        ]
+        rows = official[DETECTION_TASK_TOKENS].shape[0]
+        left_out.append(
+            f'{DETECTION_TASK_TOKENS} rows 1-{rows - 1}: the other tasks\' '
+            'tokens (UniTDETR keeps row '
+            f'{DETECTION_TASK_INDEX}, the detection token)')
+    if task == 'segmentation':
+        repeats = segmentation_canonical_keys(official)[1]
+        if repeats:
+            left_out.append(
+                f'{_key_groups(repeats)}: the same tensors under their '
+                'other names (checked equal)')
+    for other in sorted({key_task(key) for key in official} - {task}):
+        keys = [key for key in official if key_task(key) == other]
+        left_out.append(f'{_key_groups(keys)}: the {other} head, untrained '
+                        f'in a {TASK_FILE_WORDS[task]} file')
+    return state, left_out
+
+
+@dataclass
+class ReleasedHeads:
+    """Task models converted from released files: ``state_dict`` holds
+    ``tasks.<task>.*`` as ``ViSFT(task_checkpoints=...)`` loads them;
+    ``report`` says what came from where and what was left out, and why."""
+    state_dict: Dict[str, torch.Tensor] = field(default_factory=dict)
+    sources: Dict[str, str] = field(default_factory=dict)
+    vit_width: int = 0
+    report: List[str] = field(default_factory=list)
+
+    @property
+    def backbone_arch(self) -> Optional[str]:
+        """``'eva-g'``, ``'eva-e'``, or None for another ViT width."""
+        return BACKBONE_ARCHS.get(self.vit_width)
+
+    def checkpoint(self) -> dict:
+        """The file to write: the state dict and, in its meta, the source
+        files and the backbone."""
+        return dict(
+            meta=dict(
+                official_heads=dict(self.sources),
+                backbone_arch=self.backbone_arch,
+                vit_width=self.vit_width),
+            state_dict=self.state_dict)
+
+
+def convert_released_heads(files: Mapping[str, str]) -> ReleasedHeads:
+    """The heads of ``files`` (ViSFT task -> released file of that task,
+    any non-empty subset), each task taken from its own file as the
+    official stage-2 loader does. All heads must take the same ViT width.
+    Any file that does not fit is a :class:`CheckpointError` naming it."""
+    if not files:
+        raise CheckpointError('no released head file given')
+    heads, widths = ReleasedHeads(), {}
+    for task, path in files.items():
+        official = load_model_state_dict(path)
+        try:
+            state, left_out = released_head(task, official)
+        except CheckpointError as e:
+            raise CheckpointError(f'{path}: {e}') from None
+        widths[task] = state[TASK_VIT_INPUTS[task]].shape[1]
+        heads.sources[task] = os.fspath(path)
+        heads.state_dict.update({
+            f'tasks.{task}.{key}': value
+            for key, value in state.items()
+        })
+        details = f'{len(state)} tensors'
+        if task == 'caption':
+            details += (f', a word map of '
+                        f'{state["head.embedding.weight"].shape[0]} words')
+        heads.report.append(f'{task}: {path} -> tasks.{task}.* ({details})')
+        heads.report += [f'  left out {line}' for line in left_out]
+    if len(set(widths.values())) > 1:
+        raise CheckpointError(
+            'the heads were trained on ViTs of different widths: ' +
+            ', '.join(f'{task} {width}' for task, width in widths.items()))
+    heads.vit_width = next(iter(widths.values()))
+    return heads
