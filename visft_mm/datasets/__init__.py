@@ -3,12 +3,14 @@
 import mmdet.datasets  # noqa: F401
 
 from .caption_vocab import WordVocabulary
+from .checked_coco import CheckedCocoDataset
 from .coco_caption import CocoCaptionDataset
 from .nocaps_images import NoCapsImages
 from .seeded_draws import (NumberedInfiniteSampler, SampleDraw,
                            SeedPerDrawDataset)
 
 __all__ = [
-    'CocoCaptionDataset', 'NoCapsImages', 'NumberedInfiniteSampler',
-    'SampleDraw', 'SeedPerDrawDataset', 'WordVocabulary'
+    'CheckedCocoDataset', 'CocoCaptionDataset', 'NoCapsImages',
+    'NumberedInfiniteSampler', 'SampleDraw', 'SeedPerDrawDataset',
+    'WordVocabulary'
 ]
