@@ -280,9 +280,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def run_script(*args) -> subprocess.CompletedProcess:
+def run_script(*args, cwd=ROOT) -> subprocess.CompletedProcess:
     """Runs a Python script of the repository (path and arguments) in a child
-    process from the repository root, with this checkout first on
+    process from ``cwd`` (the repository root), with this checkout first on
     PYTHONPATH."""
     env = {
         **os.environ, 'PYTHONPATH':
@@ -290,7 +290,7 @@ def run_script(*args) -> subprocess.CompletedProcess:
                          os.environ.get('PYTHONPATH', '')])
     }
     return subprocess.run([sys.executable, *map(str, args)],
-                          cwd=ROOT,
+                          cwd=cwd,
                           env=env,
                           capture_output=True,
                           text=True,
