@@ -173,7 +173,7 @@ def test_coco_dataset_reads_a_good_file(tmp_path):
     (('annotations', 'bbox'), None, "annotations[0] has no 'bbox'"),
     (None, b'{"images": [', 'not valid JSON'),
     (None, b'{"images": [], "x": "\xff"}', 'not UTF-8 text'),
-    (None, b'[]', 'not a COCO json'),
+    (None, b'[]', 'annotation file format'),
 ])
 def test_bad_coco_file_is_named_with_what_is_wrong(tmp_path, drop, content,
                                                    problem):

@@ -9,6 +9,7 @@ surfaces only when a data worker first loads it. Written here is only the
 check: the fields mmdet reads, and one ``os.path.exists`` per image after
 filtering. The loading is mmdet's.
 """
+import json
 import os.path as osp
 from typing import Iterable, List, Optional
 
@@ -83,12 +84,11 @@ class CheckedCocoDataset(ImagesChecked, CocoDataset):
         try:
             return super().load_data_list()
         except UnicodeDecodeError as exc:
-            raise InputError(
-                f'{self.ann_file}: not UTF-8 text ({exc})') from None
-        except ValueError as exc:  # json.JSONDecodeError, InputError
-            problem = exc if isinstance(exc, InputError) else \
-                f'not valid JSON ({exc})'
-            raise InputError(f'{self.ann_file}: {problem}') from None
-        except AssertionError:  # pycocotools' check of the top level
-            raise InputError(
-                f'{self.ann_file}: not a COCO json (a JSON object)') from None
+            problem = f'not UTF-8 text ({exc})'
+        except json.JSONDecodeError as exc:
+            problem = f'not valid JSON ({exc})'
+        except (InputError, AssertionError) as exc:
+            # the field check above; pycocotools' and mmdet's asserts (a
+            # top level that is not an object, annotation ids not unique)
+            problem = str(exc)
+        raise InputError(f'{self.ann_file}: {problem}')
