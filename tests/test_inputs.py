@@ -60,6 +60,19 @@ def test_training_config_lists_every_input(path, tmp_path, monkeypatch):
         assert f' {file}' in report, file
 
 
+def test_inputs_set_to_none_are_not_checked(tmp_path, monkeypatch):
+    """``--cfg-options model.task_checkpoints=None`` and the like."""
+    monkeypatch.chdir(tmp_path)
+    cfg = Config.fromfile(str(CONFIGS / 'demo/demo_stage2.py'))
+    cfg.merge_from_dict({
+        'model.task_checkpoints': None,
+        'model.backbone.module.init_cfg': None
+    })
+    report = '\n'.join(missing_required_paths(cfg))
+    assert 'demo train captions not found' in report
+    assert 'stage-1' not in report and 'demo backbone' not in report
+
+
 def assert_stops_before_building(result, elapsed: float) -> str:
     """One ``error:`` message, no traceback, no config dump, no model."""
     output = result.stdout + result.stderr

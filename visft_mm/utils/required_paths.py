@@ -19,8 +19,9 @@ sees the values after ``--cfg-options``::
 as mmengine's ``BaseDataset`` joins ``data_root``; ``subpath`` is a path
 inside the value that must exist too (images named by an annotation file).
 ``{path}`` in ``how`` stands for the path checked, so a command that makes the
-file names the path the config reads. Keys whose value is None are not
-checked (an optional input that is not used).
+file names the path the config reads. Keys whose value, or a parent's, is
+None are not checked (an optional input that is not used, such as
+``model.backbone.init_cfg=None``).
 
 :class:`InputError` is the one type of a bad input, a file or config value
 that cannot be used; tools/train.py and tools/test.py turn it into one
@@ -48,6 +49,8 @@ _ABSENT = object()
 def _lookup(cfg: Config, dotted_key: str) -> Any:
     value = cfg
     for part in dotted_key.split('.'):
+        if value is None:  # a parent set to None: the input is not used
+            return None
         value = value.get(part, _ABSENT) if hasattr(value, 'get') else _ABSENT
         if value is _ABSENT:
             raise KeyError(
