@@ -11,6 +11,7 @@ from tiny import CAPTION_PIPELINE, run_script
 
 from visft_mm.datasets import CocoCaptionDataset, WordVocabulary
 from visft_mm.registry import DATASETS
+from visft_mm.utils.required_paths import InputError
 
 
 def demo_dataset(root: Path, test_mode: bool, **kwargs) -> CocoCaptionDataset:
@@ -79,6 +80,10 @@ def test_test_mode_one_item_per_image_with_all_references(small_demo_coco):
 def test_karpathy_layout_and_splits(tmp_path):
     ann_file = tmp_path / 'dataset_coco.json'
     write_karpathy(ann_file)
+    for image in json.loads(ann_file.read_text())['images']:
+        folder = tmp_path / 'coco' / image['filepath']
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / image['filename']).touch()
 
     def load(split: str, test_mode: bool) -> list:
         dataset = CocoCaptionDataset(
@@ -113,23 +118,29 @@ def test_split_is_refused_for_a_coco_json(small_demo_coco):
         demo_dataset(small_demo_coco, test_mode=False, split='val')
 
 
-@pytest.mark.parametrize('content, error, message', [
-    (None, FileNotFoundError, 'does not exist'),
-    ('{"images": [', ValueError, 'is not valid json'),
-    ('[1, 2]', ValueError, 'neither a COCO captions json'),
-    ('{"images": [{"id": 1}], "annotations": [{"image_id": 1}]}', ValueError,
-     'malformed'),
-    ('{"images": [{"id": 1, "file_name": "a.png"}], '
-     '"annotations": [{"image_id": 2, "caption": "a"}]}', ValueError,
-     'malformed'),
-])
-def test_bad_annotation_file(tmp_path, content, error, message):
+@pytest.mark.parametrize(
+    'content, message',
+    [
+        (None, 'caption annotation file not found'),
+        ('{"images": [', 'not valid JSON'),
+        (b'{"images": [], "annotations": [], "x": "\xff"}', 'not UTF-8 text'),
+        ('[1, 2]', 'neither a COCO captions json'),
+        ('{"images": [{"id": 1}], "annotations": [{"image_id": 1}]}',
+         'malformed'),
+        ('{"images": [{"id": 1, "file_name": "a.png"}], '
+         '"annotations": [{"image_id": 2, "caption": "a"}]}', 'malformed'),
+        # a Karpathy json needs the sentences of every image
+        ('{"images": [{"cocoid": 1, "split": "train"}]}', "with 'sentences'"),
+    ])
+def test_bad_annotation_file(tmp_path, content, message):
     ann_file = tmp_path / 'captions.json'
-    if content is not None:
+    if isinstance(content, bytes):
+        ann_file.write_bytes(content)
+    elif content is not None:
         ann_file.write_text(content)
-    with pytest.raises(error, match=message) as info:
+    with pytest.raises(InputError, match=message) as info:
         CocoCaptionDataset(ann_file=str(ann_file))
-    assert str(ann_file) in str(info.value)
+    assert str(info.value).startswith(f'{ann_file}: ')
 
 
 @pytest.mark.parametrize('resize', ['Resize', 'mmdet.Resize'])

@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 
 from visft_mm.engine import sample_task, task_counts
 from visft_mm.registry import DATASETS, HOOKS, METRICS, MODELS
+from visft_mm.utils.required_paths import InputError
 
 TASKS = ('caption', 'segmentation', 'detection')
 RATIOS = (0.4, 0.3, 0.3)
@@ -143,8 +144,11 @@ def test_validation_covers_every_task_and_leaves_training_unchanged(
 def test_loop_rejects_mismatched_ratios(demo_coco, tmp_path):
     cfg = stage2_cfg(demo_coco, tmp_path)
     cfg.train_cfg.task_ratios = dict(detection=1.0, caption=1.0)
-    with pytest.raises(KeyError, match='task_ratios'):
+    with pytest.raises(InputError) as error:
         train(cfg)
+    assert str(error.value) == (
+        "train_cfg.task_ratios names ['caption'], which no train dataloader "
+        "has (train dataloaders: ['detection', 'segmentation'])")
 
 
 # A toy stage 2 for loop behaviour that the tiny ViSFT runs above would take

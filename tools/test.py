@@ -7,20 +7,25 @@
 CHECKPOINT is the trained model (default: the config's ``load_from``; an empty
 one counts as none, for tools/dist_test.sh CONFIG "" GPUS); benchmarks whose
 config names all its weights (configs/visft/eval/) need none, and take the
-backbone to test from --backbone. Paths the config lists in ``required_paths``
-are checked before anything is built; a checkpoint with a key the model has no
-place for is refused before it is loaded (:class:`CheckpointFitHook`).
+backbone to test from --backbone; they train nothing (no ``train_cfg``).
+Any other config tested without a checkpoint gets a warning: its heads are
+untrained. Paths the config lists in ``required_paths`` are checked before
+anything is built; a checkpoint with a key the model has no place for is
+refused before it is loaded (:class:`CheckpointFitHook`). A bad input stops
+the run with one ``error:`` line.
 """
 import argparse
+import logging
 
 from mmengine.evaluator import DumpResults
+from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from visft_mm.engine import CheckpointFitHook
-from visft_mm.utils.cli import add_common_arguments, load_tool_config
-from visft_mm.utils.required_paths import (MissingPathsError,
-                                           check_required_paths)
+from visft_mm.utils.cli import (add_common_arguments, exit_on_input_error,
+                                load_tool_config)
+from visft_mm.utils.required_paths import check_required_paths
 
 
 def parse_args():
@@ -39,13 +44,22 @@ def main():
     args = parse_args()
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         raise SystemExit('error: --out must be a .pkl file')
+    with exit_on_input_error():
+        evaluate(args)
+
+
+def evaluate(args: argparse.Namespace) -> None:
     cfg = load_tool_config(args)
     if args.checkpoint:
         cfg.load_from = args.checkpoint
-    try:
-        check_required_paths(cfg)
-    except MissingPathsError as e:
-        raise SystemExit(f'error: {e}')
+    # a config without train_cfg trains nothing: it names all its weights
+    if not cfg.get('load_from') and cfg.get('train_cfg') is not None:
+        print_log(
+            'no checkpoint given and the config sets no load_from: the '
+            'heads are tested untrained',
+            logger='current',
+            level=logging.WARNING)
+    check_required_paths(cfg)
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(
         cfg)
     runner.register_hook(CheckpointFitHook())

@@ -3,13 +3,20 @@
     python tools/train.py configs/visft/eva_4b_stage2.py [--work-dir DIR] \\
         [--amp] [--resume [CKPT]] [--cfg-options key=value ...] \\
         [--launcher pytorch]
+
+Paths the config lists in ``required_paths`` are checked before anything is
+built: every missing one is named with how to get it. A bad input (a missing
+or malformed file, a checkpoint that does not fit) stops the run with one
+``error:`` line.
 """
 import argparse
 
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from visft_mm.utils.cli import add_common_arguments, load_tool_config
+from visft_mm.utils.cli import (add_common_arguments, exit_on_input_error,
+                                load_tool_config)
+from visft_mm.utils.required_paths import check_required_paths
 
 
 def parse_args():
@@ -31,6 +38,11 @@ def parse_args():
 
 def main():
     args = parse_args()
+    with exit_on_input_error():
+        train(args)
+
+
+def train(args: argparse.Namespace) -> None:
     cfg = load_tool_config(args)
     if args.amp and cfg.optim_wrapper.get(
             'type', 'OptimWrapper') in ('OptimWrapper', 'AmpOptimWrapper'):
@@ -41,6 +53,7 @@ def main():
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
+    check_required_paths(cfg)
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(
         cfg)
     runner.train()

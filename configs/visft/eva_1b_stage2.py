@@ -52,3 +52,34 @@ val_evaluator = dict(
     segmentation=_base_.segmentation_val_evaluator,
     detection=_base_.detection_val_evaluator)
 test_evaluator = val_evaluator
+# inputs that tools/train.py and tools/test.py check first
+required_paths = dict(
+    backbone=[
+        dict(
+            _base_.eva_weights_input,
+            key='model.backbone.module.init_cfg.checkpoint')
+    ],
+    caption_data=_base_.caption_inputs,
+    word_map=[_base_.caption_word_map_input],
+    segmentation_data=_base_.segmentation_inputs,
+    detection_data=_base_.detection_inputs,
+    stage1=[
+        dict(
+            key='model.task_checkpoints.caption',
+            what='stage-1 caption checkpoint',
+            how='run stage 1 first: '
+            '`python tools/train.py configs/visft/'
+            'eva_1b_stage1_caption_8xb32-100k_coco.py`'),
+        dict(
+            key='model.task_checkpoints.segmentation',
+            what='stage-1 segmentation checkpoint',
+            how='run stage 1 first: '
+            '`python tools/train.py configs/visft/'
+            'eva_1b_stage1_mask2former_8xb1-150k_coco.py`'),
+        dict(
+            key='model.task_checkpoints.detection',
+            what='stage-1 detection checkpoint',
+            how='run stage 1 first: '
+            '`python tools/train.py configs/visft/'
+            'eva_1b_stage1_detr_8xb1-150k_coco.py`'),
+    ])

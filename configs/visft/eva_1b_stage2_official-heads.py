@@ -27,16 +27,15 @@ model = dict(
         caption=official_heads_checkpoint,
         segmentation=official_heads_checkpoint,
         detection=official_heads_checkpoint))
-required_paths = dict(model=[
-    dict(
-        key='model.task_checkpoints.detection',
-        what='the released stage-1 heads, converted',
-        how='download eva_{g,e}_{detection,segment,caption}_heads.ckpt from '
-        'https://huggingface.co/TencentARC/ViSFT and convert them with '
-        'tools/model_converters/official_heads2visft.py'),
-    dict(
-        key='model.tasks.caption.head.vocab_file',
-        what='the official caption word map (9490 words)',
-        how="build it from Karpathy's dataset_coco.json with "
-        'tools/misc/build_caption_vocab.py --official'),
-])
+# The heads come converted from the released files, not from stage 1.
+required_paths = dict(
+    word_map=[_base_.official_caption_word_map_input],
+    stage1=[
+        dict(
+            key='model.task_checkpoints.detection',
+            what='the released stage-1 heads, converted',
+            how='download eva_{g,e}_{detection,segment,caption}_heads.ckpt '
+            'from https://huggingface.co/TencentARC/ViSFT and convert them: '
+            '`python tools/model_converters/official_heads2visft.py '
+            '--detection F --segment F --caption F {path}`')
+    ])

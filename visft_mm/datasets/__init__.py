@@ -3,11 +3,12 @@
 import mmdet.datasets  # noqa: F401
 
 from .caption_vocab import WordVocabulary
+from .checked_coco import CheckedCocoDataset
 from .coco_caption import CocoCaptionDataset
 from .seeded_draws import (NumberedInfiniteSampler, SampleDraw,
                            SeedPerDrawDataset)
 
 __all__ = [
-    'CocoCaptionDataset', 'NumberedInfiniteSampler', 'SampleDraw',
-    'SeedPerDrawDataset', 'WordVocabulary'
+    'CheckedCocoDataset', 'CocoCaptionDataset', 'NumberedInfiniteSampler',
+    'SampleDraw', 'SeedPerDrawDataset', 'WordVocabulary'
 ]

@@ -16,6 +16,8 @@ from mmengine import fileio
 from mmengine.dataset import BaseDataset
 
 from visft_mm.registry import DATASETS
+from visft_mm.utils.required_paths import InputError
+from .checked_coco import ImagesChecked
 
 COCO_LAYOUT = 'coco'
 KARPATHY_LAYOUT = 'karpathy'
@@ -41,16 +43,16 @@ def read_caption_json(ann_file: str) -> Tuple[str, dict]:
 
     COCO's ``captions_*.json`` has ``images`` and ``annotations``; Karpathy's
     ``dataset_coco.json`` has ``images`` whose entries hold ``sentences``.
+    A missing, undecodable or unrecognised file raises :class:`InputError`.
     """
     if not fileio.exists(ann_file):
-        raise FileNotFoundError(
-            f'caption annotation file {ann_file} does not exist')
+        raise InputError(f'{ann_file}: caption annotation file not found')
     try:
         data = json.loads(fileio.get_text(ann_file))
-    except ValueError as exc:  # json.JSONDecodeError and UnicodeDecodeError
-        raise ValueError(
-            f'caption annotation file {ann_file} is not valid json: {exc}'
-        ) from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f'{ann_file}: not UTF-8 text ({exc})') from None
+    except ValueError as exc:  # json.JSONDecodeError
+        raise InputError(f'{ann_file}: not valid JSON ({exc})') from None
     if isinstance(data, dict) and isinstance(data.get('images'), list):
         if 'annotations' in data:
             return COCO_LAYOUT, data
@@ -58,9 +60,9 @@ def read_caption_json(ann_file: str) -> Tuple[str, dict]:
                 isinstance(image, dict) and 'sentences' in image
                 for image in data['images']):
             return KARPATHY_LAYOUT, data
-    raise ValueError(
-        f'caption annotation file {ann_file} is neither a COCO captions json '
-        '(images + annotations) nor a Karpathy dataset_coco.json')
+    raise InputError(
+        f'{ann_file}: neither a COCO captions json (images + annotations) '
+        "nor a Karpathy dataset_coco.json (images with 'sentences')")
 
 
 def parse_caption_images(ann_file: str,
@@ -104,19 +106,21 @@ def parse_caption_images(ann_file: str,
                 if image['split'] in KARPATHY_SPLITS[split]
             ]
     except (KeyError, TypeError, AttributeError) as exc:
-        raise ValueError(f'caption annotation file {ann_file} is malformed: '
-                         f'{type(exc).__name__} {exc}') from None
+        raise InputError(f'{ann_file}: malformed caption annotations '
+                         f'({type(exc).__name__} {exc})') from None
     return [image for image in images if image.captions]
 
 
 @DATASETS.register_module()
-class CocoCaptionDataset(BaseDataset):
+class CocoCaptionDataset(ImagesChecked, BaseDataset):
     """COCO captions for training (one item per caption) or testing (per
     image).
 
     Items hold ``img_path``, ``image_id`` and ``gt_caption``: a string in
     training, the list of the image's references with ``test_mode=True``.
-    Images without captions are left out. Every caption is kept whole: the
+    Images without captions are left out; every image left must exist, and
+    a bad annotation file or a missing image raises :class:`InputError`
+    naming the file when the dataset is built. Every caption is kept whole: the
     official files hold exactly five per image (sampled with replacement
     where fewer, leaving out those over 50 words), while a few COCO images
     have six or seven; the caption head cuts captions to its ``max_len``.

@@ -40,6 +40,7 @@ from mmengine.runner.loops import calc_dynamic_intervals
 from torch.utils.data import DataLoader
 
 from visft_mm.registry import LOOPS
+from visft_mm.utils.required_paths import InputError
 
 LoaderOrCfg = Union[dict, DataLoader]
 
@@ -189,10 +190,13 @@ class MultiTaskTrainLoop(IterBasedTrainLoop):
         if not isinstance(dataloader, dict) or not dataloader:
             raise TypeError('MultiTaskTrainLoop needs '
                             'train_dataloader = dict(task=loader, ...)')
-        if set(task_ratios) != set(dataloader):
-            raise KeyError(
-                f'task_ratios names {sorted(task_ratios)} but the train '
-                f'dataloaders are {sorted(dataloader)}')
+        unknown = sorted(set(task_ratios) - set(dataloader))
+        unweighted = sorted(set(dataloader) - set(task_ratios))
+        if unknown or unweighted:
+            problem = (f'names {unknown}, which no train dataloader has'
+                       if unknown else f'has no ratio for {unweighted}')
+            raise InputError(f'train_cfg.task_ratios {problem} (train '
+                             f'dataloaders: {sorted(dataloader)})')
         self.tasks = list(task_ratios)
         self.probabilities = _check_ratios(task_ratios)
         in_ratio_order = {task: dataloader[task] for task in self.tasks}

@@ -1,6 +1,6 @@
 """What the tools share: the common arguments and config set-up of
 tools/train.py and tools/test.py (launcher, overrides, work dir, backbone),
-and how the model converters report bad input."""
+and how the tools report bad input."""
 import argparse
 import os
 import os.path as osp
@@ -12,6 +12,7 @@ from mmengine.config import Config, DictAction
 
 from visft_mm.checkpoints.io import CheckpointError
 from .dist import init_cpu_process_group
+from .required_paths import InputError
 
 # The benchmark configs take their backbone from this environment variable,
 # through mmengine's substitution:
@@ -92,3 +93,15 @@ def exit_on_bad_input():
             e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
         print(f'error: {message}', file=sys.stderr)
         sys.exit(1)
+
+
+@contextmanager
+def exit_on_input_error():
+    """For tools/train.py and tools/test.py: a bad input (:class:`InputError`,
+    missing required paths included, or a checkpoint that does not fit)
+    becomes ``SystemExit('error: ...')``, one message and no traceback. Other
+    errors keep their traceback: they are faults of the code."""
+    try:
+        yield
+    except (InputError, CheckpointError) as e:
+        raise SystemExit(f'error: {e}') from None

@@ -18,7 +18,14 @@ sees the values after ``--cfg-options``::
 ``root`` names a key holding the directory that a relative path is joined to,
 as mmengine's ``BaseDataset`` joins ``data_root``; ``subpath`` is a path
 inside the value that must exist too (images named by an annotation file).
-Keys whose value is None are not checked (an optional input that is not used).
+``{path}`` in ``how`` stands for the path checked, so a command that makes the
+file names the path the config reads. Keys whose value, or a parent's, is
+None are not checked (an optional input that is not used, such as
+``model.backbone.init_cfg=None``).
+
+:class:`InputError` is the one type of a bad input, a file or config value
+that cannot be used; tools/train.py and tools/test.py turn it into one
+``error:`` line (:func:`visft_mm.utils.cli.exit_on_input_error`).
 """
 import os.path as osp
 from typing import Any, List
@@ -26,7 +33,12 @@ from typing import Any, List
 from mmengine.config import Config
 
 
-class MissingPathsError(FileNotFoundError):
+class InputError(ValueError):
+    """An input that cannot be used: a missing or malformed file, or a config
+    value naming nothing. The message starts with the file or key."""
+
+
+class MissingPathsError(InputError):
     """Some paths a config needs do not exist; the message says how to get
     each."""
 
@@ -37,6 +49,8 @@ _ABSENT = object()
 def _lookup(cfg: Config, dotted_key: str) -> Any:
     value = cfg
     for part in dotted_key.split('.'):
+        if value is None:  # a parent set to None: the input is not used
+            return None
         value = value.get(part, _ABSENT) if hasattr(value, 'get') else _ABSENT
         if value is _ABSENT:
             raise KeyError(
@@ -62,8 +76,9 @@ def missing_required_paths(cfg: Config) -> List[str]:
             path = osp.join(path, entry['subpath'])
         if not osp.exists(path) and path not in reported:
             reported.add(path)
+            how = entry['how'].replace('{path}', path)
             problems.append(f'{entry["what"]} not found at {path} (config key '
-                            f'{entry["key"]}): {entry["how"]}')
+                            f'{entry["key"]}): {how}')
     return problems
 
 

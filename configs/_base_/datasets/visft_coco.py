@@ -98,14 +98,14 @@ caption_train_pipeline = [
 caption_test_pipeline = caption_train_pipeline
 
 coco_train = dict(
-    type='CocoDataset',
+    type='CheckedCocoDataset',
     data_root=data_root,
     ann_file='annotations/instances_train2017.json',
     data_prefix=dict(img='train2017/'),
     filter_cfg=dict(filter_empty_gt=True, min_size=32),
     backend_args=backend_args)
 coco_val = dict(
-    type='CocoDataset',
+    type='CheckedCocoDataset',
     data_root=data_root,
     ann_file='annotations/instances_val2017.json',
     data_prefix=dict(img='val2017/'),
@@ -185,3 +185,63 @@ caption_val_dataloader = dict(
         test_mode=True,
         pipeline=caption_test_pipeline))
 caption_val_evaluator = dict(type='CaptionMetric')
+
+# The inputs of each task, for the `required_paths` of the configs
+# (visft_mm/utils/required_paths.py): tools/train.py and tools/test.py check
+# them before building anything. Detection and segmentation read the same
+# files.
+annotations_how = ('download http://images.cocodataset.org/annotations/'
+                   'annotations_trainval2017.zip and unzip it into data/coco/')
+detection_inputs = [
+    dict(
+        key='coco_train.ann_file',
+        root='coco_train.data_root',
+        what='COCO train2017 instance annotations',
+        how=annotations_how),
+    dict(
+        key='coco_train.data_prefix.img',
+        root='coco_train.data_root',
+        what='COCO train2017 images',
+        how='download http://images.cocodataset.org/zips/train2017.zip '
+        'and unzip it into data/coco/'),
+    dict(
+        key='coco_val.ann_file',
+        root='coco_val.data_root',
+        what='COCO val2017 instance annotations',
+        how=annotations_how),
+    dict(
+        key='coco_val.data_prefix.img',
+        root='coco_val.data_root',
+        what='COCO val2017 images',
+        how='download http://images.cocodataset.org/zips/val2017.zip '
+        'and unzip it into data/coco/'),
+]
+segmentation_inputs = detection_inputs
+caption_inputs = [
+    dict(
+        key='karpathy.ann_file',
+        root='karpathy.data_root',
+        what="Karpathy's COCO split",
+        how='download caption_datasets.zip from '
+        'https://cs.stanford.edu/people/karpathy/deepimagesent/ and put its '
+        'dataset_coco.json into data/coco/annotations/'),
+    dict(
+        key='karpathy.data_root',
+        subpath='train2014',
+        what='COCO train2014 images',
+        how='download http://images.cocodataset.org/zips/train2014.zip '
+        'and unzip it into data/coco/'),
+    dict(
+        key='karpathy.data_root',
+        subpath='val2014',
+        what='COCO val2014 images',
+        how='download http://images.cocodataset.org/zips/val2014.zip '
+        'and unzip it into data/coco/'),
+]
+# the word map the caption head reads, at the path the config gives it
+caption_word_map_input = dict(
+    key='model.tasks.caption.head.vocab_file',
+    what='caption word map',
+    how='build it from the Karpathy split: '
+    '`python tools/misc/build_caption_vocab.py '
+    'data/coco/annotations/dataset_coco.json {path}`')

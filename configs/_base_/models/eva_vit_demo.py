@@ -12,3 +12,9 @@ eva_backbone = dict(
     init_cfg=dict(
         type='Pretrained',
         checkpoint='work_dirs/visft_demo/backbone_pretrained.pth'))
+# for the demo configs' `required_paths` (each adds the key of its backbone's
+# checkpoint)
+eva_weights_input = dict(
+    what='demo backbone',
+    how='`make demo` makes it, or '
+    '`python tools/misc/pretrain_demo_backbone.py data/demo_coco {path}`')

@@ -6,3 +6,14 @@ eva_backbone = dict(
     arch='eva-g',
     with_cls_token=False,
     init_cfg=dict(type='Pretrained', checkpoint='checkpoints/eva_vit_g.pth'))
+# What to do when the weights are missing, for the configs' `required_paths`
+# (each adds the key of its backbone's checkpoint). The eva_4b configs inherit
+# it from the eva_1b ones, with their EVA-ViT-E file.
+eva_weights_input = dict(
+    what='EVA-ViT weights',
+    how='download the EVA-CLIP checkpoint from '
+    'https://huggingface.co/QuanSun/EVA-CLIP into checkpoints/. '
+    'EVA-ViT-E: EVA02_CLIP_E_psz14_plus_s9B.pt loads as it is; '
+    'EVA-ViT-G: convert EVA01_CLIP_g_14_psz14_s11B.pt, '
+    '`python tools/model_converters/eva2visft.py '
+    'checkpoints/EVA01_CLIP_g_14_psz14_s11B.pt checkpoints/eva_vit_g.pth`')

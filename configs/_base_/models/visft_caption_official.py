@@ -16,3 +16,12 @@ caption_model_to_official = dict(
         mean=[123.675, 116.28, 103.53],  # ImageNet
         std=[58.395, 57.12, 57.375]),
     head=dict(vocab_size=9490))
+# The `required_paths` entry of its word map, in place of the dataset's
+# caption_word_map_input: required_paths = dict(
+#     word_map=[_base_.official_caption_word_map_input]).
+official_caption_word_map_input = dict(
+    key='model.tasks.caption.head.vocab_file',
+    what='official caption word map',
+    how='build it from the Karpathy split: '
+    '`python tools/misc/build_caption_vocab.py --official '
+    'data/coco/annotations/dataset_coco.json {path}`')

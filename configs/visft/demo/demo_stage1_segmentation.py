@@ -27,3 +27,10 @@ val_dataloader = dict(**_base_.segmentation_val_dataloader)
 test_dataloader = val_dataloader
 val_evaluator = dict(**_base_.segmentation_val_evaluator)
 test_evaluator = val_evaluator
+# inputs that tools/train.py and tools/test.py check first
+required_paths = dict(
+    backbone=[
+        dict(
+            _base_.eva_weights_input, key='model.backbone.init_cfg.checkpoint')
+    ],
+    data=_base_.segmentation_inputs)

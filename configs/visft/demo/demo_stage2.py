@@ -61,3 +61,37 @@ val_evaluator = dict(
     segmentation=_base_.segmentation_val_evaluator,
     detection=_base_.detection_val_evaluator)
 test_evaluator = val_evaluator
+# inputs that tools/train.py and tools/test.py check first
+required_paths = dict(
+    backbone=[
+        dict(
+            _base_.eva_weights_input,
+            key='model.backbone.module.init_cfg.checkpoint')
+    ],
+    caption_data=_base_.caption_inputs,
+    word_map=[_base_.caption_word_map_input],
+    segmentation_data=_base_.segmentation_inputs,
+    detection_data=_base_.detection_inputs,
+    stage1=[
+        dict(
+            key='model.task_checkpoints.caption',
+            what='stage-1 caption checkpoint',
+            how='run stage 1 first: '
+            '`make demo`, or `python tools/train.py '
+            'configs/visft/demo/demo_stage1_caption.py '
+            '--work-dir work_dirs/visft_demo/stage1_caption`'),
+        dict(
+            key='model.task_checkpoints.segmentation',
+            what='stage-1 segmentation checkpoint',
+            how='run stage 1 first: '
+            '`make demo`, or `python tools/train.py '
+            'configs/visft/demo/demo_stage1_segmentation.py '
+            '--work-dir work_dirs/visft_demo/stage1_segmentation`'),
+        dict(
+            key='model.task_checkpoints.detection',
+            what='stage-1 detection checkpoint',
+            how='run stage 1 first: '
+            '`make demo`, or `python tools/train.py '
+            'configs/visft/demo/demo_stage1_detection.py '
+            '--work-dir work_dirs/visft_demo/stage1_detection`'),
+    ])
