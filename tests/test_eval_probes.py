@@ -427,11 +427,11 @@ def test_fewshot_split_reads_an_annotation_file_source(imagenet):
 
 
 # ------------------------------------------------------------ missing assets
-def missing_inputs_error(config: Path, monkeypatch) -> str:
-    """The error tools/test.py exits with for ``config`` (its required_paths
-    are checked before anything is built)."""
+def missing_inputs_error(config: Path, monkeypatch, tool='train') -> str:
+    """The error tools/train.py (or ``tool``) exits with for ``config`` (its
+    required_paths are checked before anything is built)."""
     with pytest.raises(SystemExit) as error:
-        run_tool('test', config, monkeypatch=monkeypatch)
+        run_tool(tool, config, monkeypatch=monkeypatch)
     message = str(error.value)
     assert message.startswith('error: missing input files')
     return message
@@ -460,6 +460,20 @@ def test_missing_ade20k_names_every_folder_and_the_download(
         assert len(problems) == len(missing)
         for path, problem in zip(missing, problems):
             assert path in problem and 'ADEChallengeData2016.zip' in problem
+
+
+def test_testing_a_probe_needs_no_training_folder(backbones, tmp_path,
+                                                  monkeypatch):
+    config = tiny_config(
+        tmp_path / 'seg.py', SEG_1B,
+        seg_overrides('1b', tmp_path / 'nowhere', backbones['1b'], iters=1))
+    message = missing_inputs_error(config, monkeypatch, tool='test')
+    problems = message.split('\n')[1:]
+    assert len(problems) == 2
+    for path, problem in zip(
+        ['nowhere/images/validation', 'nowhere/annotations/validation'],
+            problems):
+        assert path in problem
 
 
 @pytest.mark.parametrize('size,config,backbone_hint',

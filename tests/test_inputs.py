@@ -73,6 +73,35 @@ def test_inputs_set_to_none_are_not_checked(tmp_path, monkeypatch):
     assert 'stage-1' not in report and 'demo backbone' not in report
 
 
+@pytest.mark.parametrize('config, training_only, needed', [
+    ('eva_1b_stage2.py', [
+        'COCO train2017 images', 'COCO train2014 images',
+        'stage-1 caption checkpoint'
+    ], ['COCO val2017 images', 'COCO val2014 images', 'EVA-ViT weights']),
+    ('eva_1b_stage2_official-heads.py', ['released stage-1 heads'
+                                         ], ['official caption word map']),
+    ('demo/demo_stage2.py', [
+        'demo train captions', 'stage-1 detection checkpoint'
+    ], ['demo val captions', 'demo backbone']),
+    ('eval/eva_1b_probe_linear-seg_8xb2-40k_ade20k-512x512.py',
+     ['train_dataloader'], ['val_dataloader', 'EVA-ViT-G backbone']),
+    ('eval/eva_1b_probe_linear-cls-16shot_8xb32-50e_in1k.py',
+     ['k-shot ImageNet-1k split'], ['val_dataloader']),
+])
+def test_testing_needs_no_training_input(config, training_only, needed,
+                                         tmp_path, monkeypatch):
+    """tools/test.py leaves out training data and the stage-1 runs: a
+    stage-2 checkpoint holds the heads."""
+    monkeypatch.chdir(tmp_path)
+    cfg = Config.fromfile(str(CONFIGS / config))
+    for_training = '\n'.join(missing_required_paths(cfg))
+    for_testing = '\n'.join(missing_required_paths(cfg, training=False))
+    for text in training_only:
+        assert text in for_training and text not in for_testing, text
+    for text in needed:
+        assert text in for_training and text in for_testing, text
+
+
 def assert_stops_before_building(result, elapsed: float) -> str:
     """One ``error:`` message, no traceback, no config dump, no model."""
     output = result.stdout + result.stderr

@@ -59,7 +59,7 @@ def evaluate(args: argparse.Namespace) -> None:
             'heads are tested untrained',
             logger='current',
             level=logging.WARNING)
-    check_required_paths(cfg)
+    check_required_paths(cfg, training=False)
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(
         cfg)
     runner.register_hook(CheckpointFitHook())

@@ -21,4 +21,5 @@ fewshot_probe_split = dict(
     root='train_dataloader.dataset.data_root',
     what='k-shot ImageNet-1k split',
     how='write it with `python tools/misc/make_fewshot_split.py '
-    'data/imagenet --shots K --seed S`, K and S as in its file name')
+    'data/imagenet --shots K --seed S`, K and S as in its file name',
+    training_only=True)

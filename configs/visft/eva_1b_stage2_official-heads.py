@@ -37,5 +37,6 @@ required_paths = dict(
             how='download eva_{g,e}_{detection,segment,caption}_heads.ckpt '
             'from https://huggingface.co/TencentARC/ViSFT and convert them: '
             '`python tools/model_converters/official_heads2visft.py '
-            '--detection F --segment F --caption F {path}`')
+            '--detection F --segment F --caption F {path}`',
+            training_only=True)
     ])

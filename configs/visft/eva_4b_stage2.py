@@ -28,17 +28,20 @@ required_paths = dict(stage1=[
         what='stage-1 caption checkpoint',
         how='run stage 1 first: '
         '`python tools/train.py configs/visft/'
-        'eva_4b_stage1_caption_8xb32-100k_coco.py`'),
+        'eva_4b_stage1_caption_8xb32-100k_coco.py`',
+        training_only=True),
     dict(
         key='model.task_checkpoints.segmentation',
         what='stage-1 segmentation checkpoint',
         how='run stage 1 first: '
         '`python tools/train.py configs/visft/'
-        'eva_4b_stage1_mask2former_8xb1-150k_coco.py`'),
+        'eva_4b_stage1_mask2former_8xb1-150k_coco.py`',
+        training_only=True),
     dict(
         key='model.task_checkpoints.detection',
         what='stage-1 detection checkpoint',
         how='run stage 1 first: '
         '`python tools/train.py configs/visft/'
-        'eva_4b_stage1_detr_8xb1-150k_coco.py`'),
+        'eva_4b_stage1_detr_8xb1-150k_coco.py`',
+        training_only=True),
 ])

@@ -21,7 +21,9 @@ inside the value that must exist too (images named by an annotation file).
 ``{path}`` in ``how`` stands for the path checked, so a command that makes the
 file names the path the config reads. Keys whose value, or a parent's, is
 None are not checked (an optional input that is not used, such as
-``model.backbone.init_cfg=None``).
+``model.backbone.init_cfg=None``). An entry with ``training_only=True``
+(training data, the stage-1 runs a stage-2 model starts from) is checked by
+tools/train.py and not by tools/test.py.
 
 :class:`InputError` is the one type of a bad input, a file or config value
 that cannot be used; tools/train.py and tools/test.py turn it into one
@@ -58,13 +60,14 @@ def _lookup(cfg: Config, dotted_key: str) -> Any:
     return value
 
 
-def missing_required_paths(cfg: Config) -> List[str]:
+def missing_required_paths(cfg: Config, training: bool = True) -> List[str]:
     """One line per missing path listed in ``cfg.required_paths`` (a path that
-    several keys name is reported once)."""
+    several keys name is reported once); ``training=False`` leaves out the
+    ``training_only`` entries."""
     problems, reported = [], set()
     entries = [
         entry for group in cfg.get('required_paths', {}).values()
-        for entry in group
+        for entry in group if training or not entry.get('training_only')
     ]
     for entry in entries:
         path = _lookup(cfg, entry['key'])
@@ -82,9 +85,10 @@ def missing_required_paths(cfg: Config) -> List[str]:
     return problems
 
 
-def check_required_paths(cfg: Config) -> None:
-    """Raise :class:`MissingPathsError` listing every missing required path."""
-    problems = missing_required_paths(cfg)
+def check_required_paths(cfg: Config, training: bool = True) -> None:
+    """Raise :class:`MissingPathsError` listing every missing required path
+    (for training, or for testing with ``training=False``)."""
+    problems = missing_required_paths(cfg, training)
     if problems:
         raise MissingPathsError(
             'missing input files; nothing is downloaded automatically:\n  ' +

@@ -188,8 +188,8 @@ caption_val_evaluator = dict(type='CaptionMetric')
 
 # The inputs of each task, for the `required_paths` of the configs
 # (visft_mm/utils/required_paths.py): tools/train.py and tools/test.py check
-# them before building anything. Detection and segmentation read the same
-# files.
+# them before building anything (tools/test.py skips `training_only` ones).
+# Detection and segmentation read the same files.
 annotations_how = ('download http://images.cocodataset.org/annotations/'
                    'annotations_trainval2017.zip and unzip it into data/coco/')
 detection_inputs = [
@@ -197,13 +197,15 @@ detection_inputs = [
         key='coco_train.ann_file',
         root='coco_train.data_root',
         what='COCO train2017 instance annotations',
-        how=annotations_how),
+        how=annotations_how,
+        training_only=True),
     dict(
         key='coco_train.data_prefix.img',
         root='coco_train.data_root',
         what='COCO train2017 images',
         how='download http://images.cocodataset.org/zips/train2017.zip '
-        'and unzip it into data/coco/'),
+        'and unzip it into data/coco/',
+        training_only=True),
     dict(
         key='coco_val.ann_file',
         root='coco_val.data_root',
@@ -230,7 +232,8 @@ caption_inputs = [
         subpath='train2014',
         what='COCO train2014 images',
         how='download http://images.cocodataset.org/zips/train2014.zip '
-        'and unzip it into data/coco/'),
+        'and unzip it into data/coco/',
+        training_only=True),
     dict(
         key='karpathy.data_root',
         subpath='val2014',

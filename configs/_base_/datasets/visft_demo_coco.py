@@ -103,7 +103,8 @@ detection_inputs = [
         key=f'demo_{split}.{path}',
         root=f'demo_{split}.data_root',
         what=f'demo {split} {what}',
-        how=demo_data_how) for split in ('train', 'val')
+        how=demo_data_how,
+        training_only=split == 'train') for split in ('train', 'val')
     for path, what in (('ann_file', 'instance annotations'),
                        ('data_prefix.img', 'images'))
 ]
@@ -113,7 +114,8 @@ caption_inputs = [
         key=f'caption_{split}_dataloader.dataset.{path}',
         root=f'caption_{split}_dataloader.dataset.data_root',
         what=f'demo {split} {what}',
-        how=demo_data_how) for split in ('train', 'val')
+        how=demo_data_how,
+        training_only=split == 'train') for split in ('train', 'val')
     for path, what in (('ann_file', 'captions'), ('data_prefix.img_path',
                                                   'images'))
 ]

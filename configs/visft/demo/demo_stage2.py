@@ -79,19 +79,22 @@ required_paths = dict(
             how='run stage 1 first: '
             '`make demo`, or `python tools/train.py '
             'configs/visft/demo/demo_stage1_caption.py '
-            '--work-dir work_dirs/visft_demo/stage1_caption`'),
+            '--work-dir work_dirs/visft_demo/stage1_caption`',
+            training_only=True),
         dict(
             key='model.task_checkpoints.segmentation',
             what='stage-1 segmentation checkpoint',
             how='run stage 1 first: '
             '`make demo`, or `python tools/train.py '
             'configs/visft/demo/demo_stage1_segmentation.py '
-            '--work-dir work_dirs/visft_demo/stage1_segmentation`'),
+            '--work-dir work_dirs/visft_demo/stage1_segmentation`',
+            training_only=True),
         dict(
             key='model.task_checkpoints.detection',
             what='stage-1 detection checkpoint',
             how='run stage 1 first: '
             '`make demo`, or `python tools/train.py '
             'configs/visft/demo/demo_stage1_detection.py '
-            '--work-dir work_dirs/visft_demo/stage1_detection`'),
+            '--work-dir work_dirs/visft_demo/stage1_detection`',
+            training_only=True),
     ])

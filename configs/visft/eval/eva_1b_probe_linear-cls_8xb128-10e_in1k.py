@@ -85,5 +85,7 @@ required_paths = dict(
             key=f'{loader}_dataloader.dataset.split',
             root=f'{loader}_dataloader.dataset.data_root',
             what='ImageNet-1k images',
-            how=imagenet_how) for loader in ('train', 'val', 'test')
+            how=imagenet_how,
+            training_only=loader == 'train')
+        for loader in ('train', 'val', 'test')
     ])

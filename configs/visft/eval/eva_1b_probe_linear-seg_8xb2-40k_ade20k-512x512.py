@@ -89,7 +89,9 @@ required_paths = dict(
             key=f'{loader}_dataloader.dataset.data_prefix.{folder}',
             root=f'{loader}_dataloader.dataset.data_root',
             what=what,
-            how=ade20k_how) for loader in ('train', 'val', 'test')
+            how=ade20k_how,
+            training_only=loader == 'train')
+        for loader in ('train', 'val', 'test')
         for folder, what in (('img_path', 'ADE20K images'),
                              ('seg_map_path', 'ADE20K label maps'))
     ])
