@@ -9,7 +9,7 @@ _base_ = [
 max_iters = 100000
 model = dict(
     type='ViSFT',
-    backbone=dict(**_base_.eva_backbone, frozen=True),
+    backbone=dict(type='visft_mm.FrozenBackbone', module=_base_.eva_backbone),
     tasks=dict(caption=_base_.caption_model))
 optim_wrapper = dict(optimizer=dict(lr=4e-4))
 param_scheduler = [

@@ -7,7 +7,7 @@ _base_ = [
 ]
 model = dict(
     type='ViSFT',
-    backbone=dict(**_base_.eva_backbone, frozen=True),
+    backbone=dict(type='visft_mm.FrozenBackbone', module=_base_.eva_backbone),
     tasks=dict(detection=_base_.detection_model))
 train_dataloader = dict(_delete_=True, **_base_.detection_train_dataloader)
 val_dataloader = dict(_delete_=True, **_base_.detection_val_dataloader)

@@ -15,7 +15,9 @@ model = dict(
     type='ViSFT',
     backbone=dict(
         type='LoRAModel',
-        module=dict(**_base_.eva_backbone, with_cp=True),
+        module=dict(
+            type='visft_mm.FrozenBackbone',
+            module=dict(**_base_.eva_backbone, with_cp=True)),
         targets=[dict(type='qkv', slices='qv')],
         rank=64,
         alpha=1,

@@ -14,7 +14,7 @@ demo_caption_head = dict(
     max_decode_len=16)
 model = dict(
     type='ViSFT',
-    backbone=dict(**_base_.eva_backbone, frozen=True),
+    backbone=dict(type='visft_mm.FrozenBackbone', module=_base_.eva_backbone),
     tasks=dict(
         caption=dict(
             _base_.caption_model,

@@ -19,7 +19,8 @@ model = dict(
     type='ViSFT',
     backbone=dict(
         type='LoRAModel',
-        module=_base_.eva_backbone,
+        module=dict(
+            type='visft_mm.FrozenBackbone', module=_base_.eva_backbone),
         targets=[dict(type='qkv', slices='qv')],
         rank=64,
         alpha=1,
