@@ -82,7 +82,7 @@ LAYOUTS = {
     }, 'visft_mm', ['neck.* (1 tensor)', 'bbox_head.* (2 tensors)'], []),
     'ddp_lora_wrapped_backbone': (
         lambda sd: {
-            'model': prefixed('module.backbone.module.', {
+            'model': prefixed('module.backbone.module.module.', {
                 **sd,
                 **LORA_TENSORS
             })
