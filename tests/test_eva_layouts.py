@@ -80,13 +80,13 @@ LAYOUTS = {
             torch.randn(5)
         }
     }, 'visft_mm', ['neck.* (1 tensor)', 'bbox_head.* (2 tensors)'], []),
-    'ddp_lora_wrapped_backbone': (
-        lambda sd: {
-            'model': prefixed('module.backbone.module.module.', {
-                **sd,
-                **LORA_TENSORS
-            })
-        }, 'visft_mm', ['LoRA *.lora_A/*.lora_B (4 tensors)'], []),
+    'ddp_lora_wrapped_backbone': (lambda sd: {
+        'model':
+        prefixed('module.backbone.module.module.', {
+            **sd,
+            **LORA_TENSORS
+        })
+    }, 'visft_mm', ['LoRA *.lora_A/*.lora_B (4 tensors)'], []),
     'blip2_visual_encoder':
     (lambda sd:
      {

@@ -112,10 +112,9 @@ def vit_config(backbone_cfg: dict) -> dict:
 
 
 def with_backbone_arch(model_cfg: dict, arch: Union[str, dict]) -> ConfigDict:
-    """``model_cfg`` with its EVAViT (inside a ``FrozenBackbone`` and a
-    ``LoRAModel`` or not) set to
-    ``arch`` (a name of ``SMALL_ARCHS`` or ``EVAViT.arch_zoo``, or a dict),
-    and every task's input width set to match."""
+    """``model_cfg`` with its EVAViT (:func:`vit_config`) set to ``arch`` (a
+    name of ``SMALL_ARCHS`` or ``EVAViT.arch_zoo``, or a dict), and every
+    task's input width set to match."""
     cfg = ConfigDict(copy.deepcopy(model_cfg))
     arch = SMALL_ARCHS.get(arch, arch) if isinstance(arch, str) else dict(arch)
     width = (EVAViT.arch_zoo[arch]

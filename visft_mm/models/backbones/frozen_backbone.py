@@ -46,9 +46,8 @@ class FrozenBackbone(BaseModule):
                  random_weights: bool = False,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
-        module_init = (
-            module.get('init_cfg') if isinstance(module, dict) else getattr(
-                module, 'init_cfg', None)) or {}
+        module_init = (module.get('init_cfg') if isinstance(module, dict) else
+                       getattr(module, 'init_cfg', None)) or {}
         pretrained = module_init.get('type') == 'Pretrained' and bool(
             module_init.get('checkpoint'))
         if not (pretrained or random_weights):
@@ -72,8 +71,7 @@ class FrozenBackbone(BaseModule):
     def init_weights(self) -> None:
         """Nothing more to do: the weights were loaded when the module was
         built (``random_weights``: the module initialises itself)."""
-        if self.random_weights and not getattr(self.module, '_is_init',
-                                               False):
+        if self.random_weights and not getattr(self.module, '_is_init', False):
             self.module.init_weights()
         self._is_init = True
 

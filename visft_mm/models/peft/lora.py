@@ -239,8 +239,7 @@ class LoRAModel(BaseModule):
         """LoRA tensors keyed by their names inside :attr:`network`."""
         return {
             name: p.detach().clone()
-            for name, p in self.network.named_parameters()
-            if is_lora_key(name)
+            for name, p in self.network.named_parameters() if is_lora_key(name)
         }
 
     def load_lora_state_dict(self, state_dict: Dict[str,
@@ -249,8 +248,7 @@ class LoRAModel(BaseModule):
         any missing or surplus key or other shape is an error."""
         own = {
             name: p
-            for name, p in self.network.named_parameters()
-            if is_lora_key(name)
+            for name, p in self.network.named_parameters() if is_lora_key(name)
         }
         misfit = state_dict_misfit(own, state_dict)
         if misfit:
