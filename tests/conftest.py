@@ -1,6 +1,9 @@
 """Shared fixtures: generated demo COCO datasets and an srun stand-in for the
 multi-process tests. Plain helpers live in tiny.py."""
+import logging
+
 import pytest
+from mmengine.logging import MMLogger
 from tiny import IMG
 
 from visft_mm.demo.demo_coco import generate_demo_coco
@@ -22,6 +25,23 @@ def small_demo_coco(tmp_path_factory):
     root = tmp_path_factory.mktemp('small_demo_coco')
     generate_demo_coco(str(root), num_train=6, num_val=2, img_size=IMG, seed=0)
     return root
+
+
+@pytest.fixture
+def log_records():
+    """Records that ``print_log(..., logger='current')`` emits."""
+    records = []
+
+    class Collect(logging.Handler):
+
+        def emit(self, record):
+            records.append(record)
+
+    handler = Collect(level=logging.DEBUG)
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    yield records
+    logger.removeHandler(handler)
 
 
 # srun's stand-in: records its arguments in $SRUN_LOG, then runs the command as

@@ -15,13 +15,14 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
-from tiny import TINY_VIT, demo_det_dataloader, tiny_detection_cfg
+from tiny import (TINY_VIT, demo_det_dataloader, frozen_tiny_vit,
+                  tiny_detection_cfg)
 from tiny_clip import tiny_clip, tiny_clip_state_dict
 
 from visft_mm.checkpoints.io import CheckpointError, module_misfit
 from visft_mm.checkpoints.lora_files import load_lora, save_lora
 from visft_mm.engine import BackboneCheckpointHook
-from visft_mm.models import EVAViT, LoRAModel
+from visft_mm.models import EVAViT, FrozenBackbone, LoRAModel
 from visft_mm.registry import MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,7 +92,7 @@ def eva_pretrained():
     return attempt
 
 
-def visft_detection(decoder_layers: int = 1, task_checkpoints=None):
+def visft_detection(directory, decoder_layers: int = 1, task_checkpoints=None):
     init_default_scope('visft_mm')
     detection = tiny_detection_cfg()
     detection.decoder.num_layers = decoder_layers
@@ -99,11 +100,7 @@ def visft_detection(decoder_layers: int = 1, task_checkpoints=None):
     return MODELS.build(
         dict(
             type='ViSFT',
-            backbone=dict(
-                type='EVAViT',
-                arch=TINY_VIT,
-                pretrain_img_size=28,
-                frozen=True),
+            backbone=frozen_tiny_vit(directory, TINY_VIT, 28),
             tasks=dict(detection=detection),
             task_checkpoints=task_checkpoints))
 
@@ -114,12 +111,14 @@ def task_checkpoints():
 
     def attempt(case, tmp_path):
         path = tmp_path / 'stage1.pth'
-        state_dict = variant(case,
-                             visft_detection().state_dict(),
-                             visft_detection(decoder_layers=2).state_dict(),
-                             EXTRA_TASK_KEY)
+        state_dict = variant(
+            case,
+            visft_detection(tmp_path).state_dict(),
+            visft_detection(tmp_path, decoder_layers=2).state_dict(),
+            EXTRA_TASK_KEY)
         torch.save({'meta': {}, 'state_dict': state_dict}, path)
-        model = visft_detection(task_checkpoints=dict(detection=str(path)))
+        model = visft_detection(
+            tmp_path, task_checkpoints=dict(detection=str(path)))
         message = load_outcome(case, KeyError, model.init_weights)
         return message, ('decoder.layers.1.'
                          if case == 'deeper' else 'extra.weight')
@@ -224,15 +223,13 @@ def export(capsys, monkeypatch):
     return attempt
 
 
-def visft_stage2(num_layers: int) -> dict:
+def visft_stage2(num_layers: int, directory) -> dict:
     return dict(
         type='ViSFT',
         backbone=dict(
             type='LoRAModel',
-            module=dict(
-                type='EVAViT',
-                arch=dict(TINY_VIT, num_layers=num_layers),
-                pretrain_img_size=112),
+            module=frozen_tiny_vit(directory,
+                                   dict(TINY_VIT, num_layers=num_layers)),
             rank=4),
         tasks=dict(detection=tiny_detection_cfg()),
         freeze_tasks=True)
@@ -245,10 +242,11 @@ def tools_test_py(demo_coco, monkeypatch):
     def attempt(case, tmp_path):
         init_default_scope('visft_mm')
         path, config = tmp_path / 'iter_10.pth', tmp_path / 'stage2.json'
-        state_dict = variant(case,
-                             MODELS.build(visft_stage2(2)).state_dict(),
-                             MODELS.build(visft_stage2(3)).state_dict(),
-                             EXTRA_TASK_KEY)
+        state_dict = variant(
+            case,
+            MODELS.build(visft_stage2(2, tmp_path)).state_dict(),
+            MODELS.build(visft_stage2(3, tmp_path)).state_dict(),
+            EXTRA_TASK_KEY)
         torch.save({'meta': {}, 'state_dict': state_dict}, path)
         # A JSON config (quick to write and copy), which has no tuples: the
         # demo images keep their size, by a factor instead of a shape.
@@ -259,7 +257,7 @@ def tools_test_py(demo_coco, monkeypatch):
         Config(
             dict(
                 default_scope='visft_mm',
-                model=visft_stage2(2),
+                model=visft_stage2(2, tmp_path),
                 test_dataloader=loader,
                 test_evaluator=dict(
                     type='CocoMetric',
@@ -275,7 +273,7 @@ def tools_test_py(demo_coco, monkeypatch):
         message = load_outcome(
             case, SystemExit, lambda: runpy.run_path(
                 str(ROOT / 'tools/test.py'), run_name='__main__'))
-        return message, ('backbone.module.blocks.2.attn.qkv.lora_'
+        return message, ('backbone.module.module.blocks.2.attn.qkv.lora_'
                          if case == 'deeper' else EXTRA_TASK_KEY)
 
     return attempt
@@ -297,17 +295,20 @@ def test_surplus_keys_are_refused_and_named(loading_path, case, request,
 
 
 def test_frozen_weights_may_be_all_absent_or_all_present():
-    """module_misfit follows ExcludeFromCheckpoint: a LoRAModel saving only
-    its LoRA accepts a file without the frozen weights or with all of them,
-    and reports a file with some of them."""
-    model = LoRAModel(vit(2), rank=4, lora_only_state_dict=True)
-    full = {f'module.{k}': v for k, v in model.module.state_dict().items()}
+    """module_misfit follows FrozenBackbone: LoRA in a frozen backbone
+    accepts a file without the frozen weights or with all of them, and
+    reports a file with some of them."""
+    model = LoRAModel(FrozenBackbone(vit(2), random_weights=True), rank=4)
+    full = {
+        f'module.module.{k}': v
+        for k, v in model.network.state_dict().items()
+    }
     lora_only = model.state_dict()
     assert len(lora_only) < len(full)
     assert not module_misfit(model, lora_only)
     assert not module_misfit(model, full)
-    partial = {k: v for k, v in full.items() if k != 'module.pos_embed'}
-    assert module_misfit(model, partial).missing == ['module.pos_embed']
+    partial = {k: v for k, v in full.items() if k != 'module.module.pos_embed'}
+    assert module_misfit(model, partial).missing == ['module.module.pos_embed']
     assert module_misfit(model, {
         **lora_only, 'module.extra': torch.zeros(1)
     }).unexpected == ['module.extra']

@@ -45,7 +45,9 @@ def test_stage2_has_the_paper_settings(size, arch, width, gpus):
     assert (backbone.type == 'LoRAModel' and backbone.rank == 64
             and backbone.alpha == 1)
     assert backbone.targets == [dict(type='qkv', slices='qv')]
-    assert backbone.module.arch == arch and backbone.module.with_cp
+    assert backbone.module.type == 'visft_mm.FrozenBackbone'
+    assert backbone.module.module.arch == arch
+    assert backbone.module.module.with_cp
     assert cfg.model.freeze_tasks
     assert cfg.train_cfg.type == 'MultiTaskTrainLoop'
     assert cfg.train_cfg.task_ratios == dict(
@@ -102,18 +104,22 @@ def test_one_gpu_stage2_takes_the_eight_gpu_steps(size):
 def test_stage1_has_the_paper_settings(task, lr, iters):
     for size in ('1b', '4b'):
         cfg = load(ROOT / f'configs/visft/eva_{size}_stage1_{task}_coco.py')
-        assert cfg.model.backbone.frozen
+        assert cfg.model.backbone.type == 'visft_mm.FrozenBackbone'
+        assert cfg.model.backbone.module.arch == ('eva-g'
+                                                  if size == '1b' else 'eva-e')
         assert cfg.optim_wrapper.optimizer.lr == lr
         assert cfg.train_cfg.max_iters == iters
         assert cfg.param_scheduler[-1].end == iters
 
 
 @pytest.mark.parametrize('path', PAPER, ids=lambda p: p.name)
-def test_paper_config_builds_with_a_tiny_vit(path, demo_coco):
+def test_paper_config_builds_with_a_tiny_vit(path, demo_coco, tmp_path):
     """The whole model of each paper config, with the ViT swapped for a tiny
     one."""
     model = with_tiny_vit(
-        load(path).model, vocab_file=str(demo_coco / 'annotations/vocab.json'))
+        load(path).model,
+        tmp_path,
+        vocab_file=str(demo_coco / 'annotations/vocab.json'))
     tasks = model.tasks
     init_default_scope('visft_mm')
     built = MODELS.build(model)

@@ -17,9 +17,10 @@ import torch.nn as nn
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
-from tiny import TINY_VIT, run_script, tiny_detection_cfg, with_tiny_vit
+from tiny import (TINY_VIT, run_script, tiny_detection_cfg,
+                  tiny_vit_checkpoint, with_tiny_vit)
 
-from visft_mm.models import EVAViT, LoRAModel
+from visft_mm.models import EVAViT, FrozenBackbone, LoRAModel
 from visft_mm.normalisation import CLIP_MEAN, CLIP_STD
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,9 +48,7 @@ OPEN_IN_MMDET = textwrap.dedent("""
         refused = str(error)
     import visft_mm  # noqa: F401
     from mmdet.apis import inference_detector, init_detector
-    model = init_detector(
-        run, checkpoint, device='cpu',
-        cfg_options={'model.backbone.init_cfg.checkpoint': 'backbone.pth'})
+    model = init_detector(run, checkpoint, device='cpu')
     torch.save(
         dict([*model.named_parameters(), *model.named_buffers()]), out)
     boxes = inference_detector(model, image).pred_instances.bboxes
@@ -66,8 +65,8 @@ def test_stage1_detection_checkpoint_opens_in_mmdet_init_detector(
     process, torch's weights-only loader refuses its checkpoint until
     visft_mm is imported; then mmdet's ``init_detector``, given the config
     the run wrote, rebuilds the run's model (heads from the checkpoint, the
-    frozen backbone from its ``init_cfg``, which init_detector drops unless
-    ``cfg_options`` is given) and ``inference_detector`` runs it."""
+    frozen backbone from its ``init_cfg`` as the FrozenBackbone is built) and
+    ``inference_detector`` runs it."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / 'data').mkdir()
     (tmp_path / 'data/demo_coco').symlink_to(demo_coco)
@@ -79,8 +78,8 @@ def test_stage1_detection_checkpoint_opens_in_mmdet_init_detector(
     cfg = Config.fromfile(
         str(ROOT / 'configs/visft/demo/demo_stage1_detection.py'))
     cfg.model.tasks.detection = tiny_detection_cfg()
-    cfg.model = with_tiny_vit(cfg.model)
-    cfg.model.backbone.init_cfg = dict(
+    cfg.model = with_tiny_vit(cfg.model, tmp_path)
+    cfg.model.backbone.module.init_cfg = dict(
         type='Pretrained', checkpoint='backbone.pth')
     cfg.train_dataloader.batch_size = 2
     cfg.train_cfg.update(max_iters=1, val_begin=2)
@@ -130,7 +129,8 @@ val_dataloader = dict(dataset=dict(data_root=coco))
 test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=coco + 'annotations/instances_val2017.json')
 test_evaluator = val_evaluator
-model = dict(backbone=dict(init_cfg=dict(checkpoint='/models/eva_vit_g.pth')))
+model = dict(backbone=dict(module=dict(init_cfg=dict(
+    checkpoint='/models/eva_vit_g.pth'))))
 """
 
 PARSE_USER_CONFIGS = textwrap.dedent("""
@@ -145,7 +145,7 @@ PARSE_USER_CONFIGS = textwrap.dedent("""
         stage2=dict(
             model=stage2.model.type, scope=stage2.model._scope_,
             backbone=stage2.model.backbone.type,
-            vit=stage2.model.backbone.module.arch,
+            vit=stage2.model.backbone.module.module.arch,
             targets=stage2.model.backbone.targets,
             max_iters=stage2.train_cfg.max_iters,
             loop=stage2.train_cfg.type,
@@ -183,7 +183,7 @@ def test_user_configs_inherit_visft_mm_configs_from_any_directory(tmp_path):
         '/datasets/coco/')
     assert paths['test_evaluator']['ann_file'] == (
         '/datasets/coco/annotations/instances_val2017.json')
-    assert paths['model']['backbone']['init_cfg']['checkpoint'] == (
+    assert paths['model']['backbone']['module']['init_cfg']['checkpoint'] == (
         '/models/eva_vit_g.pth')
 
 
@@ -242,12 +242,13 @@ model = dict(
         pad_size_divisor=14),
     backbone=dict(
         _delete_=True,
-        type='visft_mm.EVAViT',
-        arch='eva-g',
-        with_cls_token=False,
-        frozen=True,
-        init_cfg=dict(
-            type='Pretrained', checkpoint='checkpoints/eva_vit_g.pth')),
+        type='visft_mm.FrozenBackbone',
+        module=dict(
+            type='visft_mm.EVAViT',
+            arch='eva-g',
+            with_cls_token=False,
+            init_cfg=dict(
+                type='Pretrained', checkpoint='checkpoints/eva_vit_g.pth'))),
     neck=dict(in_channels=[1408]))
 """
 
@@ -257,7 +258,11 @@ def mmdet_config(tmp_path, text: str) -> Config:
     path = tmp_path / 'detr_evavit.py'
     path.write_text(text)
     cfg = Config.fromfile(str(path))
-    cfg.model.backbone.update(arch=TINY_VIT, init_cfg=None)
+    cfg.model.backbone.module.update(
+        arch=TINY_VIT,
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint=tiny_vit_checkpoint(tmp_path, TINY_VIT, 224)))
     cfg.model.neck.in_channels = [TINY_VIT['embed_dims']]
     return cfg
 
@@ -271,7 +276,7 @@ def test_mmdet_config_builds_evavit_by_prefix(tmp_path):
     assert preprocessor.std == [s * 255 for s in CLIP_STD]
     init_default_scope(cfg.default_scope)
     detector = MODELS.build(cfg.model)
-    assert isinstance(detector.backbone, EVAViT)
+    assert isinstance(detector.backbone.module, EVAViT)
     packed = demo_mm_inputs(1, [[3, 84, 100]], num_classes=80)
     inputs = detector.data_preprocessor(packed, False)['inputs']
     assert inputs.shape[-2:] == (84, 112)
@@ -279,16 +284,18 @@ def test_mmdet_config_builds_evavit_by_prefix(tmp_path):
     assert features.shape[-2:] == (6, 8)
 
 
-def test_unprefixed_evavit_fails_in_the_mmdet_scope_even_with_imports(
-        tmp_path):
+def test_unprefixed_type_fails_in_the_mmdet_scope_even_with_imports(tmp_path):
     """visft_mm registers into its own scope, so inside mmdet's scope
-    ``type='EVAViT'`` is unknown whatever ``custom_imports`` imports."""
+    ``type='FrozenBackbone'`` is unknown whatever ``custom_imports``
+    imports."""
     from mmdet.registry import MODELS
-    unprefixed = MMDET_WITH_EVAVIT.replace("'visft_mm.EVAViT'", "'EVAViT'")
+    unprefixed = MMDET_WITH_EVAVIT.replace("'visft_mm.FrozenBackbone'",
+                                           "'FrozenBackbone'")
     imports = "custom_imports = dict(imports=['visft_mm.models'])\n"
     cfg = mmdet_config(tmp_path, unprefixed + imports)
     init_default_scope(cfg.default_scope)
-    with pytest.raises(KeyError, match='EVAViT is not in the mmdet::model'):
+    with pytest.raises(
+            KeyError, match='FrozenBackbone is not in the mmdet::model'):
         MODELS.build(cfg.model)
 
 
@@ -334,7 +341,7 @@ def lora_changes_output(model: LoRAModel, x: torch.Tensor) -> bool:
 def test_lora_on_separate_q_and_v_projections():
     torch.manual_seed(0)
     model = LoRAModel(
-        SeparateProjections(),
+        FrozenBackbone(SeparateProjections(), random_weights=True),
         targets=[dict(type='q_proj'), dict(type='v_proj')],
         rank=4,
         alpha=1)
@@ -342,7 +349,7 @@ def test_lora_on_separate_q_and_v_projections():
     trainable = sorted(n for n, p in model.named_parameters()
                        if p.requires_grad)
     assert trainable == [
-        f'module.{layer}.lora_{ab}' for layer in ('q_proj', 'v_proj')
+        f'module.module.{layer}.lora_{ab}' for layer in ('q_proj', 'v_proj')
         for ab in 'AB'
     ]
     assert lora_changes_output(model, torch.randn(2, 5, 16))

@@ -26,7 +26,7 @@ def tiny_stage2(tmp_path_factory) -> Path:
     path.write_text(f"""
 _base_ = ['{ROOT}/configs/visft/demo/demo_stage2.py']
 model = dict(
-    backbone=dict(module=dict(arch={TINY_VIT}, with_cp=True)),
+    backbone=dict(module=dict(module=dict(arch={TINY_VIT}, with_cp=True))),
     tasks=dict(caption=dict(head=dict(in_channels={width})),
                segmentation=dict(panoptic_head=dict(in_channels=[{width}])),
                detection=dict(neck=dict(in_channels=[{width}]))))
@@ -111,7 +111,7 @@ def test_backbone_flops_and_memory_split_of_stage2(tiny_stage2):
 
 def test_frozen_backbone_costs_its_forward_only(tiny_stage2):
     cfg = Config.fromfile(tiny_stage2)
-    cfg.model.backbone = dict(cfg.model.backbone.module, frozen=True)
+    cfg.model.backbone = cfg.model.backbone.module  # the FrozenBackbone
     cfg.model.freeze_tasks = False
     cost = estimate_cost(cfg, tasks=('caption', )).tasks['caption']
     # no LoRA in a plain EVAViT

@@ -5,7 +5,6 @@ import logging
 
 import pytest
 import torch
-from mmengine.logging import MMLogger
 from tiny import NARROW_VIT
 
 from visft_mm.checkpoints.eva_layouts import (convert_eva_state_dict,
@@ -35,23 +34,6 @@ def reference():
 @pytest.fixture(scope='module')
 def ref_sd(reference):
     return {k: v.clone() for k, v in reference.state_dict().items()}
-
-
-@pytest.fixture
-def log_records():
-    """Records that ``print_log(..., logger='current')`` emits."""
-    records = []
-
-    class Collect(logging.Handler):
-
-        def emit(self, record):
-            records.append(record)
-
-    handler = Collect(level=logging.DEBUG)
-    logger = MMLogger.get_current_instance()
-    logger.addHandler(handler)
-    yield records
-    logger.removeHandler(handler)
 
 
 def without(sd, *names):
@@ -98,13 +80,13 @@ LAYOUTS = {
             torch.randn(5)
         }
     }, 'visft_mm', ['neck.* (1 tensor)', 'bbox_head.* (2 tensors)'], []),
-    'ddp_lora_wrapped_backbone': (
-        lambda sd: {
-            'model': prefixed('module.backbone.module.', {
-                **sd,
-                **LORA_TENSORS
-            })
-        }, 'visft_mm', ['LoRA *.lora_A/*.lora_B (4 tensors)'], []),
+    'ddp_lora_wrapped_backbone': (lambda sd: {
+        'model':
+        prefixed('module.backbone.module.module.', {
+            **sd,
+            **LORA_TENSORS
+        })
+    }, 'visft_mm', ['LoRA *.lora_A/*.lora_B (4 tensors)'], []),
     'blip2_visual_encoder':
     (lambda sd:
      {

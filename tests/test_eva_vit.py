@@ -1,11 +1,13 @@
-"""EVAViT: numerical parity with timm's Eva, shapes, freezing,
-checkpointing."""
+"""EVAViT: numerical parity with timm's Eva, shapes, freezing
+(FrozenBackbone), checkpointing, the warning on inputs patches do not
+tile."""
 import functools
+import logging
 
 import pytest
 import torch
 
-from visft_mm.models import EVAViT
+from visft_mm.models import EVAViT, FrozenBackbone
 
 timm_eva = pytest.importorskip('timm.models.eva')
 
@@ -129,11 +131,42 @@ def test_bad_arguments():
         EVAViT(arch=PRE_NORM, out_type='cls_token')
 
 
-def test_frozen_backbone_has_no_grads_and_stays_in_eval():
-    model = EVAViT(arch=PRE_NORM, frozen=True)
+def test_frozen_backbone_loads_when_built_has_no_grads_stays_in_eval(tmp_path):
+    """FrozenBackbone holds its pretrained weights from the moment it is
+    built (tools/test.py never calls init_weights), trains nothing and runs
+    in eval mode; init_weights changes nothing."""
+    pretrained = _random_vit(PRE_NORM).state_dict()
+    path = tmp_path / 'vit.pth'
+    torch.save(pretrained, path)
+    model = FrozenBackbone(
+        module=dict(
+            type='EVAViT',
+            arch=PRE_NORM,
+            init_cfg=dict(type='Pretrained', checkpoint=str(path))))
+    for key, value in pretrained.items():
+        assert torch.equal(model.module.state_dict()[key], value), key
     model.train()
-    assert not model.training
+    assert model.training and not model.module.training
     assert not any(p.requires_grad for p in model.parameters())
+    assert model.state_dict() == {}
+    model.init_weights()
+    for key, value in pretrained.items():
+        assert torch.equal(model.module.state_dict()[key], value), key
+
+
+def test_input_not_a_multiple_of_the_patch_size_warns_once(log_records):
+    model = EVAViT(arch=PRE_NORM).eval()
+    with torch.no_grad():
+        for size in ((56, 56), (60, 59), (60, 59), (61, 70)):
+            model(torch.randn(1, 3, *size))
+    warnings = [
+        r.getMessage() for r in log_records if r.levelno == logging.WARNING
+    ]
+    assert warnings == [
+        'EVAViT: a 60x59 input is not a multiple of the patch size 14, so '
+        'its last 4 rows and 3 columns of pixels are dropped; pad inputs '
+        'with pad_size_divisor=14 in the data preprocessor (warned once)'
+    ]
 
 
 def test_gradient_checkpointing_matches():

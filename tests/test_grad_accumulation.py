@@ -19,8 +19,8 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
-from tiny import (IMG, TINY_VIT, demo_caption_dataloader, demo_det_dataloader,
-                  free_port, stage2_schedule, tiny_caption_cfg,
+from tiny import (IMG, demo_caption_dataloader, demo_det_dataloader, free_port,
+                  frozen_tiny_vit, stage2_schedule, tiny_caption_cfg,
                   tiny_detection_cfg)
 
 from visft_mm.demo.demo_coco import generate_demo_coco
@@ -73,8 +73,7 @@ def accumulation_cfg(root: Path, work_dir: Path, micro_steps: int) -> Config:
                     type='LoRAModel',
                     rank=4,
                     alpha=4,
-                    module=dict(
-                        type='EVAViT', arch=TINY_VIT, pretrain_img_size=IMG)),
+                    module=frozen_tiny_vit(work_dir / 'pretrained')),
                 tasks=dict(
                     caption=tiny_caption_cfg(root),
                     detection=without_dropout(tiny_detection_cfg()))),

@@ -14,8 +14,9 @@ from pathlib import Path
 import mmengine.logging
 import pytest
 from mmengine.config import Config
-from tiny import ROOT, run_script
+from tiny import ROOT, run_script, tiny_vit_checkpoint
 
+from visft_mm.analysis.synthetic import vit_config
 from visft_mm.datasets import CheckedCocoDataset, CocoCaptionDataset
 from visft_mm.utils.required_paths import InputError, missing_required_paths
 
@@ -49,7 +50,7 @@ def test_training_config_lists_every_input(path, tmp_path, monkeypatch):
     cfg = Config.fromfile(str(path))
     report = '\n'.join(missing_required_paths(cfg))
     backbone = cfg.model.backbone
-    vit = backbone.module if backbone.type == 'LoRAModel' else backbone
+    vit = vit_config(backbone)
     expected = [vit.init_cfg.checkpoint]
     for ann_file, images in dataset_files(cfg):
         expected += [ann_file, images.rstrip('/')]
@@ -66,7 +67,7 @@ def test_inputs_set_to_none_are_not_checked(tmp_path, monkeypatch):
     cfg = Config.fromfile(str(CONFIGS / 'demo/demo_stage2.py'))
     cfg.merge_from_dict({
         'model.task_checkpoints': None,
-        'model.backbone.module.init_cfg': None
+        'model.backbone.module.module.init_cfg': None
     })
     report = '\n'.join(missing_required_paths(cfg))
     assert 'demo train captions not found' in report
@@ -253,9 +254,13 @@ def test_train_tool_names_a_bad_file_in_one_line(tmp_path, demo_coco):
     data = tmp_path / 'data/demo_coco'
     data.parent.mkdir()
     data.symlink_to(demo_coco)
+    vit = Config.fromfile(str(CONFIGS / 'demo/demo_stage1_caption.py'))
+    vit = vit_config(vit.model.backbone)
     backbone = tmp_path / 'work_dirs/visft_demo/backbone_pretrained.pth'
     backbone.parent.mkdir(parents=True)
-    backbone.touch()  # listed as present; the datasets fail first
+    # the frozen backbone loads when built; the datasets fail after it
+    Path(tiny_vit_checkpoint(tmp_path, vit.arch,
+                             vit.pretrain_img_size)).rename(backbone)
     bad = tmp_path / 'captions_train.json'
     bad.write_text('{"images": [')
     result = run_script(

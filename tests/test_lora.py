@@ -1,14 +1,16 @@
-"""LoRA layer and wrapper: exact merge, no double update in eval, freezing,
-state dicts scoped to the wrapped module."""
+"""LoRA layer and wrapper: exact merge, no double update in eval, LoRA in a
+frozen backbone, state dicts scoped to the wrapped module."""
 import copy
+import logging
 
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tiny import NARROW_VIT
+from tiny import NARROW_VIT, tiny_vit_checkpoint
 
-from visft_mm.models import EVAViT, LoRALinear, LoRAModel
+from visft_mm.checkpoints.lora_files import RUN_CHECKPOINT_PREFIX
+from visft_mm.models import EVAViT, FrozenBackbone, LoRALinear, LoRAModel
 from visft_mm.models.backbones import eva_vit
 from visft_mm.models.peft.lora import fused_lora_delta, parse_slices
 
@@ -24,10 +26,12 @@ def _randomise_lora(module: nn.Module, seed: int = 0) -> None:
 
 
 def _tiny_lora_vit(**kwargs) -> LoRAModel:
+    """LoRA in a frozen NARROW_VIT of seeded random weights."""
     torch.manual_seed(0)
     vit = EVAViT(arch=NARROW_VIT, pretrain_img_size=56)
     vit.init_weights()
-    model = LoRAModel(vit, rank=4, alpha=2, **kwargs)
+    model = LoRAModel(
+        FrozenBackbone(vit, random_weights=True), rank=4, alpha=2, **kwargs)
     _randomise_lora(model)
     return model
 
@@ -105,7 +109,7 @@ def test_train_eval_merged_unmerged_agree(slices):
     for out in (eval_out, merged_out, merged_again, unmerged_out):
         torch.testing.assert_close(out, train_out, atol=1e-5, rtol=1e-5)
     # the update is not a no-op: without LoRA the output differs
-    plain = copy.deepcopy(model.module)
+    plain = copy.deepcopy(model.network)
     for layer in plain.modules():
         if isinstance(layer, LoRALinear):
             nn.init.zeros_(layer.lora_B)
@@ -114,12 +118,12 @@ def test_train_eval_merged_unmerged_agree(slices):
 
 def test_merge_unmerge_restores_weight():
     model = _tiny_lora_vit()
-    before = {k: v.clone() for k, v in model.module.state_dict().items()}
+    before = {k: v.clone() for k, v in model.network.state_dict().items()}
     model.merge()
     qkv = 'blocks.0.attn.qkv.weight'
-    assert not torch.allclose(model.module.state_dict()[qkv], before[qkv])
+    assert not torch.allclose(model.network.state_dict()[qkv], before[qkv])
     model.unmerge()
-    for key, value in model.module.state_dict().items():
+    for key, value in model.network.state_dict().items():
         torch.testing.assert_close(value, before[key], atol=1e-6, rtol=1e-6)
 
 
@@ -172,7 +176,10 @@ def test_learns_a_low_rank_change_of_q_and_v():
     rank-2 change."""
     torch.manual_seed(0)
     teacher = EVAViT(arch=NARROW_VIT, pretrain_img_size=56)
-    student = LoRAModel(copy.deepcopy(teacher), rank=4, alpha=4)
+    student = LoRAModel(
+        FrozenBackbone(copy.deepcopy(teacher), random_weights=True),
+        rank=4,
+        alpha=4)
     with torch.no_grad():
         for block in teacher.blocks:
             for rows in (slice(0, C), slice(2 * C, 3 * C)):
@@ -201,14 +208,26 @@ def test_learns_a_low_rank_change_of_q_and_v():
     assert held_out_error() < 0.25 * before
 
 
-def test_lora_dropout_follows_train_mode_inside_frozen_backbone():
-    vit = EVAViT(arch=NARROW_VIT, pretrain_img_size=56, frozen=True)
-    model = LoRAModel(vit, rank=2, drop_rate=0.5)
+def test_lora_layers_follow_train_mode_inside_frozen_backbone(tmp_path):
+    """The frozen ViT stays in eval mode; the LoRA layers in it (and their
+    dropout) follow train() and eval()."""
+    vit = EVAViT(
+        arch=NARROW_VIT,
+        pretrain_img_size=56,
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint=tiny_vit_checkpoint(tmp_path, NARROW_VIT, 56)))
+    model = LoRAModel(FrozenBackbone(vit), rank=2, drop_rate=0.5)
+    layers = list(model.lora_layers.values())
     model.train()
-    layer = next(iter(model.lora_layers.values()))
-    assert layer.lora_dropout.training and not vit.training
+    assert all(layer.training and layer.lora_dropout.training
+               for layer in layers)
+    assert not vit.training and not vit.blocks[0].attn.proj.training
     model.eval()
-    assert not layer.lora_dropout.training
+    assert not any(layer.training or layer.lora_dropout.training
+                   for layer in layers)
+    model.train()  # and back
+    assert all(layer.training for layer in layers) and not vit.training
 
 
 @pytest.mark.parametrize('frozen', [False, True])
@@ -228,13 +247,11 @@ def test_gradient_checkpointing_gives_same_lora_grads(frozen, dtype,
     grads = []
     for with_cp in (False, True):
         torch.manual_seed(0)
-        vit = EVAViT(
-            arch=NARROW_VIT,
-            pretrain_img_size=56,
-            with_cp=with_cp,
-            frozen=frozen)
+        vit = EVAViT(arch=NARROW_VIT, pretrain_img_size=56, with_cp=with_cp)
         vit.init_weights()
-        model = LoRAModel(vit, rank=4)
+        model = LoRAModel(
+            FrozenBackbone(vit, random_weights=True) if frozen else vit,
+            rank=4)
         _randomise_lora(model)
         model.train()
         with torch.autocast(
@@ -285,66 +302,102 @@ def test_per_target_settings():
 
 
 class _TwoPart(nn.Module):
-    """A head registered before the LoRA backbone and one after it."""
+    """A head registered before the LoRA backbone and one after it; the
+    backbone is stage 2's: LoRA in a frozen, pretrained ViT."""
 
-    def __init__(self, lora_only_state_dict):
+    def __init__(self, directory):
         super().__init__()
         self.head_before = nn.Linear(4, 4)
-        self.backbone = _tiny_lora_vit(
-            lora_only_state_dict=lora_only_state_dict)
+        vit = dict(
+            type='EVAViT',
+            arch=NARROW_VIT,
+            pretrain_img_size=56,
+            init_cfg=dict(
+                type='Pretrained',
+                checkpoint=tiny_vit_checkpoint(directory, NARROW_VIT, 56)))
+        self.backbone = LoRAModel(
+            dict(type='FrozenBackbone', module=vit), rank=4, alpha=2)
+        _randomise_lora(self.backbone)
         self.head_after = nn.Linear(4, 4)
 
 
-def test_lora_only_state_dict_keeps_other_modules():
-    model = _TwoPart(lora_only_state_dict=True)
+def test_frozen_backbone_state_dict_keeps_lora_and_other_modules(tmp_path):
+    model = _TwoPart(tmp_path)
     keys = set(model.state_dict())
     assert {'head_before.weight', 'head_before.bias',
             'head_after.weight'} <= keys
     backbone_keys = {k for k in keys if k.startswith('backbone.')}
     assert backbone_keys == {
-        f'backbone.module.blocks.{i}.attn.qkv.lora_{m}'
+        f'backbone.module.module.blocks.{i}.attn.qkv.lora_{m}'
         for i in range(2)
         for m in 'AB'
     }
+    assert 'backbone.' + model.backbone.network_prefix == RUN_CHECKPOINT_PREFIX
 
 
-def test_lora_only_checkpoint_round_trip_and_strictness():
-    source = _TwoPart(lora_only_state_dict=True)
-    target = _TwoPart(lora_only_state_dict=True)
-    nn.init.zeros_(target.backbone.module.blocks[0].attn.qkv.lora_B)
+def test_lora_checkpoint_round_trip_and_strictness(tmp_path):
+    source = _TwoPart(tmp_path)
+    target = _TwoPart(tmp_path)
+    network = target.backbone.network
+    nn.init.zeros_(network.blocks[0].attn.qkv.lora_B)
     with torch.no_grad():  # other frozen weights than the source's
-        target.backbone.module.blocks[0].attn.qkv.weight.add_(1.0)
-    frozen_before = target.backbone.module.blocks[0].attn.qkv.weight.clone()
+        network.blocks[0].attn.qkv.weight.add_(1.0)
+    frozen_before = network.blocks[0].attn.qkv.weight.clone()
     state = source.state_dict()
     target.load_state_dict(state, strict=True)
     torch.testing.assert_close(
-        target.backbone.module.blocks[0].attn.qkv.lora_B,
-        source.backbone.module.blocks[0].attn.qkv.lora_B)
+        network.blocks[0].attn.qkv.lora_B,
+        source.backbone.network.blocks[0].attn.qkv.lora_B)
     # frozen weights come from the target's own init, not from the file
-    torch.testing.assert_close(
-        target.backbone.module.blocks[0].attn.qkv.weight, frozen_before)
+    torch.testing.assert_close(network.blocks[0].attn.qkv.weight,
+                               frozen_before)
     # other modules are still checked strictly, and so are LoRA tensors
     for missing in ('head_before.weight',
-                    'backbone.module.blocks.1.attn.qkv.lora_A'):
+                    'backbone.module.module.blocks.1.attn.qkv.lora_A'):
         broken = dict(state)
         del broken[missing]
         with pytest.raises(RuntimeError, match='Missing key'):
             target.load_state_dict(broken, strict=True)
 
 
-def test_partial_frozen_weights_are_reported():
-    model = _TwoPart(lora_only_state_dict=True)
+def test_partial_frozen_weights_are_reported(tmp_path):
+    model = _TwoPart(tmp_path)
     state = model.state_dict()
-    state[
-        'backbone.module.pos_embed'] = model.backbone.module.pos_embed.detach(
-        )
+    state['backbone.module.module.pos_embed'] = (
+        model.backbone.network.pos_embed.detach())
     with pytest.raises(RuntimeError, match='Missing key'):
         model.load_state_dict(state, strict=True)
 
 
-def test_full_state_dict_by_default():
-    model = _TwoPart(lora_only_state_dict=False)
-    assert 'backbone.module.blocks.0.attn.qkv.weight' in model.state_dict()
+def test_lora_of_a_trainable_module_saves_everything():
+    model = LoRAModel(EVAViT(arch=NARROW_VIT, pretrain_img_size=56), rank=2)
+    assert 'module.blocks.0.attn.qkv.weight' in model.state_dict()
+
+
+def test_logs_the_layers_it_adapts(log_records):
+    LoRAModel(
+        EVAViT(arch=NARROW_VIT, pretrain_img_size=56),
+        targets=[dict(type=r'blocks\.1\.attn\.qkv', slices='qv')],
+        rank=2)
+    assert [(r.levelno, r.getMessage()) for r in log_records
+            ] == [(logging.INFO,
+                   'LoRAModel: LoRA on 1 layers of EVAViT: blocks.1.attn.qkv')]
+
+
+@pytest.mark.parametrize('slices', ['qv', (True, False)])
+def test_slices_need_equal_parts(slices):
+    """fc1 is NARROW_VIT's 64 features: not three slices, two are fine."""
+    if slices == 'qv':
+        with pytest.raises(ValueError) as error:
+            LoRAModel(
+                EVAViT(arch=NARROW_VIT, pretrain_img_size=56),
+                targets=[dict(type='fc1', slices=slices)])
+        assert "'blocks.0.mlp.fc1'" in str(error.value)
+        assert 'out_features is 64' in str(error.value)
+    else:
+        LoRAModel(
+            EVAViT(arch=NARROW_VIT, pretrain_img_size=56),
+            targets=[dict(type='fc1', slices=slices)])
 
 
 def test_lora_state_dict_round_trip():

@@ -17,7 +17,7 @@ from mmdet.datasets import CocoDataset
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
-from tiny import with_tiny_vit
+from tiny import tiny_vit_checkpoint, with_tiny_vit
 
 from visft_mm.analysis.synthetic import train_dataloaders
 from visft_mm.demo.demo_coco import generate_demo_coco
@@ -27,6 +27,9 @@ from visft_mm.registry import HOOKS
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / 'configs/visft'
+# The demo ViT (configs/_base_/models/eva_vit_demo.py).
+DEMO_VIT = Config.fromfile(
+    str(ROOT / 'configs/_base_/models/eva_vit_demo.py')).eva_backbone.arch
 COCO_CLASSES = CocoDataset.METAINFO['classes']
 DTYPES = dict(bfloat16=torch.bfloat16, float16=torch.float16)
 
@@ -58,7 +61,7 @@ def lora_qkv(width=16, rank=4) -> LoRALinear:
         alpha=2,
         slices='qv')
     nn.init.normal_(lora.lora_B, std=0.5)  # a non-zero update
-    lora.weight.requires_grad_(False)  # as LoRAModel freezes it
+    lora.weight.requires_grad_(False)  # as FrozenBackbone freezes it
     return lora
 
 
@@ -207,8 +210,8 @@ def tiny_paper_config(name: str, coco_root: Path, work_dir: Path) -> Config:
     cfg = Config.fromfile(str(CONFIGS / name)).to_dict()
     cfg['train_dataloader'] = shrunk(cfg['train_dataloader'])
     cfg = Config(relocated(cfg, 'data/coco/', f'{coco_root}/'))
-    cfg.model = with_tiny_vit(
-        cfg.model)  # stage 2 starts from random heads here
+    # stage 2 starts from random heads here
+    cfg.model = with_tiny_vit(cfg.model, work_dir / 'pretrained')
     for loader in train_dataloaders(cfg).values():
         loader.update(num_workers=0, persistent_workers=False)
     cfg.train_cfg.update(max_iters=1, val_begin=2)
@@ -343,7 +346,8 @@ def test_train_tool_amp_trains_the_demo_stage2_on_cpu(tmp_path, monkeypatch):
             str(work_dir),
             '--cfg-options',
             'model.task_checkpoints=None',
-            'model.backbone.module.init_cfg=None',
+            'model.backbone.module.module.init_cfg.checkpoint=' +
+            tiny_vit_checkpoint(tmp_path, DEMO_VIT, 112),
             'train_cfg.max_iters=1',
             'train_cfg.val_begin=2',
             # one step of the cheapest task: the other tasks' bf16 steps are

@@ -259,7 +259,7 @@ def test_stage2_run_merges_at_its_own_alpha(tmp_path):
     runtime's hooks write them as the Runner saves), so merge_lora.py merges
     it at the run's alpha (4) without --alpha; an alpha that contradicts the
     stored one is refused."""
-    model = build_visft(stage=2)
+    model = build_visft(stage=2, directory=tmp_path / 'pretrained')
     lora_model = model.backbone
     with torch.no_grad():
         for layer in lora_model.lora_layers.values():
@@ -274,11 +274,11 @@ def test_stage2_run_merges_at_its_own_alpha(tmp_path):
     torch.save(checkpoint, run_checkpoint)
     base = {
         k: v.clone()
-        for k, v in lora_model.module.state_dict().items() if 'lora_' not in k
+        for k, v in lora_model.network.state_dict().items() if 'lora_' not in k
     }
     torch.save(base, backbone)
     lora_model.merge()
-    expected = {k: lora_model.module.state_dict()[k] for k in base}
+    expected = {k: lora_model.network.state_dict()[k] for k in base}
 
     result = run_tool(MERGE_LORA, backbone, run_checkpoint,
                       tmp_path / 'merged.pth')

@@ -322,7 +322,8 @@ def test_a_released_file_loads_into_its_stage1_config(size, arch):
         key: torch.zeros(shape)
         for key, shape in official_shapes(width).items()
     }
-    assert detection_backbone_arch(official) == cfg.model.backbone.arch == arch
+    assert detection_backbone_arch(
+        official) == cfg.model.backbone.module.arch == arch
     init_default_scope('visft_mm')
     model = MODELS.build(cfg.model.tasks.detection)
     model.load_state_dict(detection_state_dict(official), strict=True)
@@ -339,7 +340,7 @@ def test_visft_loads_the_mapped_head_as_its_detection_task(tmp_path):
     """The mapping's keys are those ViSFT(task_checkpoints=...) loads under
     ``tasks.detection.``, strictly, in the stage-1 config's model."""
     cfg = stage1_config('1b')
-    model_cfg = with_tiny_vit(cfg.model)
+    model_cfg = with_tiny_vit(cfg.model, tmp_path)
     width = model_cfg.tasks.detection.neck.in_channels[0]
     state = detection_state_dict(random_official(width))
     path = tmp_path / 'detection.pth'

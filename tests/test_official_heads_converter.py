@@ -56,7 +56,9 @@ def stage2_model(vocab_file: Path, task_checkpoints: dict):
     """The official-heads stage-2 config's ViSFT on the tiny ViT, loading
     its tasks from ``task_checkpoints``."""
     model = with_tiny_vit(
-        Config.fromfile(str(CONFIG)).model, vocab_file=str(vocab_file))
+        Config.fromfile(str(CONFIG)).model,
+        vocab_file.parent,
+        vocab_file=str(vocab_file))
     model.task_checkpoints = task_checkpoints
     init_default_scope('visft_mm')
     visft = MODELS.build(model)

@@ -16,6 +16,7 @@ from test_mixed_precision import (RecordStepsForTest, assert_finite_losses,
                                   tiny_paper_config)
 from tiny import ROOT, TINY_VIT
 
+from visft_mm.analysis.synthetic import vit_config
 from visft_mm.checkpoints.io import save_atomic
 from visft_mm.checkpoints.official_heads import convert_released_heads
 from visft_mm.utils.required_paths import missing_required_paths
@@ -97,7 +98,7 @@ def test_config_is_stage2_with_the_released_heads_conventions(
     model, plain_model = cfg.model.to_dict(), plain.model.to_dict()
     for key in ('tasks', 'task_checkpoints'):
         model.pop(key), plain_model.pop(key)
-    assert model == plain_model and cfg.model.backbone.module.arch == arch
+    assert model == plain_model and vit_config(cfg.model.backbone).arch == arch
     assert set(cfg.model.task_checkpoints.values()) == {
         f'checkpoints/visft_official_heads_{arch.replace("-", "_")}.pth'
     }

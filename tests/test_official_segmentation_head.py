@@ -20,6 +20,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData
 from official_layouts import random_segmentation
+from tiny import frozen_tiny_vit
 
 from visft_mm.checkpoints.io import CheckpointError
 from visft_mm.checkpoints.official_heads import segmentation_state_dict
@@ -332,19 +333,18 @@ def test_task_checkpoint_of_converted_heads_loads_into_visft(
     model = MODELS.build(
         dict(
             type='ViSFT',
-            backbone=dict(
-                type='EVAViT',
-                arch=dict(
+            backbone=frozen_tiny_vit(
+                tmp_path,
+                dict(
                     embed_dims=IN_CHANNELS,
                     num_layers=1,
                     num_heads=4,
                     feedforward_channels=96),
-                pretrain_img_size=56,
-                frozen=True),
+                pretrain_img_size=56),
             tasks=dict(segmentation=official_config()),
             task_checkpoints=dict(segmentation=str(path))))
     model.init_weights()
-    assert isinstance(model.backbone, EVAViT)
+    assert isinstance(model.backbone.module, EVAViT)
     head = model.tasks.segmentation.panoptic_head
     assert torch.equal(head.pixel_decoder.lateral_convs[0].conv.weight,
                        official[f'{PIXEL}adapter_1.weight'])

@@ -5,13 +5,16 @@ import textwrap
 import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
-from tiny import TINY_VIT
+from tiny import TINY_VIT, tiny_vit_checkpoint
 
 CONFIG = textwrap.dedent(f"""
     _base_ = 'mmdet::detr/detr_r50_8xb2-150e_coco.py'
     model = dict(
-        backbone=dict(_delete_=True, type='visft_mm.EVAViT', arch={TINY_VIT!r},
-                      pretrain_img_size=56, frozen=True),
+        backbone=dict(_delete_=True, type='visft_mm.FrozenBackbone',
+                      module=dict(type='visft_mm.EVAViT', arch={TINY_VIT!r},
+                                  pretrain_img_size=56,
+                                  init_cfg=dict(type='Pretrained',
+                                                checkpoint=CHECKPOINT))),
         neck=dict(in_channels=[{TINY_VIT['embed_dims']}]),
         encoder=dict(num_layers=1),
         decoder=dict(num_layers=1))
@@ -20,7 +23,8 @@ CONFIG = textwrap.dedent(f"""
 
 def test_mmdet_config_builds_and_trains_with_evavit(tmp_path):
     path = tmp_path / 'detr_evavit.py'
-    path.write_text(CONFIG)
+    checkpoint = tiny_vit_checkpoint(tmp_path, TINY_VIT, 56)
+    path.write_text(CONFIG.replace('CHECKPOINT', repr(checkpoint)))
     cfg = Config.fromfile(str(path))
     assert cfg.default_scope == 'mmdet' and 'custom_imports' not in cfg
 
@@ -28,9 +32,15 @@ def test_mmdet_config_builds_and_trains_with_evavit(tmp_path):
     from mmdet.registry import MODELS
     from mmdet.testing import demo_mm_inputs
 
-    from visft_mm.models import EVAViT
+    from visft_mm.models import FrozenBackbone
     detector = MODELS.build(cfg.model)
-    assert isinstance(detector.backbone, EVAViT)
+    assert isinstance(detector.backbone, FrozenBackbone)
+    # the pretrained ViT, without init_weights (as in mmdet's tools/test.py)
+    pretrained = torch.load(checkpoint)
+    assert all(
+        torch.equal(v, pretrained[k])
+        for k, v in detector.backbone.module.state_dict().items())
+    assert not any(k.startswith('backbone.') for k in detector.state_dict())
 
     packed = demo_mm_inputs(2, [[3, 84, 112], [3, 70, 98]], num_classes=80)
     data = detector.data_preprocessor(packed, True)

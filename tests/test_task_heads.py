@@ -18,7 +18,7 @@ from tiny import TINY_VIT
 from visft_mm.demo.demo_coco import DEMO_CLASSES, generate_demo_coco
 from visft_mm.models import (AnyDeviceFocalLoss,
                              AnyDeviceMultiScaleDeformableAttention, EVAViT,
-                             FeaturesAsInput)
+                             FeaturesAsInput, FrozenBackbone)
 from visft_mm.normalisation import CLIP_MEAN, CLIP_STD
 
 MODEL_DIR = Path(
@@ -266,9 +266,9 @@ def demo_dataset(tmp_path_factory):
 @pytest.fixture(scope='module')
 def vit():
     torch.manual_seed(0)
-    model = EVAViT(arch=TINY_VIT, pretrain_img_size=84, frozen=True)
+    model = EVAViT(arch=TINY_VIT, pretrain_img_size=84)
     model.init_weights()
-    return model
+    return FrozenBackbone(model, random_weights=True).eval()
 
 
 def test_labels_are_contiguous_from_zero(demo_dataset):

@@ -4,11 +4,13 @@ import pytest
 import torch
 from mmengine.optim import OptimWrapper
 from mmengine.registry import init_default_scope
-from mmengine.runner import Runner
+from mmengine.runner import Runner, load_checkpoint
 from tiny import (TINY_VIT, build_visft, demo_caption_dataloader,
-                  demo_det_dataloader, tiny_caption_cfg, tiny_detection_cfg,
-                  tiny_segmentation_cfg)
+                  demo_det_dataloader, frozen_tiny_vit, tiny_caption_cfg,
+                  tiny_detection_cfg, tiny_segmentation_cfg, tiny_visft_cfg,
+                  tiny_vit_checkpoint)
 
+from visft_mm.checkpoints.io import module_misfit
 from visft_mm.registry import MODELS
 
 
@@ -42,8 +44,8 @@ def changed(before, module):
     return {k for k in before if not torch.equal(before[k], after[k].detach())}
 
 
-def test_stage1_trains_heads_not_backbone(demo_coco):
-    model = build_visft(stage=1)
+def test_stage1_trains_heads_not_backbone(demo_coco, tmp_path):
+    model = build_visft(stage=1, directory=tmp_path)
     backbone_before = {
         k: v.clone()
         for k, v in model.backbone.state_dict().items()
@@ -60,8 +62,8 @@ def test_stage1_trains_heads_not_backbone(demo_coco):
     assert any(k.startswith('segmentation.') for k in moved)
 
 
-def test_stage2_trains_only_lora(demo_coco):
-    model = build_visft(stage=2)
+def test_stage2_trains_only_lora(demo_coco, tmp_path):
+    model = build_visft(stage=2, directory=tmp_path)
     before = snapshot(model)
     train_steps(model, demo_coco)
     moved = changed(before, model)
@@ -73,11 +75,11 @@ def test_stage2_trains_only_lora(demo_coco):
 
 
 def test_checkpoints_leave_out_the_frozen_backbone(tmp_path):
-    stage1 = build_visft(stage=1)
+    stage1 = build_visft(stage=1, directory=tmp_path)
     keys = set(stage1.state_dict())
     assert not any(k.startswith('backbone.') for k in keys)
     assert any(k.startswith('tasks.detection.') for k in keys)
-    stage2 = build_visft(stage=2)
+    stage2 = build_visft(stage=2, directory=tmp_path)
     backbone_keys = {
         k
         for k in stage2.state_dict() if k.startswith('backbone.')
@@ -86,18 +88,23 @@ def test_checkpoints_leave_out_the_frozen_backbone(tmp_path):
     # a checkpoint without the frozen weights loads strictly; a partial one
     # does not
     state = stage2.state_dict()
-    build_visft(stage=2).load_state_dict(state, strict=True)
+    build_visft(
+        stage=2, directory=tmp_path).load_state_dict(
+            state, strict=True)
     del state['tasks.detection.query_embedding.weight']
     with pytest.raises(RuntimeError, match='query_embedding'):
-        build_visft(stage=2).load_state_dict(state, strict=True)
+        build_visft(
+            stage=2, directory=tmp_path).load_state_dict(
+                state, strict=True)
 
 
 def test_stage2_loads_stage1_task_checkpoints_strictly(tmp_path):
-    stage1 = build_visft(stage=1)
+    stage1 = build_visft(stage=1, directory=tmp_path)
     path = tmp_path / 'stage1.pth'
     torch.save({'meta': {}, 'state_dict': stage1.state_dict()}, path)
     stage2 = build_visft(
         stage=2,
+        directory=tmp_path,
         task_checkpoints=dict(detection=str(path), segmentation=str(path)))
     for key, value in stage1.tasks.state_dict().items():
         assert torch.equal(stage2.tasks.state_dict()[key], value), key
@@ -106,21 +113,28 @@ def test_stage2_loads_stage1_task_checkpoints_strictly(tmp_path):
     broken.pop('tasks.segmentation.panoptic_head.query_feat.weight')
     torch.save({'state_dict': broken}, path)
     with pytest.raises(KeyError, match='query_feat'):
-        build_visft(stage=2, task_checkpoints=dict(segmentation=str(path)))
+        build_visft(
+            stage=2,
+            directory=tmp_path,
+            task_checkpoints=dict(segmentation=str(path)))
     torch.save({'state_dict': {
         'tasks.caption.fc.weight': torch.zeros(1)
     }}, path)
     with pytest.raises(KeyError, match="no weights of task 'detection'"):
-        build_visft(stage=2, task_checkpoints=dict(detection=str(path)))
+        build_visft(
+            stage=2,
+            directory=tmp_path,
+            task_checkpoints=dict(detection=str(path)))
 
 
-def test_unknown_task_is_a_clear_error(demo_coco):
-    model = build_visft(stage=1)
+def test_unknown_task_is_a_clear_error(demo_coco, tmp_path):
+    model = build_visft(stage=1, directory=tmp_path)
     batch = batches(demo_coco, 'depth')
     with pytest.raises(KeyError, match="unknown task 'depth'"):
         model.val_step(batch)
     with pytest.raises(KeyError, match='unknown tasks'):
-        build_visft(stage=2, task_checkpoints=dict(depth='x.pth'))
+        build_visft(
+            stage=2, directory=tmp_path, task_checkpoints=dict(depth='x.pth'))
 
 
 def test_task_with_its_own_backbone_is_rejected():
@@ -135,8 +149,8 @@ def test_task_with_its_own_backbone_is_rejected():
                 tasks=dict(detection=detection)))
 
 
-def test_predict_routes_to_the_task(demo_coco):
-    model = build_visft(stage=1).eval()
+def test_predict_routes_to_the_task(demo_coco, tmp_path):
+    model = build_visft(stage=1, directory=tmp_path).eval()
     loader = Runner.build_dataloader(
         demo_det_dataloader(demo_coco, 'val', train=False))
     batch = next(iter(loader))
@@ -150,7 +164,7 @@ def test_stage2_checkpoint_merges_into_a_plain_backbone(tmp_path):
     from visft_mm.checkpoints.lora_files import (load_lora,
                                                  merge_lora_state_dict)
     from visft_mm.models import EVAViT
-    model = build_visft(stage=2)
+    model = build_visft(stage=2, directory=tmp_path)
     with torch.no_grad():
         for name, p in model.backbone.named_parameters():
             if name.endswith('lora_B'):
@@ -162,7 +176,7 @@ def test_stage2_checkpoint_merges_into_a_plain_backbone(tmp_path):
         weights.layers) == TINY_VIT['num_layers']
     base = {
         k: v
-        for k, v in model.backbone.module.state_dict().items()
+        for k, v in model.backbone.network.state_dict().items()
         if 'lora_' not in k
     }
     merged = EVAViT(arch=TINY_VIT, pretrain_img_size=112).eval()
@@ -173,34 +187,54 @@ def test_stage2_checkpoint_merges_into_a_plain_backbone(tmp_path):
             merged(x)[0], model.backbone.eval()(x)[0], atol=1e-5, rtol=1e-5)
 
 
-def test_loading_a_stage2_checkpoint_initialises_the_frozen_backbone(tmp_path):
-    """tools/test.py loads checkpoints without init_weights(): the frozen
-    backbone, absent from the checkpoint, must still come from its
-    init_cfg."""
-    from visft_mm.models import EVAViT
-    vit = EVAViT(arch=TINY_VIT, pretrain_img_size=112)
-    vit.init_weights()
-    pretrained = tmp_path / 'vit.pth'
-    torch.save(vit.state_dict(), pretrained)
+@pytest.mark.parametrize('stage', [1, 2])
+@pytest.mark.parametrize(
+    'init_weights', [True, False], ids=['training', 'tools_test'])
+def test_run_checkpoint_holds_no_frozen_tensor_and_reloads_strictly(
+        stage, init_weights, tmp_path):
+    """A run checkpoint has every trainable tensor (heads in stage 1, LoRA in
+    stage 2) and no frozen one; a fresh model built from the config reloads
+    it strictly through mmengine's loader, with init_weights() (training,
+    resume) or without (tools/test.py), its frozen ViT the pretrained one."""
     init_default_scope('visft_mm')
-    cfg = dict(
-        type='ViSFT',
-        freeze_tasks=True,
-        backbone=dict(
-            type='LoRAModel',
-            rank=4,
-            module=dict(
-                type='EVAViT',
-                arch=TINY_VIT,
-                pretrain_img_size=112,
-                init_cfg=dict(type='Pretrained', checkpoint=str(pretrained)))),
-        tasks=dict(detection=tiny_detection_cfg()))
-    trained = MODELS.build(cfg)
-    trained.init_weights()
-    fresh = MODELS.build(cfg)  # as in Runner.test(): no init_weights()
-    fresh.load_state_dict(trained.state_dict(), strict=True)
-    for key, value in vit.state_dict().items():
-        assert torch.equal(fresh.backbone.module.state_dict()[key], value), key
+    trained = build_visft(stage=stage, directory=tmp_path)
+    with torch.no_grad():
+        for p in trained.parameters():
+            if p.requires_grad:
+                p.add_(0.5)
+    state = trained.state_dict()
+    trainable_backbone = {
+        f'backbone.{name}'
+        for name, p in trained.backbone.named_parameters() if p.requires_grad
+    }
+    assert {k
+            for k in state if k.startswith('backbone.')} == trainable_backbone
+    assert {f'tasks.{k}' for k in trained.tasks.state_dict()} <= set(state)
+    assert any('lora_B' in k for k in state) == (stage == 2)
+    path = tmp_path / 'iter_1.pth'
+    torch.save({'meta': {}, 'state_dict': state}, path)
+
+    fresh = MODELS.build(tiny_visft_cfg(stage, tmp_path))
+    if init_weights:
+        fresh.init_weights()
+    load_checkpoint(fresh, str(path), strict=True)
+    for key, value in state.items():
+        assert torch.equal(fresh.state_dict()[key], value), key
+    pretrained = torch.load(tiny_vit_checkpoint(tmp_path))
+    vit = fresh.backbone.network if stage == 2 else fresh.backbone.module
+    for key, value in pretrained.items():
+        assert torch.equal(vit.state_dict()[key], value), key
+
+    del state['tasks.detection.query_embedding.weight']
+    torch.save({'meta': {}, 'state_dict': state}, path)
+    with pytest.raises(
+            RuntimeError, match='tasks.detection.query_embedding.weight'):
+        load_checkpoint(
+            MODELS.build(tiny_visft_cfg(stage, tmp_path)),
+            str(path),
+            strict=True)
+    assert module_misfit(
+        fresh, state).missing == ['tasks.detection.query_embedding.weight']
 
 
 def caption_batch(root):
@@ -212,18 +246,14 @@ def caption_batch(root):
     return next(iter(loader))
 
 
-def test_tiny_overfit_lowers_the_loss_of_every_task(demo_coco):
+def test_tiny_overfit_lowers_the_loss_of_every_task(demo_coco, tmp_path):
     """Stage 1 on one fixed batch per task: each task's loss falls."""
     init_default_scope('visft_mm')
     torch.manual_seed(0)
     model = MODELS.build(
         dict(
             type='ViSFT',
-            backbone=dict(
-                type='EVAViT',
-                arch=TINY_VIT,
-                pretrain_img_size=112,
-                frozen=True),
+            backbone=frozen_tiny_vit(tmp_path),
             tasks=dict(
                 detection=tiny_detection_cfg(),
                 segmentation=tiny_segmentation_cfg(),
@@ -247,8 +277,9 @@ def test_tiny_overfit_lowers_the_loss_of_every_task(demo_coco):
         assert last[task] < 0.85 * first[task], (task, first[task], last[task])
 
 
-def test_init_weights_reaches_every_task_model():
-    model = build_visft(stage=1)  # calls model.init_weights()
+def test_init_weights_reaches_every_task_model(tmp_path):
+    model = build_visft(
+        stage=1, directory=tmp_path)  # calls model.init_weights()
     for name, task in model.tasks.items():
         assert task.is_init, name
     # e.g. Mask2Former's level embedding is initialised by its init_weights()

@@ -14,8 +14,10 @@ from mmengine.config import Config
 from mmengine.hub import get_config
 from mmengine.registry import init_default_scope
 
-from visft_mm.analysis.synthetic import with_backbone_arch
+from visft_mm.analysis.synthetic import vit_config, with_backbone_arch
+from visft_mm.checkpoints.io import save_atomic
 from visft_mm.demo.demo_coco import DEMO_CLASSES
+from visft_mm.models import EVAViT
 from visft_mm.registry import MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,15 +47,53 @@ CAPTION_PIPELINE = [
 ]
 
 
-def with_tiny_vit(model: dict, vocab_file: Optional[str] = None) -> dict:
-    """A paper config's ViSFT model with the ViT swapped for TINY_VIT (no
-    pretrained weights, no stage-1 checkpoints) and the heads narrowed to
-    it."""
+def tiny_vit_checkpoint(directory,
+                        arch: dict = TINY_VIT,
+                        pretrain_img_size: int = IMG) -> str:
+    """The pretrained weights of a tiny frozen backbone: a checkpoint of an
+    EVAViT of ``arch`` initialised from seed 0 (the global seed untouched),
+    written to ``directory`` on first use."""
+    path = Path(directory) / (
+        f'eva_{arch["embed_dims"]}x'
+        f'{arch["num_layers"]}_{pretrain_img_size}px.pth')
+    if not path.exists():
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            vit = EVAViT(arch=arch, pretrain_img_size=pretrain_img_size)
+            vit.init_weights()
+        save_atomic(vit.state_dict(), path)
+    return str(path)
+
+
+def frozen_tiny_vit(directory,
+                    arch: dict = TINY_VIT,
+                    pretrain_img_size: int = IMG,
+                    **vit_kwargs) -> dict:
+    """Config of a FrozenBackbone of an EVAViT of ``arch`` that loads
+    :func:`tiny_vit_checkpoint` from ``directory``."""
+    checkpoint = tiny_vit_checkpoint(directory, arch, pretrain_img_size)
+    return dict(
+        type='FrozenBackbone',
+        module=dict(
+            type='EVAViT',
+            arch=arch,
+            pretrain_img_size=pretrain_img_size,
+            init_cfg=dict(type='Pretrained', checkpoint=checkpoint),
+            **vit_kwargs))
+
+
+def with_tiny_vit(model: dict,
+                  directory,
+                  vocab_file: Optional[str] = None) -> dict:
+    """A paper config's ViSFT model with the ViT swapped for TINY_VIT (its
+    pretrained weights a :func:`tiny_vit_checkpoint` in ``directory``, no
+    stage-1 checkpoints) and the heads narrowed to it."""
     model = with_backbone_arch(model, TINY_VIT)
-    vit = (
-        model.backbone.module
-        if model.backbone.type == 'LoRAModel' else model.backbone)
-    vit.init_cfg = None
+    vit = vit_config(model.backbone)
+    vit.init_cfg = dict(
+        type='Pretrained',
+        checkpoint=tiny_vit_checkpoint(directory, TINY_VIT,
+                                       vit.get('pretrain_img_size', 224)))
     if vocab_file is not None and 'caption' in model.tasks:
         model.tasks.caption.head.vocab_file = vocab_file
         # the official word map's size does not hold for another word map
@@ -209,7 +249,7 @@ def stage2_cfg(root,
     """Stage 2 on the demo data: LoRA on TINY_VIT under frozen detection and
     segmentation heads, validated on both, checkpointed every 3
     iterations."""
-    vit = dict(type='EVAViT', arch=TINY_VIT, pretrain_img_size=IMG)
+    vit = frozen_tiny_vit(Path(work_dir) / 'pretrained')
     return Config(
         dict(
             default_scope='visft_mm',
@@ -253,24 +293,29 @@ def stage2_cfg(root,
             log_level='WARNING'))
 
 
-def build_visft(stage: int, task_checkpoints=None):
-    """A tiny ViSFT (detection and segmentation) of stage 1 (frozen ViT) or
-    stage 2 (LoRA on the ViT, frozen task models), initialised from seed 0."""
+def tiny_visft_cfg(stage: int, directory, task_checkpoints=None) -> dict:
+    """Config of a tiny ViSFT (detection and segmentation) of stage 1 (frozen
+    ViT) or stage 2 (LoRA in the frozen ViT, frozen task models); the ViT's
+    weights are a :func:`tiny_vit_checkpoint` in ``directory``."""
+    frozen_vit = frozen_tiny_vit(directory)
+    backbone = frozen_vit if stage == 1 else dict(
+        type='LoRAModel', module=frozen_vit, rank=4, alpha=4)
+    return dict(
+        type='ViSFT',
+        backbone=backbone,
+        tasks=dict(
+            detection=tiny_detection_cfg(),
+            segmentation=tiny_segmentation_cfg()),
+        freeze_tasks=stage == 2,
+        task_checkpoints=task_checkpoints)
+
+
+def build_visft(stage: int, directory, task_checkpoints=None):
+    """The :func:`tiny_visft_cfg` model, initialised from seed 0."""
     init_default_scope('visft_mm')
-    vit = dict(
-        type='EVAViT', arch=TINY_VIT, pretrain_img_size=112, frozen=stage == 1)
-    backbone = vit if stage == 1 else dict(
-        type='LoRAModel', module=vit, rank=4, alpha=4)
+    cfg = tiny_visft_cfg(stage, directory, task_checkpoints)
     torch.manual_seed(0)
-    model = MODELS.build(
-        dict(
-            type='ViSFT',
-            backbone=backbone,
-            tasks=dict(
-                detection=tiny_detection_cfg(),
-                segmentation=tiny_segmentation_cfg()),
-            freeze_tasks=stage == 2,
-            task_checkpoints=task_checkpoints))
+    model = MODELS.build(cfg)
     model.init_weights()
     return model
 

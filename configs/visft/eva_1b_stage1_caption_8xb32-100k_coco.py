@@ -9,7 +9,7 @@ _base_ = [
 max_iters = 100000
 model = dict(
     type='ViSFT',
-    backbone=dict(**_base_.eva_backbone, frozen=True),
+    backbone=dict(type='visft_mm.FrozenBackbone', module=_base_.eva_backbone),
     tasks=dict(caption=_base_.caption_model))
 optim_wrapper = dict(optimizer=dict(lr=4e-4))
 param_scheduler = [
@@ -33,7 +33,8 @@ test_evaluator = val_evaluator
 required_paths = dict(
     backbone=[
         dict(
-            _base_.eva_weights_input, key='model.backbone.init_cfg.checkpoint')
+            _base_.eva_weights_input,
+            key='model.backbone.module.init_cfg.checkpoint')
     ],
     data=_base_.caption_inputs,
     word_map=[_base_.caption_word_map_input])

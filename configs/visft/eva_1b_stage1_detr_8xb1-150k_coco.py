@@ -7,7 +7,7 @@ _base_ = [
 ]
 model = dict(
     type='ViSFT',
-    backbone=dict(**_base_.eva_backbone, frozen=True),
+    backbone=dict(type='visft_mm.FrozenBackbone', module=_base_.eva_backbone),
     tasks=dict(detection=_base_.detection_model))
 train_dataloader = dict(_delete_=True, **_base_.detection_train_dataloader)
 val_dataloader = dict(_delete_=True, **_base_.detection_val_dataloader)
@@ -18,6 +18,7 @@ test_evaluator = val_evaluator
 required_paths = dict(
     backbone=[
         dict(
-            _base_.eva_weights_input, key='model.backbone.init_cfg.checkpoint')
+            _base_.eva_weights_input,
+            key='model.backbone.module.init_cfg.checkpoint')
     ],
     data=_base_.detection_inputs)

@@ -15,7 +15,9 @@ model = dict(
     type='ViSFT',
     backbone=dict(
         type='LoRAModel',
-        module=dict(**_base_.eva_backbone, with_cp=True),
+        module=dict(
+            type='visft_mm.FrozenBackbone',
+            module=dict(**_base_.eva_backbone, with_cp=True)),
         targets=[dict(type='qkv', slices='qv')],
         rank=64,
         alpha=1,
@@ -57,7 +59,7 @@ required_paths = dict(
     backbone=[
         dict(
             _base_.eva_weights_input,
-            key='model.backbone.module.init_cfg.checkpoint')
+            key='model.backbone.module.module.init_cfg.checkpoint')
     ],
     caption_data=_base_.caption_inputs,
     word_map=[_base_.caption_word_map_input],

@@ -3,7 +3,8 @@
 _base_ = './eva_1b_stage1_mask2former_8xb1-150k_coco.py'
 model = dict(
     backbone=dict(
-        arch='eva-e',
-        init_cfg=dict(
-            checkpoint='checkpoints/EVA02_CLIP_E_psz14_plus_s9B.pt')),
+        module=dict(
+            arch='eva-e',
+            init_cfg=dict(
+                checkpoint='checkpoints/EVA02_CLIP_E_psz14_plus_s9B.pt'))),
     tasks=dict(segmentation=dict(panoptic_head=dict(in_channels=[1792]))))

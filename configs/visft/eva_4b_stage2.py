@@ -7,9 +7,11 @@ _base_ = './eva_1b_stage2.py'
 model = dict(
     backbone=dict(
         module=dict(
-            arch='eva-e',
-            init_cfg=dict(
-                checkpoint='checkpoints/EVA02_CLIP_E_psz14_plus_s9B.pt'))),
+            module=dict(
+                arch='eva-e',
+                init_cfg=dict(
+                    checkpoint='checkpoints/EVA02_CLIP_E_psz14_plus_s9B.pt')))
+    ),
     tasks=dict(
         caption=dict(head=dict(in_channels=1792)),
         segmentation=dict(panoptic_head=dict(in_channels=[1792])),

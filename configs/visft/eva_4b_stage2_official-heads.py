@@ -8,9 +8,11 @@ official_heads_checkpoint = 'checkpoints/visft_official_heads_eva_e.pth'
 model = dict(
     backbone=dict(
         module=dict(
-            arch='eva-e',
-            init_cfg=dict(
-                checkpoint='checkpoints/EVA02_CLIP_E_psz14_plus_s9B.pt'))),
+            module=dict(
+                arch='eva-e',
+                init_cfg=dict(
+                    checkpoint='checkpoints/EVA02_CLIP_E_psz14_plus_s9B.pt')))
+    ),
     tasks=dict(
         caption=dict(head=dict(in_channels=1792)),
         segmentation=dict(panoptic_head=dict(in_channels=[1792])),

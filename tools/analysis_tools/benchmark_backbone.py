@@ -26,7 +26,7 @@ import torch
 from mmengine.logging import MMLogger
 
 from visft_mm.analysis.synthetic import SMALL_ARCHS
-from visft_mm.models import EVAViT, LoRAModel
+from visft_mm.models import EVAViT, FrozenBackbone, LoRAModel
 
 
 def parse_args():
@@ -142,8 +142,11 @@ def main():
 
     # LoRA vs no LoRA, forward only (inference with unmerged LoRA).
     plain = EVAViT(arch=arch).to(device).eval()
-    lora = LoRAModel(EVAViT(arch=arch), rank=args.rank).to(device).eval()
-    lora.module.load_state_dict(plain.state_dict(), strict=False)
+    # the stage-2 backbone: LoRA inside a frozen ViT (random weights here)
+    lora = LoRAModel(
+        FrozenBackbone(EVAViT(arch=arch), random_weights=True),
+        rank=args.rank).to(device).eval()
+    lora.network.load_state_dict(plain.state_dict(), strict=False)
 
     def forward(model):
 

@@ -61,9 +61,10 @@ def synthetic_vocabulary(size: int = OFFICIAL_VOCAB_SIZE) -> WordVocabulary:
 
 
 def model_config_without_files(model_cfg: dict) -> ConfigDict:
-    """``model_cfg`` built from nothing on disk: no pretrained weights, no
-    stage-1 task checkpoints, and a synthetic word map of the official size
-    in place of each caption head's ``vocab_file``."""
+    """``model_cfg`` built from nothing on disk: no pretrained weights (a
+    ``FrozenBackbone`` keeps random ones), no stage-1 task checkpoints, and a
+    synthetic word map of the official size in place of each caption head's
+    ``vocab_file``."""
     cfg = ConfigDict(copy.deepcopy(model_cfg))
     cfg.pop('task_checkpoints', None)
 
@@ -73,6 +74,8 @@ def model_config_without_files(model_cfg: dict) -> ConfigDict:
             if isinstance(init_cfg,
                           dict) and init_cfg.get('type') == 'Pretrained':
                 node['init_cfg'] = None
+            if str(node.get('type', '')).endswith('FrozenBackbone'):
+                node['random_weights'] = True
             if 'vocab_file' in node:
                 node.pop('vocab_file')
                 node['vocab'] = synthetic_vocabulary(
@@ -100,15 +103,23 @@ SMALL_ARCHS = {
 }
 
 
+def vit_config(backbone_cfg: dict) -> dict:
+    """The ViT's config inside a backbone config: the innermost ``module`` of
+    its wrappers (``LoRAModel``, ``FrozenBackbone``), or itself."""
+    while 'module' in backbone_cfg:
+        backbone_cfg = backbone_cfg['module']
+    return backbone_cfg
+
+
 def with_backbone_arch(model_cfg: dict, arch: Union[str, dict]) -> ConfigDict:
-    """``model_cfg`` with its EVAViT (inside a ``LoRAModel`` or not) set to
-    ``arch`` (a name of ``SMALL_ARCHS`` or ``EVAViT.arch_zoo``, or a dict),
-    and every task's input width set to match."""
+    """``model_cfg`` with its EVAViT (:func:`vit_config`) set to ``arch`` (a
+    name of ``SMALL_ARCHS`` or ``EVAViT.arch_zoo``, or a dict), and every
+    task's input width set to match."""
     cfg = ConfigDict(copy.deepcopy(model_cfg))
     arch = SMALL_ARCHS.get(arch, arch) if isinstance(arch, str) else dict(arch)
     width = (EVAViT.arch_zoo[arch]
              if isinstance(arch, str) else arch)['embed_dims']
-    vit = cfg.backbone.module if 'module' in cfg.backbone else cfg.backbone
+    vit = vit_config(cfg.backbone)
     vit.arch = arch
     for task in cfg.tasks.values():
         if 'neck' in task:

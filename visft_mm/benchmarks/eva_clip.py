@@ -10,7 +10,9 @@ image tower is :class:`EVAViT` (cls token, final norm) plus the projection
 with the package); class names and prompts are mmpretrain's.
 
 Weights come from an original EVA-CLIP checkpoint (``visual.*``, ``text.*``,
-``logit_scale``) at construction, since test runs never call ``init_weights``.
+``logit_scale``) when the model is built, the rule every frozen model of
+visft_mm follows (``FrozenBackbone``): ``tools/test.py`` never calls
+``init_weights``.
 """
 import logging
 import os

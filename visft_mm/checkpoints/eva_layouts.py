@@ -10,8 +10,9 @@ the official ``load_state_dict(strict=False)``. Layouts, by their keys:
   ``cls_token``;
 * ``eva_clip``: a full EVA-CLIP checkpoint (``visual.*``, ``text.*``,
   ``logit_scale``); the text tower and the CLIP projection ``visual.head`` go;
-* ``visft_mm``: a visft_mm / mmengine model checkpoint (``backbone.*``, or
-  ``backbone.module.*`` for a LoRA-wrapped backbone);
+* ``visft_mm``: a visft_mm / mmengine model checkpoint (``backbone.*``,
+  ``backbone.module.*`` for a ``FrozenBackbone``, or
+  ``backbone.module.module.*`` for LoRA in one);
 * ``lavis_blip2``: a LAVIS BLIP-2 model (``visual_encoder.*``);
 * ``visft_train``: an official ViSFT training checkpoint
   (``visft_heads.backbone.0.*``).
@@ -43,14 +44,15 @@ from mmengine.logging import print_log
 
 from .io import (CheckpointError, describe_keys, read_checkpoint, save_atomic,
                  state_dict_misfit)
-from .lora_files import (LoRAWeights, is_lora_key, load_lora,
-                         merge_lora_state_dict)
+from .lora_files import (RUN_CHECKPOINT_PREFIX, LoRAWeights, is_lora_key,
+                         load_lora, merge_lora_state_dict)
 
 # Prefixes under which a model checkpoint holds the vision tower.
 TOWER_PREFIXES = {
     'visual.': 'eva_clip',
     'backbone.': 'visft_mm',
     'backbone.module.': 'visft_mm',
+    RUN_CHECKPOINT_PREFIX: 'visft_mm',
     'visual_encoder.': 'lavis_blip2',
     'visft_heads.backbone.0.': 'visft_train',
 }

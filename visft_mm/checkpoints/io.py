@@ -97,9 +97,10 @@ def module_misfit(module: nn.Module,
                   shape_fits: ShapeFits = same_shape) -> Misfit:
     """How ``state_dict`` misfits ``module`` under a strict load.
 
-    Submodules that keep weights out of their checkpoints
-    (``ExcludeFromCheckpoint``: a frozen backbone) accept a file holding
-    none of those weights or all of them, as their load hooks do.
+    Submodules that keep weights out of their checkpoints (a
+    ``FrozenBackbone``, whose ``excluded_state_keys`` names them) accept a
+    file holding none of those weights or all of them, as their load hooks
+    do.
     """
     expected = dict(module.state_dict())
     tensors = {

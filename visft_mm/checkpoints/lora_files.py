@@ -13,7 +13,9 @@ The official files (``scripts/postprocess/extract_lora_weights.py``) are a flat
 dict ``visual.blocks.{i}.attn.qkv.lora_{A,B}`` of loralib ``MergedLinear``
 tensors on q and v: rank comes from the shapes and alpha is always 1.
 
-A stage-2 run checkpoint holds the LoRA tensors under ``backbone.module.``;
+A stage-2 run checkpoint holds the LoRA tensors under
+``backbone.module.module.`` (ViSFT's ``LoRAModel`` backbone, its
+``FrozenBackbone``, the ViT);
 :class:`LoRAMetaHook` stores each layer's settings, keyed by the layer's name
 in the checkpoint, in ``meta['lora']`` (older checkpoints, without it, read
 like the official files).
@@ -40,8 +42,10 @@ from .io import (CheckpointError, describe_keys, read_checkpoint, save_atomic,
 LORA_FORMAT = 'visft_mm.lora'
 LORA_VERSION = 1
 OFFICIAL_PREFIXES = ('visual.', 'visft_heads.backbone.0.')
-# LoRA of a visft_mm stage-2 run checkpoint (ViSFT model, LoRAModel backbone).
-RUN_CHECKPOINT_PREFIX = 'backbone.module.'
+# The ViT of a visft_mm stage-2 run checkpoint: ViSFT.backbone is a LoRAModel
+# whose module is a FrozenBackbone of the ViT ('backbone.' + the LoRAModel's
+# network_prefix).
+RUN_CHECKPOINT_PREFIX = 'backbone.module.module.'
 # Where a run checkpoint's meta holds the settings of its LoRA layers.
 RUN_META_KEY = 'lora'
 OFFICIAL_EXPORT_PREFIX = 'visual.'
@@ -244,7 +248,8 @@ def load_lora(path,
               alpha: Optional[float] = None,
               slices: Union[None, str, Sequence[bool]] = None) -> LoRAWeights:
     """Read LoRA weights: our file format, the official ViSFT layout, or a
-    visft_mm stage-2 run checkpoint (its ``backbone.module.*.lora_A/B``).
+    visft_mm stage-2 run checkpoint (its
+    ``backbone.module.module.*.lora_A/B``).
 
     Args:
         path: The file.

@@ -16,8 +16,8 @@ from visft_mm.registry import HOOKS
 class LoRAMetaHook(Hook):
     """Writes rank, alpha and slices of every LoRA layer of the model to
     ``checkpoint['meta']['lora']``, keyed by the layer's name in the
-    checkpoint (``backbone.module.blocks.0.attn.qkv``); a model without
-    LoRA adds nothing."""
+    checkpoint (``backbone.module.module.blocks.0.attn.qkv``); a model
+    without LoRA adds nothing."""
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         model = runner.model.module if is_model_wrapper(
@@ -25,7 +25,8 @@ class LoRAMetaHook(Hook):
         layers = {}
         for name, module in model.named_modules():
             if isinstance(module, LoRAModel):
-                prefix = f'{name}.module.' if name else 'module.'
-                layers.update(lora_layers_meta(module, prefix))
+                prefix = f'{name}.' if name else ''
+                layers.update(
+                    lora_layers_meta(module, prefix + module.network_prefix))
         if layers:
             checkpoint.setdefault('meta', {})[RUN_META_KEY] = layers

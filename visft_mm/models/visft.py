@@ -10,11 +10,12 @@ task's preprocessor, and ``forward`` routes to that task's model, so mmengine's
 ``train_step``/``val_step`` and ``MMDistributedDataParallel`` work as they are.
 
 The stage is set by the config: stage 1 freezes the backbone
-(``EVAViT(frozen=True)``) and trains one task model; stage 2 wraps the
-backbone in ``LoRAModel``, freezes the task models (``freeze_tasks=True``)
-and loads them from their stage-1 checkpoints (``task_checkpoints``).
-Checkpoints hold every trainable tensor but no frozen backbone weight: those
-come from the backbone's ``init_cfg``.
+(``FrozenBackbone(module=EVAViT)``) and trains one task model; stage 2 puts
+LoRA into that frozen backbone (``LoRAModel(module=FrozenBackbone(...))``),
+freezes the task models (``freeze_tasks=True``) and loads them from their
+stage-1 checkpoints (``task_checkpoints``). Checkpoints hold every tensor but
+the frozen backbone's, which ``FrozenBackbone`` loads from the ViT's
+``init_cfg``.
 """
 import copy
 from typing import Dict, List, Optional
@@ -27,7 +28,6 @@ from mmengine.model import BaseDataPreprocessor, BaseModel, ModuleDict
 
 from visft_mm.checkpoints.io import load_model_state_dict, module_misfit
 from visft_mm.registry import MODELS
-from .checkpoint_exclusion import ExcludeFromCheckpoint
 
 SHARED_BACKBONE = dict(type='visft_mm.FeaturesAsInput')
 
@@ -64,12 +64,12 @@ class MultiTaskDataPreprocessor(BaseDataPreprocessor):
 
 
 @MODELS.register_module()
-class ViSFT(ExcludeFromCheckpoint, BaseModel):
+class ViSFT(BaseModel):
     """Shared backbone + task models.
 
     Args:
-        backbone: The vision backbone (an ``EVAViT``, or a ``LoRAModel`` of
-            one).
+        backbone: The vision backbone: a ``FrozenBackbone`` of an ``EVAViT``
+            (stage 1), or a ``LoRAModel`` of one (stage 2).
         tasks: Task name → task model config. Each config carries its own
             ``data_preprocessor``; its ``backbone`` is set to
             ``FeaturesAsInput`` (a config naming another backbone is an error).
@@ -123,7 +123,6 @@ class ViSFT(ExcludeFromCheckpoint, BaseModel):
         if freeze_tasks:
             self.tasks.requires_grad_(False)
         self.task_checkpoints = dict(task_checkpoints or {})
-        self.register_checkpoint_exclusion()
 
     @property
     def task_names(self) -> List[str]:
@@ -166,18 +165,3 @@ class ViSFT(ExcludeFromCheckpoint, BaseModel):
         print_log(
             f'task {task!r}: loaded {len(weights)} tensors from {path}',
             logger='current')
-
-    def init_excluded_weights(self) -> None:
-        if not getattr(self.backbone, '_is_init', False):
-            self.backbone.init_weights()
-
-    def excluded_state_keys(self) -> List[str]:
-        """Frozen backbone tensors: they come from the backbone's init_cfg."""
-        trainable = {
-            name
-            for name, p in self.backbone.named_parameters() if p.requires_grad
-        }
-        return [
-            f'backbone.{name}' for name in self.backbone.state_dict()
-            if name not in trainable
-        ]

@@ -14,7 +14,7 @@ demo_caption_head = dict(
     max_decode_len=16)
 model = dict(
     type='ViSFT',
-    backbone=dict(**_base_.eva_backbone, frozen=True),
+    backbone=dict(type='visft_mm.FrozenBackbone', module=_base_.eva_backbone),
     tasks=dict(
         caption=dict(
             _base_.caption_model,
@@ -40,7 +40,8 @@ test_evaluator = val_evaluator
 required_paths = dict(
     backbone=[
         dict(
-            _base_.eva_weights_input, key='model.backbone.init_cfg.checkpoint')
+            _base_.eva_weights_input,
+            key='model.backbone.module.init_cfg.checkpoint')
     ],
     data=_base_.caption_inputs,
     word_map=[_base_.caption_word_map_input])

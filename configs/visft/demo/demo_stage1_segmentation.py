@@ -8,7 +8,7 @@ _base_ = [
 max_iters = 400
 model = dict(
     type='ViSFT',
-    backbone=dict(**_base_.eva_backbone, frozen=True),
+    backbone=dict(type='visft_mm.FrozenBackbone', module=_base_.eva_backbone),
     tasks=dict(segmentation=_base_.segmentation_model))
 optim_wrapper = dict(optimizer=dict(lr=5e-4))
 param_scheduler = [
@@ -31,6 +31,7 @@ test_evaluator = val_evaluator
 required_paths = dict(
     backbone=[
         dict(
-            _base_.eva_weights_input, key='model.backbone.init_cfg.checkpoint')
+            _base_.eva_weights_input,
+            key='model.backbone.module.init_cfg.checkpoint')
     ],
     data=_base_.segmentation_inputs)

@@ -9,6 +9,7 @@ LAVIS checkpoints minus the ``visual.`` prefix, so loading them is a rename.
 Shapes: an image (B, 3, H, W) becomes a (B, h*w, C) token sequence, with
 h = H // 14 and w = W // 14; outputs are (B, C, h, w) feature maps.
 """
+import logging
 import math
 import os
 from typing import Dict, Optional, Sequence, Tuple, Union
@@ -17,6 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
+from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 
@@ -157,10 +159,9 @@ class EVAViT(BaseModule):
         out_type: ``'featmap'`` (B, C, h, w), ``'raw'`` (B, [1 +] h*w, C) or
             ``'cls_token'`` (B, C; needs ``with_cls_token``).
         final_norm: Whether the model has the final LayerNorm ``norm``.
-        frozen: Stop gradients into every parameter (ViSFT stage 1).
         with_cp: Gradient checkpointing per block whenever the forward builds
-            a graph (train or eval mode: a frozen backbone with LoRA trains in
-            eval mode); non-reentrant, so it needs no grad-requiring input.
+            a graph (train or eval mode: a ``FrozenBackbone`` with LoRA trains
+            in eval mode); non-reentrant, so it needs no grad-requiring input.
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` loads any
             layout :func:`convert_eva_state_dict` accepts, reporting every
             missing or unexpected key.
@@ -193,7 +194,6 @@ class EVAViT(BaseModule):
                  out_indices: Union[int, Sequence[int]] = -1,
                  out_type: str = 'featmap',
                  final_norm: bool = True,
-                 frozen: bool = False,
                  with_cp: bool = False,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
@@ -212,7 +212,6 @@ class EVAViT(BaseModule):
             raise ValueError("out_type='cls_token' needs with_cls_token=True")
         self.out_type = out_type
         self.out_indices = self._parse_out_indices(out_indices, num_layers)
-        self.frozen = frozen
         self.with_cp = with_cp
 
         self.patch_embed = nn.Module()
@@ -228,8 +227,7 @@ class EVAViT(BaseModule):
             for _ in range(num_layers))
         self.norm = nn.LayerNorm(C, eps=1e-6) if final_norm else nn.Identity()
         self._pos_cache: Dict[tuple, torch.Tensor] = {}
-        if frozen:
-            self.requires_grad_(False)
+        self._warned_uneven_input = False
 
     # ------------------------------------------------------------------ setup
     @classmethod
@@ -288,10 +286,6 @@ class EVAViT(BaseModule):
                     if m.bias is not None:
                         nn.init.zeros_(m.bias)
 
-    def train(self, mode: bool = True):
-        # A frozen backbone always runs in eval mode.
-        return super().train(mode and not self.frozen)
-
     # ---------------------------------------------------------------- forward
     def resized_pos_embed(self, h: int, w: int) -> torch.Tensor:
         """Patch part of the position table for an h×w grid, (1, h*w, C).
@@ -314,6 +308,7 @@ class EVAViT(BaseModule):
         return resized
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        self._warn_uneven_input(*x.shape[-2:])
         x = self.patch_embed.proj(x)  # (B, C, h, w)
         B, C, h, w = x.shape
         x = x.flatten(2).transpose(1, 2) + self.resized_pos_embed(
@@ -336,6 +331,23 @@ class EVAViT(BaseModule):
             if i in self.out_indices:
                 outs.append(self._format_output(x, num_prefix, h, w))
         return tuple(outs)
+
+    def _warn_uneven_input(self, height: int, width: int) -> None:
+        """Warn once if the patch convolution drops edge pixels of the input
+        (a height or width that is not a multiple of the patch size)."""
+        dropped_rows = height % self.patch_size
+        dropped_cols = width % self.patch_size
+        if self._warned_uneven_input or not (dropped_rows or dropped_cols):
+            return
+        self._warned_uneven_input = True
+        print_log(
+            f'EVAViT: a {height}x{width} input is not a multiple of the patch '
+            f'size {self.patch_size}, so its last {dropped_rows} rows and '
+            f'{dropped_cols} columns of pixels are dropped; pad inputs with '
+            f'pad_size_divisor={self.patch_size} in the data preprocessor '
+            '(warned once)',
+            logger='current',
+            level=logging.WARNING)
 
     def _builds_graph(self, x: torch.Tensor) -> bool:
         """Whether this forward records a graph for backward: checkpointing

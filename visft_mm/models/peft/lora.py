@@ -4,23 +4,26 @@ Written here because mmpretrain's ``LoRAModel`` cannot serve ViSFT: its
 ``LoRALinear`` has no ``.weight`` (EVA attention reads ``qkv.weight``), it
 adapts the whole fused ``qkv`` output rather than the q and v slices, and its
 state-dict hooks drop every non-LoRA key of the *whole* model, not only of the
-wrapped module. The tensor layout is loralib's ``MergedLinear`` (what the
+wrapped module. Here freezing is ``FrozenBackbone``'s alone: LoRA layers
+injected into a frozen backbone are its only trainable, hence saved, tensors.
+The tensor layout is loralib's ``MergedLinear`` (what the
 official ViSFT LoRA files hold; see :mod:`visft_mm.checkpoints.lora_files`).
 """
 import math
 import re
-from typing import Dict, Iterable, List, Optional, Sequence, Union
+from typing import Dict, Iterable, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmengine.logging import print_log
 from mmengine.model import BaseModule
 
 from visft_mm.checkpoints.io import state_dict_misfit
 from visft_mm.checkpoints.lora_files import (fused_lora_delta, is_lora_key,
                                              parse_slices)
 from visft_mm.registry import MODELS
-from ..checkpoint_exclusion import ExcludeFromCheckpoint
+from ..backbones.frozen_backbone import FrozenBackbone
 
 
 class LoRALinear(nn.Linear):
@@ -49,8 +52,8 @@ class LoRALinear(nn.Linear):
         num_slices = len(self.slices) if self.slices else 1
         if self.out_features % num_slices:
             raise ValueError(
-                f'out_features {self.out_features} does not split into '
-                f'{num_slices} slices')
+                f'slices {self.slices} need out_features in {num_slices} '
+                f'equal slices, but out_features is {self.out_features}')
         self.slice_width = self.out_features // num_slices
         self.adapted = [
             i for i, on in enumerate(self.slices or (True, )) if on
@@ -120,9 +123,13 @@ class LoRALinear(nn.Linear):
 
 
 @MODELS.register_module()
-class LoRAModel(ExcludeFromCheckpoint, BaseModule):
-    """Inject LoRA into the layers of ``module`` whose names match ``targets``
-    and freeze every other parameter of ``module``.
+class LoRAModel(BaseModule):
+    """Inject LoRA into the layers of ``module`` whose names match ``targets``.
+
+    ``module`` is usually a :class:`FrozenBackbone`: its frozen weights stay
+    out of gradients and checkpoints while the LoRA layers train and are
+    saved. Layers are named as in the network LoRA adapts (the frozen
+    backbone's ``module``), as LoRA files name them (``blocks.0.attn.qkv``).
 
     Arguments follow mmpretrain's ``LoRAModel`` so its configs carry over; a
     target matches a module name by ``re.fullmatch`` or suffix, and may set its
@@ -132,10 +139,8 @@ class LoRAModel(ExcludeFromCheckpoint, BaseModule):
     Args:
         module: The model (or its config) to adapt.
         targets: Layer selectors, e.g. ``[dict(type='qkv', slices='qv')]``.
-        lora_only_state_dict: Save only the LoRA tensors of ``module`` (the
-            frozen weights come from its ``init_cfg``) and accept a checkpoint
-            that has none of those frozen weights. Other modules' keys are
-            never touched.
+            Slices need a layer whose output splits into that many equal
+            parts (``'qv'``: a fused qkv projection).
     """
 
     def __init__(self,
@@ -145,7 +150,6 @@ class LoRAModel(ExcludeFromCheckpoint, BaseModule):
                  alpha: float = 1.,
                  drop_rate: float = 0.,
                  slices: Union[None, str, Sequence[bool]] = None,
-                 lora_only_state_dict: bool = False,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         self.module = MODELS.build(module) if isinstance(module,
@@ -155,10 +159,25 @@ class LoRAModel(ExcludeFromCheckpoint, BaseModule):
         self.targets = [dict(t) for t in targets]
         self.lora_layers: Dict[str, LoRALinear] = {}
         self._inject()
-        for name, param in self.module.named_parameters():
-            param.requires_grad_(is_lora_key(name))
-        self.lora_only_state_dict = lora_only_state_dict
-        self.register_checkpoint_exclusion()
+        print_log(
+            f'LoRAModel: LoRA on {len(self.lora_layers)} layers of '
+            f'{type(self.network).__name__}: {", ".join(self.lora_layers)}',
+            logger='current')
+
+    @property
+    def network(self) -> nn.Module:
+        """The network LoRA adapts: the frozen backbone's module, or
+        ``module`` itself."""
+        if isinstance(self.module, FrozenBackbone):
+            return self.module.module
+        return self.module
+
+    @property
+    def network_prefix(self) -> str:
+        """Where the network's keys sit in this module's state dict
+        (``'module.module.'`` inside a frozen backbone)."""
+        nested = isinstance(self.module, FrozenBackbone)
+        return 'module.module.' if nested else 'module.'
 
     def _match(self, name: str) -> Optional[dict]:
         for target in self.targets:
@@ -168,7 +187,7 @@ class LoRAModel(ExcludeFromCheckpoint, BaseModule):
         return None
 
     def _inject(self) -> None:
-        for name, layer in list(self.module.named_modules()):
+        for name, layer in list(self.network.named_modules()):
             target = self._match(name)
             if target is None:
                 continue
@@ -184,13 +203,16 @@ class LoRAModel(ExcludeFromCheckpoint, BaseModule):
                     for k, v in target.items() if k != 'type'
                 }
             }
-            lora = LoRALinear(layer, **kwargs)
+            try:
+                lora = LoRALinear(layer, **kwargs)
+            except ValueError as e:
+                raise ValueError(f'LoRA target {name!r}: {e}') from e
             parent_name, _, attr = name.rpartition('.')
-            setattr(self.module.get_submodule(parent_name), attr, lora)
+            setattr(self.network.get_submodule(parent_name), attr, lora)
             self.lora_layers[name] = lora
         if not self.lora_layers:
             raise ValueError(
-                f'No layer of {type(self.module).__name__} matches the LoRA '
+                f'No layer of {type(self.network).__name__} matches the LoRA '
                 f'targets {[t["type"] for t in self.targets]}')
 
     def forward(self, *args, **kwargs):
@@ -214,10 +236,10 @@ class LoRAModel(ExcludeFromCheckpoint, BaseModule):
             layer.unmerge()
 
     def lora_state_dict(self) -> Dict[str, torch.Tensor]:
-        """LoRA tensors keyed by their names inside ``module``."""
+        """LoRA tensors keyed by their names inside :attr:`network`."""
         return {
             name: p.detach().clone()
-            for name, p in self.module.named_parameters() if is_lora_key(name)
+            for name, p in self.network.named_parameters() if is_lora_key(name)
         }
 
     def load_lora_state_dict(self, state_dict: Dict[str,
@@ -226,7 +248,7 @@ class LoRAModel(ExcludeFromCheckpoint, BaseModule):
         any missing or surplus key or other shape is an error."""
         own = {
             name: p
-            for name, p in self.module.named_parameters() if is_lora_key(name)
+            for name, p in self.network.named_parameters() if is_lora_key(name)
         }
         misfit = state_dict_misfit(own, state_dict)
         if misfit:
@@ -244,17 +266,3 @@ class LoRAModel(ExcludeFromCheckpoint, BaseModule):
             name: dict(rank=l.rank, alpha=l.alpha, slices=l.slices)
             for name, l in self.lora_layers.items()
         }
-
-    def init_excluded_weights(self) -> None:
-        if not getattr(self.module, '_is_init', False):
-            self.module.init_weights()
-
-    def excluded_state_keys(self) -> List[str]:
-        """Every tensor of ``module`` but LoRA (``lora_only_state_dict``
-        only)."""
-        if not self.lora_only_state_dict:
-            return []
-        return [
-            f'module.{name}' for name in self.module.state_dict()
-            if not is_lora_key(name)
-        ]
