@@ -14,11 +14,10 @@ place for is refused before it is loaded (:class:`CheckpointFitHook`).
 import argparse
 
 from mmengine.evaluator import DumpResults
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
 from visft_mm.engine import CheckpointFitHook
-from visft_mm.utils.cli import add_common_arguments, load_tool_config
+from visft_mm.utils.cli import (add_common_arguments, build_runner,
+                                load_tool_config, quiet_known_warnings)
 from visft_mm.utils.required_paths import (MissingPathsError,
                                            check_required_paths)
 
@@ -36,6 +35,7 @@ def parse_args():
 
 
 def main():
+    quiet_known_warnings()
     args = parse_args()
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         raise SystemExit('error: --out must be a .pkl file')
@@ -46,8 +46,7 @@ def main():
         check_required_paths(cfg)
     except MissingPathsError as e:
         raise SystemExit(f'error: {e}')
-    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(
-        cfg)
+    runner = build_runner(cfg)
     runner.register_hook(CheckpointFitHook())
     if args.out is not None:
         evaluator = runner.test_evaluator

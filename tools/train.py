@@ -6,10 +6,8 @@
 """
 import argparse
 
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
-
-from visft_mm.utils.cli import add_common_arguments, load_tool_config
+from visft_mm.utils.cli import (add_common_arguments, build_runner,
+                                load_tool_config, quiet_known_warnings)
 
 
 def parse_args():
@@ -30,6 +28,7 @@ def parse_args():
 
 
 def main():
+    quiet_known_warnings()
     args = parse_args()
     cfg = load_tool_config(args)
     if args.amp and cfg.optim_wrapper.get(
@@ -41,8 +40,7 @@ def main():
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
-    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(
-        cfg)
+    runner = build_runner(cfg)
     runner.train()
 
 
