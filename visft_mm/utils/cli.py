@@ -127,7 +127,8 @@ def load_tool_config(args: argparse.Namespace) -> Config:
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
-    if args.tensorboard:
+    # args not parsed by add_common_arguments may lack the flag
+    if getattr(args, 'tensorboard', False):
         require_tensorboard()
         add_tensorboard_backend(cfg)
     return cfg
