@@ -332,13 +332,13 @@ def task_metric_key(task: str, key: str) -> str:
 
 
 def metrics_table(metrics: Dict[str, Dict[str, object]]) -> str:
-    """Task → its metrics as a table with a row per task and metric, the
-    task named on its first row only."""
+    """Task → its metrics (keyed by :func:`task_metric_key`) as a table with
+    a row per task and metric, the task named on its first row only."""
     table = PrettyTable(['task', 'metric', 'value'], align='l')
     table.align['value'] = 'r'
     for task, task_metrics in metrics.items():
         for row, (key, value) in enumerate(task_metrics.items()):
-            name = key[len(task) + 1:] if key.startswith(f'{task}/') else key
+            name = key[len(task) + 1:]
             if isinstance(value, float):
                 value = f'{value:.4f}'
             table.add_row([task if row == 0 else '', name, value])
