@@ -210,6 +210,9 @@ def test_demo_shows_progress_metrics_and_warnings_only(tmp_path):
     spec.loader.exec_module(run_demo)
     cfg = runtime_cfg(tmp_path, max_iters=4, val_interval=4)
     cfg.default_hooks.logger.interval = 2
+    # a logger of its own: an earlier runner of the same second would lend
+    # its logger, which writes elsewhere
+    cfg.experiment_name = 'demo_log_display'
     shown = io.StringIO()
     # as the demo's evaluation: the logger writes to the stdout of its
     # creation
