@@ -19,12 +19,11 @@ import logging
 
 from mmengine.evaluator import DumpResults
 from mmengine.logging import print_log
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
 from visft_mm.engine import CheckpointFitHook
-from visft_mm.utils.cli import (add_common_arguments, exit_on_input_error,
-                                load_tool_config)
+from visft_mm.utils.cli import (add_common_arguments, build_runner,
+                                exit_on_input_error, load_tool_config,
+                                quiet_known_warnings)
 from visft_mm.utils.required_paths import check_required_paths
 
 
@@ -41,6 +40,7 @@ def parse_args():
 
 
 def main():
+    quiet_known_warnings()
     args = parse_args()
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         raise SystemExit('error: --out must be a .pkl file')
@@ -60,8 +60,7 @@ def evaluate(args: argparse.Namespace) -> None:
             logger='current',
             level=logging.WARNING)
     check_required_paths(cfg, training=False)
-    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(
-        cfg)
+    runner = build_runner(cfg)
     runner.register_hook(CheckpointFitHook())
     if args.out is not None:
         evaluator = runner.test_evaluator

@@ -11,11 +11,9 @@ or malformed file, a checkpoint that does not fit) stops the run with one
 """
 import argparse
 
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
-
-from visft_mm.utils.cli import (add_common_arguments, exit_on_input_error,
-                                load_tool_config)
+from visft_mm.utils.cli import (add_common_arguments, build_runner,
+                                exit_on_input_error, load_tool_config,
+                                quiet_known_warnings)
 from visft_mm.utils.required_paths import check_required_paths
 
 
@@ -37,6 +35,7 @@ def parse_args():
 
 
 def main():
+    quiet_known_warnings()
     args = parse_args()
     with exit_on_input_error():
         train(args)
@@ -54,8 +53,7 @@ def train(args: argparse.Namespace) -> None:
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
     check_required_paths(cfg)
-    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(
-        cfg)
+    runner = build_runner(cfg)
     runner.train()
 
 

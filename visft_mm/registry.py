@@ -67,6 +67,8 @@ OPTIM_WRAPPER_CONSTRUCTORS = _child('optimizer wrapper constructor',
                                     ['visft_mm.engine'])
 PARAM_SCHEDULERS = _child('parameter scheduler', MMDET_PARAM_SCHEDULERS,
                           ['visft_mm.engine'])
+LOG_PROCESSORS = _child('log_processor', MMDET_LOG_PROCESSORS,
+                        ['visft_mm.engine'])
 # Nodes with no visft_mm modules of their own: they exist so that builds in
 # the visft_mm scope find mmdet's registries instead of warning and falling
 # back to mmengine's root.
@@ -78,4 +80,3 @@ RUNNER_CONSTRUCTORS = _child('runner constructor', MMDET_RUNNER_CONSTRUCTORS,
                              [])
 VISUALIZERS = _child('visualizer', MMDET_VISUALIZERS, [])
 VISBACKENDS = _child('vis_backend', MMDET_VISBACKENDS, [])
-LOG_PROCESSORS = _child('log_processor', MMDET_LOG_PROCESSORS, [])

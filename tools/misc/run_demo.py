@@ -13,18 +13,25 @@
 6. Evaluate again and print both rows side by side, with how far LoRA moved
    the q and v weights.
 
+Of the runs' logs the demo shows the progress lines (one per logged interval,
+with eta), the metrics, warnings and errors; each run's whole log is kept in
+its work dir (``<work dir>/<timestamp>/<timestamp>.log``).
+
 The pieces underneath (converter, Pretrained loading, LoRA learning a low-rank
 q/v change, merge tool) are tested in tests/test_model_converters.py,
 tests/test_eva_layouts.py and tests/test_lora.py.
 """
 import argparse
+import contextlib
+import io
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Optional, TextIO
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_CONFIGS = ROOT / 'configs/visft/demo'
@@ -33,8 +40,13 @@ WORK_DIR = 'work_dirs/visft_demo'
 STAGE1 = ('detection', 'segmentation', 'caption')
 COLUMNS = (('bbox mAP', 'detection/coco/bbox_mAP'),
            ('segm mAP', 'segmentation/coco/segm_mAP'),
-           ('CIDEr', 'caption/caption/CIDEr'), ('BLEU-4',
-                                                'caption/caption/Bleu_4'))
+           ('CIDEr', 'caption/CIDEr'), ('BLEU-4', 'caption/Bleu_4'))
+# The log lines the demo shows: mmengine's progress and metric lines
+# (``Iter(train) [ 20/300]  ...``), warnings and errors, and the rows of the
+# metric tables; the time stamp and logger name are dropped.
+SHOWN_LINE = re.compile(r'^[\d/]+ [\d:]+ - mmengine - '
+                        r'(?:INFO - (?=(?:Iter|Epoch)\()|(?=WARNING|ERROR))'
+                        r'|^(?=[+|])')
 
 
 def step(title: str) -> float:
@@ -42,15 +54,36 @@ def step(title: str) -> float:
     return time.time()
 
 
-# Known, harmless start-up noise of the pinned stack (mmengine imports
-# pkg_resources; mmdet's DINO calls meshgrid without ``indexing``).
-QUIET = ('ignore:pkg_resources is deprecated:UserWarning,'
-         'ignore:torch.meshgrid:UserWarning')
+class LogDisplay(io.TextIOBase):
+    """A text stream that passes on to ``out`` only the lines that
+    :data:`SHOWN_LINE` matches."""
+
+    def __init__(self, out: TextIO):
+        self.out = out
+        self.partial = ''
+
+    def write(self, text: str) -> int:
+        *lines, self.partial = (self.partial + text).split('\n')
+        for line in lines:
+            shown = SHOWN_LINE.match(line)
+            if shown:
+                print(line[shown.end():], file=self.out, flush=True)
+        return len(text)
 
 
 def run(*args: str) -> None:
-    env = dict(os.environ, PYTHONWARNINGS=QUIET)
-    subprocess.run([sys.executable, *args], cwd=ROOT, check=True, env=env)
+    """Run a script of the repository, showing its log as
+    :class:`LogDisplay` does; its stderr (warnings, tracebacks) in full."""
+    display = LogDisplay(sys.stdout)
+    with subprocess.Popen([sys.executable, *args],
+                          cwd=ROOT,
+                          stdout=subprocess.PIPE,
+                          text=True) as process:
+        for line in process.stdout:
+            display.write(line)
+    if process.returncode:
+        raise subprocess.CalledProcessError(process.returncode,
+                                            [sys.executable, *args])
 
 
 def lora_change(checkpoint: str, backbone: str) -> dict:
@@ -83,19 +116,24 @@ def evaluate(checkpoint: Optional[str], out_json: Path) -> dict:
     """Test every task with the stage-2 config. Without a checkpoint the model
     is tested as initialised: stage-1 heads, LoRA update zero."""
     from mmengine.config import Config
-    from mmengine.runner import Runner
+
+    from visft_mm.utils.cli import build_runner
     cfg = Config.fromfile(str(DEMO_CONFIGS / 'demo_stage2.py'))
     cfg.work_dir = f'{WORK_DIR}/eval'
     cfg.load_from = checkpoint
-    runner = Runner.from_cfg(cfg)
-    if checkpoint is None:
-        runner.model.init_weights()
-    metrics = {k: float(v) for k, v in runner.test().items()}
+    # the runner's logger writes to the sys.stdout of its creation
+    with contextlib.redirect_stdout(LogDisplay(sys.stdout)):
+        runner = build_runner(cfg)
+        if checkpoint is None:
+            runner.model.init_weights()
+        metrics = {k: float(v) for k, v in runner.test().items()}
     out_json.write_text(json.dumps(metrics, indent=2))
     return metrics
 
 
 def main():
+    from visft_mm.utils.cli import quiet_known_warnings
+    quiet_known_warnings()
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--num-train', type=int, default=400)
     parser.add_argument('--num-val', type=int, default=100)

@@ -7,6 +7,7 @@ from .backbone_checkpoint_hook import (BackboneCheckpointHook,
                                        load_module_weights)
 from .checkpoint_fit_hook import CheckpointFitHook
 from .lora_meta_hook import LoRAMetaHook
+from .multi_task_log_processor import MultiTaskLogProcessor
 from .multi_task_loops import (MultiTaskTestLoop, MultiTaskTrainLoop,
                                MultiTaskValLoop, sample_task, task_counts)
 from .optim_wrapper import MixedPrecisionOptimWrapper
@@ -14,7 +15,7 @@ from .random_state_hook import RandomStateHook
 
 __all__ = [
     'BackboneCheckpointHook', 'CheckpointFitHook', 'LoRAMetaHook',
-    'load_module_weights', 'MultiTaskTrainLoop', 'MultiTaskValLoop',
-    'MultiTaskTestLoop', 'MixedPrecisionOptimWrapper', 'RandomStateHook',
-    'sample_task', 'task_counts'
+    'load_module_weights', 'MultiTaskLogProcessor', 'MultiTaskTrainLoop',
+    'MultiTaskValLoop', 'MultiTaskTestLoop', 'MixedPrecisionOptimWrapper',
+    'RandomStateHook', 'sample_task', 'task_counts'
 ]

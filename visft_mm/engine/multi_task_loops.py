@@ -19,6 +19,9 @@ loss scaling, the step after the last micro-batch, no DDP sync before it).
 Written here is only what its loops lack: an iteration that runs all of an
 optimizer step's micro-batches, on one task, so that iterations, schedules
 and intervals count optimizer steps (mmengine's loops count micro-batches).
+
+The loops record each iteration's task (and a training iteration's total
+loss) in the message hub, for :class:`MultiTaskLogProcessor`'s lines.
 """
 import contextlib
 import logging
@@ -37,10 +40,12 @@ from mmengine.runner import IterBasedTrainLoop
 from mmengine.runner.amp import autocast
 from mmengine.runner.base_loop import BaseLoop
 from mmengine.runner.loops import calc_dynamic_intervals
+from prettytable import PrettyTable
 from torch.utils.data import DataLoader
 
 from visft_mm.registry import LOOPS
 from visft_mm.utils.required_paths import InputError
+from .multi_task_log_processor import record_task, record_task_loss
 
 LoaderOrCfg = Union[dict, DataLoader]
 
@@ -298,6 +303,8 @@ class MultiTaskTrainLoop(IterBasedTrainLoop):
     def run_iter(self, micro_batches: List[dict]) -> None:
         """One optimizer step: ``train_step`` on each micro-batch, hooks
         once."""
+        task = micro_batches[0]['task']
+        record_task(self.runner.message_hub, task)
         self.runner.call_hook(
             'before_train_iter',
             batch_idx=self._iter,
@@ -311,6 +318,8 @@ class MultiTaskTrainLoop(IterBasedTrainLoop):
             key: sum(step[key].detach() for step in log_vars) / len(log_vars)
             for key in log_vars[0]
         }
+        if 'loss' in outputs:
+            record_task_loss(self.runner.message_hub, task, outputs['loss'])
         self.runner.call_hook(
             'after_train_iter',
             batch_idx=self._iter,
@@ -319,9 +328,31 @@ class MultiTaskTrainLoop(IterBasedTrainLoop):
         self._iter += 1
 
 
+def task_metric_key(task: str, key: str) -> str:
+    """A task's metric under its task name (``detection/coco/bbox_mAP``);
+    once only, when the metric's own prefix is the task name
+    (``caption/Bleu_1``)."""
+    return key if key.startswith(f'{task}/') else f'{task}/{key}'
+
+
+def metrics_table(metrics: Dict[str, Dict[str, object]]) -> str:
+    """Task → its metrics (keyed by :func:`task_metric_key`) as a table with
+    a row per task and metric, the task named on its first row only."""
+    table = PrettyTable(['task', 'metric', 'value'], align='l')
+    table.align['value'] = 'r'
+    for task, task_metrics in metrics.items():
+        for row, (key, value) in enumerate(task_metrics.items()):
+            name = key[len(task) + 1:]
+            if isinstance(value, float):
+                value = f'{value:.4f}'
+            table.add_row([task if row == 0 else '', name, value])
+    return table.get_string()
+
+
 class _MultiTaskEvalLoop(BaseLoop):
     """Evaluate every task on its own dataloader and evaluator; metrics are
-    prefixed with the task name (``detection/coco/bbox_mAP``)."""
+    prefixed with the task name (:func:`task_metric_key`) and shown in one
+    table at the end."""
 
     stage = 'val'
 
@@ -356,21 +387,31 @@ class _MultiTaskEvalLoop(BaseLoop):
         self.runner.call_hook(f'before_{hook}')
         self.runner.call_hook(f'before_{hook}_epoch')
         self.runner.model.eval()
-        metrics = {}
+        per_task = {}
         with preserved_random_state():
             for task, loader in self.task_dataloaders.items():
                 # hooks log progress against the current task
                 self.dataloader = loader
+                record_task(self.runner.message_hub, task)
                 evaluator = self.evaluator[task]
                 for batch_idx, data_batch in enumerate(loader):
                     data_batch['task'] = task
                     self.run_iter(batch_idx, data_batch, evaluator)
-                task_metrics = evaluator.evaluate(len(loader.dataset))
-                metrics.update({
-                    f'{task}/{k}': v
-                    for k, v in task_metrics.items()
-                })
+                per_task[task] = {
+                    task_metric_key(task, key): value
+                    for key, value in evaluator.evaluate(len(
+                        loader.dataset)).items()
+                }
+        metrics = {
+            key: value
+            for task_metrics in per_task.values()
+            for key, value in task_metrics.items()
+        }
         self.runner.call_hook(f'after_{hook}_epoch', metrics=metrics)
+        print_log(
+            f'Metrics of every task ({self.stage}):\n' +
+            metrics_table(per_task),
+            logger='current')
         self.runner.call_hook(f'after_{hook}')
         return metrics
 

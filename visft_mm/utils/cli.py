@@ -1,14 +1,20 @@
 """What the tools share: the common arguments and config set-up of
-tools/train.py and tools/test.py (launcher, overrides, work dir, backbone),
+tools/train.py and tools/test.py (launcher, overrides, work dir, backbone,
+TensorBoard), the silencing of the pinned stack's known start-up warnings,
 and how the tools report bad input."""
 import argparse
+import importlib.util
+import logging
 import os
 import os.path as osp
 import sys
+import warnings
 from contextlib import contextmanager
 from typing import Optional
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
 
 from visft_mm.checkpoints.io import CheckpointError
 from .dist import init_cpu_process_group
@@ -18,6 +24,44 @@ from .required_paths import InputError
 # through mmengine's substitution:
 # backbone_checkpoint = '{{$BACKBONE_CHECKPOINT:...}}'.
 BACKBONE_ENV = 'BACKBONE_CHECKPOINT'
+
+# The pinned stack's known, harmless start-up warnings, by message, category
+# and issuing module: mmengine imports and reloads pkg_resources, and mmdet's
+# point generators call torch.meshgrid without ``indexing``.
+KNOWN_WARNINGS = (
+    (r'pkg_resources is deprecated as an API', UserWarning,
+     r'(mmengine\.utils\.package_utils|importlib)$'),
+    (r'torch\.meshgrid: in an upcoming release', UserWarning,
+     r'torch\.functional$'),
+)
+# mmengine's CheckpointHook builds a FileClient, whose deprecation notices
+# are log records (print_log), not warnings.
+KNOWN_LOG_NOTICES = ('"FileClient" will be deprecated in future',
+                     '"HardDiskBackend" is the alias of "LocalBackend"')
+
+
+def quiet_known_warnings() -> None:
+    """Ignore :data:`KNOWN_WARNINGS`; every other warning still shows. Call
+    it first: the pkg_resources one comes when a config is read."""
+    for message, category, module in KNOWN_WARNINGS:
+        warnings.filterwarnings(
+            'ignore', message=message, category=category, module=module)
+
+
+class QuietKnownLogNotices(logging.Filter):
+    """Drops the log records of :data:`KNOWN_LOG_NOTICES`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(KNOWN_LOG_NOTICES)
+
+
+def build_runner(cfg: Config) -> Runner:
+    """The config's runner (its ``runner_type`` or mmengine's), its logger
+    without :data:`KNOWN_LOG_NOTICES`."""
+    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(
+        cfg)
+    runner.logger.addFilter(QuietKnownLogNotices())
+    return runner
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,6 +83,11 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         help='backbone checkpoint, for configs that read it from '
         f'${BACKBONE_ENV} (the benchmarks in configs/visft/eval/): '
         'base or ViSFT-merged')
+    parser.add_argument(
+        '--tensorboard',
+        action='store_true',
+        help='also write scalars for TensorBoard (<work dir>/<timestamp>/'
+        'vis_data); needs the tensorboard package')
 
 
 def read_config(path: str, backbone: Optional[str] = None) -> Config:
@@ -78,7 +127,34 @@ def load_tool_config(args: argparse.Namespace) -> Config:
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
+    # args not parsed by add_common_arguments may lack the flag
+    if getattr(args, 'tensorboard', False):
+        require_tensorboard()
+        add_tensorboard_backend(cfg)
     return cfg
+
+
+def require_tensorboard() -> None:
+    """Exit with one line if the tensorboard package (which mmengine's
+    ``TensorboardVisBackend`` writes through) is missing."""
+    if importlib.util.find_spec('tensorboard') is None:
+        raise SystemExit('error: --tensorboard needs the tensorboard '
+                         'package: pip install tensorboard')
+
+
+def add_tensorboard_backend(cfg: Config) -> None:
+    """Add mmengine's ``TensorboardVisBackend`` to the visualizer's backends
+    (mmengine's default visualizer if the config has none), once."""
+    visualizer = cfg.get('visualizer') or ConfigDict(
+        type='Visualizer', vis_backends=[dict(type='LocalVisBackend')])
+    backends = list(visualizer.get('vis_backends') or [])
+    if not any(
+            backend.get('type') in ('TensorboardVisBackend',
+                                    'mmengine.TensorboardVisBackend')
+            for backend in backends):
+        backends.append(dict(type='TensorboardVisBackend'))
+    visualizer.vis_backends = backends
+    cfg.visualizer = visualizer
 
 
 @contextmanager

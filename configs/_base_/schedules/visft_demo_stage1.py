@@ -9,6 +9,5 @@ optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=5e-4, eps=1e-8, weight_decay=1e-4),
     clip_grad=dict(max_norm=0.1, norm_type=2))
 default_hooks = dict(logger=dict(interval=20))
-log_level = 'WARNING'
 # A fixed seed, so that every run of the demo prints the same table.
 randomness = dict(seed=0)
