@@ -1,9 +1,11 @@
-"""Shared fixtures: generated demo COCO datasets and an srun stand-in for the
-multi-process tests. Plain helpers live in tiny.py."""
+"""Shared fixtures: generated demo COCO datasets (one in the layout the paper
+configs read) and an srun stand-in for the multi-process tests. Plain helpers
+live in tiny.py and paper_configs.py."""
 import logging
 
 import pytest
 from mmengine.logging import MMLogger
+from paper_configs import write_paper_coco
 from tiny import IMG
 
 from visft_mm.demo.demo_coco import generate_demo_coco
@@ -25,6 +27,12 @@ def small_demo_coco(tmp_path_factory):
     root = tmp_path_factory.mktemp('small_demo_coco')
     generate_demo_coco(str(root), num_train=6, num_val=2, img_size=IMG, seed=0)
     return root
+
+
+@pytest.fixture(scope='session')
+def paper_coco(tmp_path_factory):
+    """The demo data where the paper configs read COCO (data/coco/)."""
+    return write_paper_coco(tmp_path_factory)
 
 
 @pytest.fixture

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from mmengine.config import Config
 from mmengine.visualization import Visualizer
-from test_multi_task_loop import (PAPER_RATIOS, TOY_SEED, LogMessages,
-                                  ToyMultiTaskModel, drawn_tasks, toy_cfg,
-                                  toy_loaders)
 from tiny import ROOT, run_script, stage2_cfg
+from toy_multi_task import (PAPER_RATIOS, TOY_SEED, LogMessages,
+                            ToyMultiTaskModel, drawn_tasks, toy_cfg,
+                            toy_loaders)
 
 from visft_mm.registry import MODELS
 from visft_mm.utils import cli

@@ -10,10 +10,9 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 from official_layouts import released_file
-from test_mixed_precision import (RecordStepsForTest, assert_finite_losses,
-                                  autocast_supported, paper_coco,
-                                  seed_drawing_every_task_first, snapshot,
-                                  tiny_paper_config)
+from paper_configs import (RecordStepsForTest, assert_finite_losses,
+                           autocast_supported, seed_drawing_every_task_first,
+                           snapshot, tiny_paper_config)
 from tiny import ROOT, TINY_VIT
 
 from visft_mm.analysis.synthetic import vit_config
@@ -24,7 +23,6 @@ from visft_mm.utils.required_paths import missing_required_paths
 CONFIG = 'eva_1b_stage2_official-heads.py'
 CONFIGS = ROOT / 'configs/visft'
 LORA = ('lora_A', 'lora_B')
-__all__ = ['paper_coco']  # the fixture, shared with the stage-1 bf16 tests
 
 
 def converted_heads(folder, vocab: int):
