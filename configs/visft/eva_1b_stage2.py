@@ -56,35 +56,18 @@ val_evaluator = dict(
 test_evaluator = val_evaluator
 # inputs that tools/train.py and tools/test.py check first
 required_paths = dict(
-    backbone=[
-        dict(
-            _base_.eva_weights_input,
-            key='model.backbone.module.module.init_cfg.checkpoint')
-    ],
-    caption_data=_base_.caption_inputs,
-    word_map=[_base_.caption_word_map_input],
-    segmentation_data=_base_.segmentation_inputs,
-    detection_data=_base_.detection_inputs,
+    backbone=[_base_.stage2_backbone_input],
+    **_base_.caption_required_paths,
+    **_base_.segmentation_required_paths,
+    **_base_.detection_required_paths,
     stage1=[
         dict(
-            key='model.task_checkpoints.caption',
-            what='stage-1 caption checkpoint',
-            how='run stage 1 first: '
-            '`python tools/train.py configs/visft/'
-            'eva_1b_stage1_caption_8xb32-100k_coco.py`',
-            training_only=True),
-        dict(
-            key='model.task_checkpoints.segmentation',
-            what='stage-1 segmentation checkpoint',
-            how='run stage 1 first: '
-            '`python tools/train.py configs/visft/'
-            'eva_1b_stage1_mask2former_8xb1-150k_coco.py`',
-            training_only=True),
-        dict(
-            key='model.task_checkpoints.detection',
-            what='stage-1 detection checkpoint',
-            how='run stage 1 first: '
-            '`python tools/train.py configs/visft/'
-            'eva_1b_stage1_detr_8xb1-150k_coco.py`',
-            training_only=True),
+            key=f'model.task_checkpoints.{task}',
+            what=f'stage-1 {task} checkpoint',
+            how='run stage 1 first: `python tools/train.py '
+            f'configs/visft/eva_1b_stage1_{run}_coco.py`',
+            training_only=True)
+        for task, run in (('caption', 'caption_8xb32-100k'),
+                          ('segmentation', 'mask2former_8xb1-150k'),
+                          ('detection', 'detr_8xb1-150k'))
     ])

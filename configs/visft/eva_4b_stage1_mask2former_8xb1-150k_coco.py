@@ -1,10 +1,9 @@
 # ViSFT stage 1 for EVA-ViT-E (4.4B, 1792 wide, post-norm): as the EVA-ViT-G
 # config, with the EVA02-CLIP-bigE-14-plus visual tower.
-_base_ = './eva_1b_stage1_mask2former_8xb1-150k_coco.py'
+_base_ = [
+    './eva_1b_stage1_mask2former_8xb1-150k_coco.py',
+    '../_base_/models/eva_vit_e.py'
+]
 model = dict(
-    backbone=dict(
-        module=dict(
-            arch='eva-e',
-            init_cfg=dict(
-                checkpoint='checkpoints/EVA02_CLIP_E_psz14_plus_s9B.pt'))),
-    tasks=dict(segmentation=dict(panoptic_head=dict(in_channels=[1792]))))
+    backbone=dict(module=_base_.eva_e_vit),
+    tasks=dict(segmentation=_base_.eva_e_task_widths.segmentation))

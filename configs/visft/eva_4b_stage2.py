@@ -3,19 +3,10 @@
 # and the heads of the eva_4b stage-1 runs. The official script's batch
 # override (2 per run) cannot be split over 8 GPUs (mmf refuses it); this
 # config keeps 1 detection / 1 segmentation image and 8 captions per GPU.
-_base_ = './eva_1b_stage2.py'
+_base_ = ['./eva_1b_stage2.py', '../_base_/models/eva_vit_e.py']
 model = dict(
-    backbone=dict(
-        module=dict(
-            module=dict(
-                arch='eva-e',
-                init_cfg=dict(
-                    checkpoint='checkpoints/EVA02_CLIP_E_psz14_plus_s9B.pt')))
-    ),
-    tasks=dict(
-        caption=dict(head=dict(in_channels=1792)),
-        segmentation=dict(panoptic_head=dict(in_channels=[1792])),
-        detection=dict(neck=dict(in_channels=[1792]))),
+    backbone=dict(module=dict(module=_base_.eva_e_vit)),
+    tasks=_base_.eva_e_task_widths,
     task_checkpoints=dict(
         caption='work_dirs/eva_4b_stage1_caption_8xb32-100k_coco/'
         'iter_100000.pth',
@@ -26,24 +17,12 @@ model = dict(
 # the stage-1 runs of EVA-ViT-E
 required_paths = dict(stage1=[
     dict(
-        key='model.task_checkpoints.caption',
-        what='stage-1 caption checkpoint',
-        how='run stage 1 first: '
-        '`python tools/train.py configs/visft/'
-        'eva_4b_stage1_caption_8xb32-100k_coco.py`',
-        training_only=True),
-    dict(
-        key='model.task_checkpoints.segmentation',
-        what='stage-1 segmentation checkpoint',
-        how='run stage 1 first: '
-        '`python tools/train.py configs/visft/'
-        'eva_4b_stage1_mask2former_8xb1-150k_coco.py`',
-        training_only=True),
-    dict(
-        key='model.task_checkpoints.detection',
-        what='stage-1 detection checkpoint',
-        how='run stage 1 first: '
-        '`python tools/train.py configs/visft/'
-        'eva_4b_stage1_detr_8xb1-150k_coco.py`',
-        training_only=True),
+        key=f'model.task_checkpoints.{task}',
+        what=f'stage-1 {task} checkpoint',
+        how='run stage 1 first: `python tools/train.py '
+        f'configs/visft/eva_4b_stage1_{run}_coco.py`',
+        training_only=True)
+    for task, run in (('caption', 'caption_8xb32-100k'),
+                      ('segmentation', 'mask2former_8xb1-150k'),
+                      ('detection', 'detr_8xb1-150k'))
 ])

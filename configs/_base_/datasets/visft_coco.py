@@ -248,3 +248,8 @@ caption_word_map_input = dict(
     how='build it from the Karpathy split: '
     '`python tools/misc/build_caption_vocab.py '
     'data/coco/annotations/dataset_coco.json {path}`')
+# the `required_paths` groups of each task
+caption_required_paths = dict(
+    caption_data=caption_inputs, word_map=[caption_word_map_input])
+segmentation_required_paths = dict(segmentation_data=segmentation_inputs)
+detection_required_paths = dict(detection_data=detection_inputs)

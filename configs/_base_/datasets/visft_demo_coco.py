@@ -123,3 +123,8 @@ caption_word_map_input = dict(
     key='model.tasks.caption.head.vocab_file',
     what='demo caption word map',
     how=demo_data_how)
+# the `required_paths` groups of each task
+caption_required_paths = dict(
+    caption_data=caption_inputs, word_map=[caption_word_map_input])
+segmentation_required_paths = dict(segmentation_data=segmentation_inputs)
+detection_required_paths = dict(detection_data=detection_inputs)

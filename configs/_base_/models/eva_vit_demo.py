@@ -18,3 +18,9 @@ eva_weights_input = dict(
     what='demo backbone',
     how='`make demo` makes it, or '
     '`python tools/misc/pretrain_demo_backbone.py data/demo_coco {path}`')
+# where the ViT's weights sit in a stage-1 model (FrozenBackbone) and in a
+# stage-2 one (LoRA around FrozenBackbone)
+stage1_backbone_input = dict(
+    eva_weights_input, key='model.backbone.module.init_cfg.checkpoint')
+stage2_backbone_input = dict(
+    eva_weights_input, key='model.backbone.module.module.init_cfg.checkpoint')

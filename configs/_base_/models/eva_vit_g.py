@@ -17,3 +17,9 @@ eva_weights_input = dict(
     'EVA-ViT-G: convert EVA01_CLIP_g_14_psz14_s11B.pt, '
     '`python tools/model_converters/eva2visft.py '
     'checkpoints/EVA01_CLIP_g_14_psz14_s11B.pt checkpoints/eva_vit_g.pth`')
+# where the ViT's weights sit in a stage-1 model (FrozenBackbone) and in a
+# stage-2 one (LoRA around FrozenBackbone)
+stage1_backbone_input = dict(
+    eva_weights_input, key='model.backbone.module.init_cfg.checkpoint')
+stage2_backbone_input = dict(
+    eva_weights_input, key='model.backbone.module.module.init_cfg.checkpoint')

@@ -31,9 +31,4 @@ val_evaluator = dict(**_base_.detection_val_evaluator)
 test_evaluator = val_evaluator
 # inputs that tools/train.py and tools/test.py check first
 required_paths = dict(
-    backbone=[
-        dict(
-            _base_.eva_weights_input,
-            key='model.backbone.module.init_cfg.checkpoint')
-    ],
-    data=_base_.detection_inputs)
+    backbone=[_base_.stage1_backbone_input], **_base_.detection_required_paths)

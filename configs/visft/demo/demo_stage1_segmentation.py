@@ -29,9 +29,5 @@ val_evaluator = dict(**_base_.segmentation_val_evaluator)
 test_evaluator = val_evaluator
 # inputs that tools/train.py and tools/test.py check first
 required_paths = dict(
-    backbone=[
-        dict(
-            _base_.eva_weights_input,
-            key='model.backbone.module.init_cfg.checkpoint')
-    ],
-    data=_base_.segmentation_inputs)
+    backbone=[_base_.stage1_backbone_input],
+    **_base_.segmentation_required_paths)
