@@ -22,8 +22,8 @@ import argparse
 from visft_mm.checkpoints.eva_layouts import load_backbone
 from visft_mm.checkpoints.exports import export_eva_clip
 from visft_mm.checkpoints.io import load_model_state_dict, save_atomic
-from visft_mm.checkpoints.lora_files import describe_lora
-from visft_mm.utils.cli import exit_on_bad_input
+from visft_mm.utils.cli import (add_backbone_export_arguments,
+                                exit_on_bad_input, print_export_report)
 
 DESCRIPTION = ('Replace the visual trunk of an EVA-CLIP checkpoint with a '
                'ViSFT backbone')
@@ -31,23 +31,11 @@ DESCRIPTION = ('Replace the visual trunk of an EVA-CLIP checkpoint with a '
 
 def parse_args():
     parser = argparse.ArgumentParser(description=DESCRIPTION)
-    parser.add_argument(
-        'backbone',
-        help='EVA backbone (EVAViT state dict, e.g. from '
-        'merge_lora.py, or any layout eva2visft.py reads)')
-    parser.add_argument('out', help='output EVA-CLIP checkpoint')
+    add_backbone_export_arguments(parser, 'output EVA-CLIP checkpoint')
     parser.add_argument(
         '--clip-checkpoint',
         required=True,
         help='the original EVA-CLIP checkpoint the backbone came from')
-    parser.add_argument(
-        '--lora',
-        help='LoRA file to merge first (visft_mm or official layout)')
-    parser.add_argument(
-        '--alpha',
-        type=float,
-        default=None,
-        help='LoRA alpha of an official-layout file (default 1)')
     return parser.parse_args()
 
 
@@ -57,13 +45,9 @@ def export(args) -> None:
     result = export_eva_clip(
         backbone.state_dict, clip_sd, source=args.clip_checkpoint)
     save_atomic(result.state_dict, args.out)
-    print(f'backbone: {backbone.layout} layout, {backbone.num_layers} blocks')
-    lora = describe_lora(backbone.lora) if backbone.lora else 'none'
-    print(f'lora:     {lora}')
-    for note in result.notes:
-        print(f'note:     {note}')
-    print(f'saved:    {args.out} (EVA-CLIP checkpoint, '
-          f'{len(result.state_dict)} tensors)')
+    print_export_report(
+        backbone, result.notes,
+        f'{args.out} (EVA-CLIP checkpoint, {len(result.state_dict)} tensors)')
 
 
 def main():

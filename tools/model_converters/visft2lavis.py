@@ -24,8 +24,9 @@ from visft_mm.checkpoints.eva_layouts import load_backbone
 from visft_mm.checkpoints.exports import (BLIP2_NUM_BLOCKS, export_lavis,
                                           load_cls_token)
 from visft_mm.checkpoints.io import save_atomic
-from visft_mm.checkpoints.lora_files import describe_lora
-from visft_mm.utils.cli import exit_on_bad_input
+from visft_mm.utils.cli import (add_backbone_export_arguments,
+                                add_cls_token_argument, exit_on_bad_input,
+                                print_export_report)
 
 DESCRIPTION = ('Export an EVA-ViT-G backbone as a LAVIS BLIP-2 visual_encoder '
                '(39 blocks, no final norm)')
@@ -33,25 +34,9 @@ DESCRIPTION = ('Export an EVA-ViT-G backbone as a LAVIS BLIP-2 visual_encoder '
 
 def parse_args():
     parser = argparse.ArgumentParser(description=DESCRIPTION)
-    parser.add_argument(
-        'backbone',
-        help='EVA backbone (EVAViT state dict, e.g. from '
-        'merge_lora.py, or any layout eva2visft.py reads)')
-    parser.add_argument(
-        'out', help='output state dict (visual_encoder.* keys)')
-    parser.add_argument(
-        '--lora',
-        help='LoRA file to merge first (visft_mm or official layout)')
-    parser.add_argument(
-        '--alpha',
-        type=float,
-        default=None,
-        help='LoRA alpha of an official-layout file (default 1)')
-    parser.add_argument(
-        '--cls-token-from',
-        metavar='CKPT',
-        help='checkpoint whose cls_token to use (needed when BACKBONE has '
-        'none): eva_vit_g.pth, EVA-CLIP or BLIP-2')
+    add_backbone_export_arguments(parser,
+                                  'output state dict (visual_encoder.* keys)')
+    add_cls_token_argument(parser)
     parser.add_argument(
         '--img-size',
         type=int,
@@ -72,14 +57,11 @@ def export(args) -> None:
     result = export_lavis(backbone.state_dict, args.num_blocks, cls_token,
                           args.img_size, backbone.post_norm)
     save_atomic(result.state_dict, args.out)
-    print(f'backbone: {backbone.layout} layout, {backbone.num_layers} blocks')
-    lora = describe_lora(backbone.lora) if backbone.lora else 'none'
-    print(f'lora:     {lora}')
-    print(f'cls:      {args.cls_token_from or "the backbone"}')
-    for note in result.notes:
-        print(f'note:     {note}')
-    print(f'saved:    {args.out} (LAVIS BLIP-2 visual_encoder, '
-          f'{args.num_blocks} blocks)')
+    print_export_report(
+        backbone,
+        result.notes,
+        f'{args.out} (LAVIS BLIP-2 visual_encoder, {args.num_blocks} blocks)',
+        cls_token_from=args.cls_token_from or '')
 
 
 def main():

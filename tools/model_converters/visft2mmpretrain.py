@@ -28,8 +28,9 @@ from visft_mm.checkpoints.exports import (BLIP2_NUM_BLOCKS,
                                           export_mmpretrain_beit,
                                           load_cls_token)
 from visft_mm.checkpoints.io import save_atomic
-from visft_mm.checkpoints.lora_files import describe_lora
-from visft_mm.utils.cli import exit_on_bad_input
+from visft_mm.utils.cli import (add_backbone_export_arguments,
+                                add_cls_token_argument, exit_on_bad_input,
+                                print_export_report)
 
 DESCRIPTION = ("Export an EVA-ViT-G backbone as mmpretrain's BLIP-2 BEiTViT "
                '(39 layers, no final norm)')
@@ -37,24 +38,8 @@ DESCRIPTION = ("Export an EVA-ViT-G backbone as mmpretrain's BLIP-2 BEiTViT "
 
 def parse_args():
     parser = argparse.ArgumentParser(description=DESCRIPTION)
-    parser.add_argument(
-        'backbone',
-        help='EVA backbone (EVAViT state dict, e.g. from '
-        'merge_lora.py, or any layout eva2visft.py reads)')
-    parser.add_argument('out', help='output BEiTViT state dict')
-    parser.add_argument(
-        '--lora',
-        help='LoRA file to merge first (visft_mm or official layout)')
-    parser.add_argument(
-        '--alpha',
-        type=float,
-        default=None,
-        help='LoRA alpha of an official-layout file (default 1)')
-    parser.add_argument(
-        '--cls-token-from',
-        metavar='CKPT',
-        help='checkpoint whose cls_token to use (needed when BACKBONE has '
-        'none): eva_vit_g.pth, EVA-CLIP or BLIP-2')
+    add_backbone_export_arguments(parser, 'output BEiTViT state dict')
+    add_cls_token_argument(parser)
     parser.add_argument(
         '--num-layers',
         type=int,
@@ -71,15 +56,12 @@ def export(args) -> None:
     result = export_mmpretrain_beit(backbone.state_dict, args.num_layers,
                                     cls_token, backbone.post_norm)
     save_atomic(result.state_dict, args.out)
-    print(f'backbone: {backbone.layout} layout, {backbone.num_layers} blocks')
-    lora = describe_lora(backbone.lora) if backbone.lora else 'none'
-    print(f'lora:     {lora}')
-    print(f'cls:      {args.cls_token_from or "the backbone"}')
-    for note in result.notes:
-        print(f'note:     {note}')
-    print(
-        f'saved:    {args.out} (mmpretrain BEiTViT, {args.num_layers} layers, '
-        'final_norm=False)')
+    print_export_report(
+        backbone,
+        result.notes,
+        f'{args.out} (mmpretrain BEiTViT, {args.num_layers} layers, '
+        'final_norm=False)',
+        cls_token_from=args.cls_token_from or '')
 
 
 def main():

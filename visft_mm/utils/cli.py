@@ -10,13 +10,14 @@ import os.path as osp
 import sys
 import warnings
 from contextlib import contextmanager
-from typing import Optional
+from typing import Optional, Sequence
 
 from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from visft_mm.checkpoints.io import CheckpointError
+from visft_mm.checkpoints.lora_files import describe_lora
 from .dist import init_cpu_process_group
 from .required_paths import InputError
 
@@ -155,6 +156,52 @@ def add_tensorboard_backend(cfg: Config) -> None:
         backends.append(dict(type='TensorboardVisBackend'))
     visualizer.vis_backends = backends
     cfg.visualizer = visualizer
+
+
+def add_backbone_export_arguments(parser: argparse.ArgumentParser,
+                                  out_help: str) -> None:
+    """What every backbone export of tools/model_converters takes: the
+    backbone, the output file and a LoRA file to merge first."""
+    parser.add_argument(
+        'backbone',
+        help='EVA backbone (EVAViT state dict, e.g. from '
+        'merge_lora.py, or any layout eva2visft.py reads)')
+    parser.add_argument('out', help=out_help)
+    parser.add_argument(
+        '--lora',
+        help='LoRA file to merge first (visft_mm or official layout)')
+    parser.add_argument(
+        '--alpha',
+        type=float,
+        default=None,
+        help='LoRA alpha of an official-layout file (default 1)')
+
+
+def add_cls_token_argument(parser: argparse.ArgumentParser) -> None:
+    """For the exports whose target needs a cls token."""
+    parser.add_argument(
+        '--cls-token-from',
+        metavar='CKPT',
+        help='checkpoint whose cls_token to use (needed when BACKBONE has '
+        'none): eva_vit_g.pth, EVA-CLIP or BLIP-2')
+
+
+def print_export_report(backbone,
+                        notes: Sequence[str],
+                        saved: str,
+                        cls_token_from: Optional[str] = None) -> None:
+    """The lines every backbone export prints: what it read (a
+    :class:`~visft_mm.checkpoints.eva_layouts.LoadedBackbone`), the LoRA it
+    merged, where the cls token came from (if the export takes one), its
+    notes and what it saved."""
+    print(f'backbone: {backbone.layout} layout, {backbone.num_layers} blocks')
+    lora = describe_lora(backbone.lora) if backbone.lora else 'none'
+    print(f'lora:     {lora}')
+    if cls_token_from is not None:
+        print(f'cls:      {cls_token_from or "the backbone"}')
+    for note in notes:
+        print(f'note:     {note}')
+    print(f'saved:    {saved}')
 
 
 @contextmanager
