@@ -78,5 +78,6 @@ WEIGHT_INITIALIZERS = _child('weight initializer', MMDET_WEIGHT_INITIALIZERS,
 MODEL_WRAPPERS = _child('model_wrapper', MMDET_MODEL_WRAPPERS, [])
 RUNNER_CONSTRUCTORS = _child('runner constructor', MMDET_RUNNER_CONSTRUCTORS,
                              [])
-VISUALIZERS = _child('visualizer', MMDET_VISUALIZERS, [])
+VISUALIZERS = _child('visualizer', MMDET_VISUALIZERS,
+                     ['visft_mm.visualization'])
 VISBACKENDS = _child('vis_backend', MMDET_VISBACKENDS, [])
