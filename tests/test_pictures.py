@@ -105,12 +105,9 @@ def tools_test(monkeypatch, *args) -> None:
     runpy.run_path(str(ROOT / 'tools/test.py'), run_name='__main__')
 
 
-@pytest.fixture(scope='module')
-def tested(stage2, tmp_path_factory):
-    """tools/test.py --out results.pkl --show-dir pictures on the stage-2
-    model; returns its work dir and the class names of every call of mmdet's
-    instance drawing."""
-    work_dir = tmp_path_factory.mktemp('tested')
+def spy_drawn_classes(monkeypatch) -> list:
+    """The class names of every call of mmdet's instance drawing, from now
+    on."""
     drawn_classes = []
     draw_instances = DetLocalVisualizer._draw_instances
 
@@ -118,9 +115,19 @@ def tested(stage2, tmp_path_factory):
         drawn_classes.append(classes)
         return draw_instances(self, image, instances, classes, palette)
 
+    monkeypatch.setattr(DetLocalVisualizer, '_draw_instances', spy)
+    return drawn_classes
+
+
+@pytest.fixture(scope='module')
+def tested(stage2, tmp_path_factory):
+    """tools/test.py --out results.pkl --show-dir pictures on the stage-2
+    model; returns its work dir and the class names of every call of mmdet's
+    instance drawing."""
+    work_dir = tmp_path_factory.mktemp('tested')
     config, checkpoint = stage2
     with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setattr(DetLocalVisualizer, '_draw_instances', spy)
+        drawn_classes = spy_drawn_classes(monkeypatch)
         tools_test(monkeypatch, config, checkpoint, '--work-dir', work_dir,
                    '--out', work_dir / 'results.pkl', '--show-dir',
                    work_dir / 'pictures')
@@ -141,15 +148,16 @@ def test_out_keeps_every_task_in_a_file_of_its_own(tested):
         and 'pred_instances' not in result for result in captions)
 
 
-def test_out_of_a_single_task_config_is_the_file_given(demo_coco, tmp_path,
-                                                       monkeypatch):
+def test_single_task_config_dumps_to_the_file_given_and_draws_its_task(
+        demo_coco, tmp_path, monkeypatch):
     config, checkpoint = write_visft(demo_coco, tmp_path, ['detection'])
     out = tmp_path / 'results.pkl'
     tools_test(monkeypatch, config, checkpoint, '--work-dir', tmp_path,
-               '--out', out)
+               '--out', out, '--show-dir', tmp_path / 'pictures')
     results = pickle.loads(out.read_bytes())
     assert len(results) == NUM_VAL
     assert all('pred_instances' in result for result in results)
+    assert len(list((tmp_path / 'pictures/detection').iterdir())) == NUM_VAL
 
 
 def test_show_dir_draws_each_task_with_its_own_class_names(tested, demo_coco):
@@ -198,18 +206,20 @@ def test_pictures_refuse_a_checkpoint_that_does_not_fit(stage2, tmp_path):
 
 
 def test_demo_saves_pictures_of_its_val_images(stage2, demo_coco, tmp_path,
-                                               capsys):
+                                               capsys, monkeypatch):
     spec = importlib.util.spec_from_file_location(
         'run_demo', ROOT / 'tools/misc/run_demo.py')
     run_demo = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(run_demo)
     config, checkpoint = stage2
+    drawn_classes = spy_drawn_classes(monkeypatch)
     run_demo.save_pictures(
         str(checkpoint), tmp_path, config=config, images_dir=demo_coco / 'val')
-    images = sorted(p.name for p in (demo_coco / 'val').iterdir())
+    shown = sorted(p.name for p in (demo_coco /
+                                    'val').iterdir())[:run_demo.PICTURE_IMAGES]
     for task in ('detection', 'caption'):
-        assert sorted(
-            p.name
-            for p in (tmp_path /
-                      task).iterdir()) == images[:run_demo.PICTURE_IMAGES]
+        assert sorted(p.name for p in (tmp_path / task).iterdir()) == shown
+    # the detection predictions (no ground truth) of each image
+    assert len(drawn_classes) == len(shown)
+    assert all(tuple(classes) == DEMO_CLASSES for classes in drawn_classes)
     assert f'{tmp_path}/' in capsys.readouterr().out
