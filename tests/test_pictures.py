@@ -1,7 +1,9 @@
 """Pictures and dumps of every task: tools/test.py --out and --show-dir on a
 tiny stage-2 ViSFT (detection and caption) and a stage-1 one (detection),
 demo/image_demo.py, and the demo's pictures before and after stage 2."""
+import contextlib
 import importlib.util
+import io
 import pickle
 import runpy
 import sys
@@ -122,21 +124,26 @@ def spy_drawn_classes(monkeypatch) -> list:
 @pytest.fixture(scope='module')
 def tested(stage2, tmp_path_factory):
     """tools/test.py --out results.pkl --show-dir pictures on the stage-2
-    model; returns its work dir and the class names of every call of mmdet's
-    instance drawing."""
+    model; returns its work dir, the class names of every call of mmdet's
+    instance drawing and the lines it printed."""
     work_dir = tmp_path_factory.mktemp('tested')
     config, checkpoint = stage2
-    with pytest.MonkeyPatch.context() as monkeypatch:
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as monkeypatch, \
+            contextlib.redirect_stdout(printed):
         drawn_classes = spy_drawn_classes(monkeypatch)
         tools_test(monkeypatch, config, checkpoint, '--work-dir', work_dir,
                    '--out', work_dir / 'results.pkl', '--show-dir',
                    work_dir / 'pictures')
-    return work_dir, drawn_classes
+    return work_dir, drawn_classes, printed.getvalue().splitlines()
 
 
 def test_out_keeps_every_task_in_a_file_of_its_own(tested):
-    work_dir, _ = tested
+    work_dir, _, printed = tested
     assert not (work_dir / 'results.pkl').exists()
+    for task in ('detection', 'caption'):
+        assert (f'predictions of {task}: {work_dir}/results.{task}.pkl'
+                in printed)
     detections = pickle.loads(
         (work_dir / 'results.detection.pkl').read_bytes())
     captions = pickle.loads((work_dir / 'results.caption.pkl').read_bytes())
@@ -161,11 +168,12 @@ def test_single_task_config_dumps_to_the_file_given_and_draws_its_task(
 
 
 def test_show_dir_draws_each_task_with_its_own_class_names(tested, demo_coco):
-    work_dir, drawn_classes = tested
+    work_dir, drawn_classes, printed = tested
     show_dir = work_dir / 'pictures'
     images = sorted(p.name for p in (demo_coco / 'val').iterdir())
     for task in ('detection', 'caption'):
         assert sorted(p.name for p in (show_dir / task).iterdir()) == images
+        assert f'pictures of {task}: {show_dir / task}' in printed
     # ground truth and prediction of each detection image, and nothing of
     # the captions
     assert len(drawn_classes) == 2 * NUM_VAL

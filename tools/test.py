@@ -32,9 +32,10 @@ from typing import Dict, Optional
 
 from mmdet.engine.hooks.utils import trigger_visualization_hook
 from mmdet.evaluation import DumpDetResults
+from mmengine.dist import is_main_process
 from mmengine.logging import print_log
 
-from visft_mm.engine import CheckpointFitHook
+from visft_mm.engine import CheckpointFitHook, MultiTaskVisualizationHook
 from visft_mm.utils.cli import (add_common_arguments, build_runner,
                                 exit_on_input_error, load_tool_config,
                                 quiet_known_warnings)
@@ -97,10 +98,14 @@ def evaluate(args: argparse.Namespace) -> None:
     if args.out is not None:
         dumps = add_dumps(runner.test_evaluator, args.out)
     runner.test()
-    for task, path in dumps.items():
-        print_log(
-            f'predictions{f" of {task}" if task else ""}: {path}',
-            logger='current')
+    if is_main_process():
+        for task, path in dumps.items():
+            print(f'predictions{f" of {task}" if task else ""}: {path}')
+        for hook in runner.hooks:
+            if isinstance(hook, MultiTaskVisualizationHook):
+                for task, folder in hook.picture_dirs().items():
+                    print(f'pictures{f" of {task}" if task else ""}: '
+                          f'{folder}')
 
 
 def turn_on_drawing(cfg, args: argparse.Namespace) -> None:

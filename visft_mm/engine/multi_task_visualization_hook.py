@@ -13,7 +13,6 @@ from typing import Dict, Optional, Sequence
 
 from mmdet.engine.hooks import DetVisualizationHook
 from mmengine.hooks import Hook
-from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.visualization import Visualizer
 
@@ -91,10 +90,10 @@ class MultiTaskVisualizationHook(Hook):
                            data_batch).after_test_iter(runner, batch_idx,
                                                        data_batch, outputs)
 
-    def after_test(self, runner) -> None:
-        for task, hook in self.task_hooks.items():
-            if hook.test_out_dir is not None:
-                print_log(
-                    f'pictures of {task or "the predictions"}: '
-                    f'{hook.test_out_dir}',
-                    logger='current')
+    def picture_dirs(self) -> Dict[Optional[str], str]:
+        """Task → the folder its pictures went to, once drawn."""
+        return {
+            task: hook.test_out_dir
+            for task, hook in self.task_hooks.items()
+            if hook.test_out_dir is not None
+        }
