@@ -273,7 +273,7 @@ def test_tensorboard_flag_adds_the_backend_or_says_how_to_install(
             ] == ['LocalVisBackend', 'TensorboardVisBackend']
     cfg = Config.fromfile(RUNTIME)
     cli.add_tensorboard_backend(cfg)
-    assert cfg.visualizer.type == 'DetLocalVisualizer'
+    assert cfg.visualizer.type == 'visft_mm.ViSFTVisualizer'
     assert [b['type'] for b in cfg.visualizer.vis_backends
             ] == ['LocalVisBackend', 'TensorboardVisBackend']
 

@@ -66,7 +66,7 @@ def test_training_imports_no_benchmark_or_demo_code(fresh_interpreter):
     training = fresh_interpreter['training']
     assert training['locations'] == [
         'visft_mm.datasets', 'visft_mm.engine', 'visft_mm.evaluation',
-        'visft_mm.models'
+        'visft_mm.models', 'visft_mm.visualization'
     ]
     unwanted = [
         name for name in training['modules']

@@ -69,6 +69,8 @@ PARAM_SCHEDULERS = _child('parameter scheduler', MMDET_PARAM_SCHEDULERS,
                           ['visft_mm.engine'])
 LOG_PROCESSORS = _child('log_processor', MMDET_LOG_PROCESSORS,
                         ['visft_mm.engine'])
+VISUALIZERS = _child('visualizer', MMDET_VISUALIZERS,
+                     ['visft_mm.visualization'])
 # Nodes with no visft_mm modules of their own: they exist so that builds in
 # the visft_mm scope find mmdet's registries instead of warning and falling
 # back to mmengine's root.
@@ -78,5 +80,4 @@ WEIGHT_INITIALIZERS = _child('weight initializer', MMDET_WEIGHT_INITIALIZERS,
 MODEL_WRAPPERS = _child('model_wrapper', MMDET_MODEL_WRAPPERS, [])
 RUNNER_CONSTRUCTORS = _child('runner constructor', MMDET_RUNNER_CONSTRUCTORS,
                              [])
-VISUALIZERS = _child('visualizer', MMDET_VISUALIZERS, [])
 VISBACKENDS = _child('vis_backend', MMDET_VISBACKENDS, [])

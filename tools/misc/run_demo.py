@@ -13,6 +13,10 @@
 6. Evaluate again and print both rows side by side, with how far LoRA moved
    the q and v weights.
 
+After steps 4 and 6 the predictions of every task on the first few val images
+are drawn (demo/image_demo.py's pictures) into
+``work_dirs/visft_demo/pictures/{before,after}_stage2/<task>/``.
+
 Of the runs' logs the demo shows the progress lines (one per logged interval,
 with eta), the metrics, warnings and errors; each run's whole log is kept in
 its work dir (``<work dir>/<timestamp>/<timestamp>.log``).
@@ -38,6 +42,8 @@ DEMO_CONFIGS = ROOT / 'configs/visft/demo'
 DATA_ROOT = 'data/demo_coco'
 WORK_DIR = 'work_dirs/visft_demo'
 STAGE1 = ('detection', 'segmentation', 'caption')
+# How many val images the pictures before and after stage 2 show.
+PICTURE_IMAGES = 3
 COLUMNS = (('bbox mAP', 'detection/coco/bbox_mAP'),
            ('segm mAP', 'segmentation/coco/segm_mAP'),
            ('CIDEr', 'caption/CIDEr'), ('BLEU-4', 'caption/Bleu_4'))
@@ -131,6 +137,27 @@ def evaluate(checkpoint: Optional[str], out_json: Path) -> dict:
     return metrics
 
 
+def save_pictures(checkpoint: Optional[str],
+                  out_dir: Path,
+                  config: Path = DEMO_CONFIGS / 'demo_stage2.py',
+                  images_dir: Path = ROOT / DATA_ROOT / 'val') -> None:
+    """Draw every task's predictions on the first :data:`PICTURE_IMAGES`
+    images of ``images_dir`` into ``out_dir/<task>/``, as
+    demo/image_demo.py does; without a checkpoint the model is drawn as
+    initialised (stage-1 heads, LoRA update zero)."""
+    from mmengine.config import Config
+
+    from visft_mm.visualization import draw_image_pictures, init_visft
+    cfg = Config.fromfile(str(config))
+    with contextlib.redirect_stdout(LogDisplay(sys.stdout)):
+        model = init_visft(cfg, checkpoint)
+        images = sorted(images_dir.glob('*.png'))[:PICTURE_IMAGES]
+        for image in images:
+            draw_image_pictures(model, cfg, str(image), str(out_dir))
+    print(f'pictures of {len(images)} val images, a folder per task: '
+          f'{out_dir}/')
+
+
 def main():
     from visft_mm.utils.cli import quiet_known_warnings
     quiet_known_warnings()
@@ -170,6 +197,7 @@ def main():
 
     t = step('4/6 evaluation: stage-1 heads on the frozen backbone')
     before = evaluate(None, work_dir / 'metrics_before_stage2.json')
+    save_pictures(None, work_dir / 'pictures/before_stage2')
     print(f'({time.time() - t:.0f}s)')
 
     t = step('5/6 stage 2: LoRA, heads frozen, tasks sampled 0.4/0.3/0.3')
@@ -182,6 +210,7 @@ def main():
         (work_dir / 'stage2').glob('iter_*.pth'),
         key=lambda p: int(p.stem.split('_')[1]))[-1]
     after = evaluate(str(last), work_dir / 'metrics_after_stage2.json')
+    save_pictures(str(last), work_dir / 'pictures/after_stage2')
     print(f'({time.time() - t:.0f}s)')
     change = lora_change(str(last), backbone)
 

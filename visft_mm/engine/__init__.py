@@ -10,12 +10,14 @@ from .lora_meta_hook import LoRAMetaHook
 from .multi_task_log_processor import MultiTaskLogProcessor
 from .multi_task_loops import (MultiTaskTestLoop, MultiTaskTrainLoop,
                                MultiTaskValLoop, sample_task, task_counts)
+from .multi_task_visualization_hook import MultiTaskVisualizationHook
 from .optim_wrapper import MixedPrecisionOptimWrapper
 from .random_state_hook import RandomStateHook
 
 __all__ = [
     'BackboneCheckpointHook', 'CheckpointFitHook', 'LoRAMetaHook',
     'load_module_weights', 'MultiTaskLogProcessor', 'MultiTaskTrainLoop',
-    'MultiTaskValLoop', 'MultiTaskTestLoop', 'MixedPrecisionOptimWrapper',
-    'RandomStateHook', 'sample_task', 'task_counts'
+    'MultiTaskValLoop', 'MultiTaskTestLoop', 'MultiTaskVisualizationHook',
+    'MixedPrecisionOptimWrapper', 'RandomStateHook', 'sample_task',
+    'task_counts'
 ]
