@@ -84,8 +84,11 @@ def write_visft(root, directory, tasks) -> tuple:
     body = directory / 'body.py'
     Config(dict(model=model, **test)).dump(body)
     config = directory / 'visft.py'
+    # mmengine keeps one visualizer per name and process, and other tests'
+    # runs make a plain one under the runtime's name: this run names its own
     config.write_text(f'_base_ = [{str(RUNTIME)!r}, {str(body)!r}]\n'
-                      "log_level = 'WARNING'\n")
+                      "log_level = 'WARNING'\n"
+                      f"visualizer = dict(name='pictures_{directory.name}')\n")
     init_default_scope('visft_mm')
     torch.manual_seed(0)
     built = MODELS.build(model)
