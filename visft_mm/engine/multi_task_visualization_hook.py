@@ -14,7 +14,6 @@ from typing import Dict, Optional, Sequence
 from mmdet.engine.hooks import DetVisualizationHook
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
-from mmengine.visualization import Visualizer
 
 from visft_mm.registry import HOOKS
 
@@ -67,13 +66,17 @@ class MultiTaskVisualizationHook(Hook):
             out_dir = self.test_out_dir
             if out_dir is not None and task is not None:
                 out_dir = osp.join(out_dir, task)
-            self.task_hooks[task] = DetVisualizationHook(
+            hook = DetVisualizationHook(
                 test_out_dir=out_dir, **self.task_hook_args)
+            # the runner's own visualizer, not mmengine's latest-created one
+            hook._visualizer = runner.visualizer
+            if hook.show:  # as mmdet's hook does to the one it found
+                runner.visualizer._vis_backends = {}
+            self.task_hooks[task] = hook
         loader = getattr(loop, 'task_dataloaders',
                          {}).get(task, loop.dataloader)
         if hasattr(loader.dataset, 'metainfo'):
-            Visualizer.get_current_instance().dataset_meta = \
-                loader.dataset.metainfo
+            runner.visualizer.dataset_meta = loader.dataset.metainfo
         return self.task_hooks[task]
 
     def after_val_iter(self, runner, batch_idx: int, data_batch: dict,
