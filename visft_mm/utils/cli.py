@@ -59,6 +59,12 @@ class QuietKnownLogNotices(logging.Filter):
 def build_runner(cfg: Config) -> Runner:
     """The config's runner (its ``runner_type`` or mmengine's), its logger
     without :data:`KNOWN_LOG_NOTICES`."""
+    # The runner writes the config out three to five times (log, work dir,
+    # visualizer); yapf-formatting it takes about 3 s on a CPU core each
+    # time. mmengine 0.10.7's Config.fromfile drops its own
+    # format_python_code=False, so it is switched off here: the text stays
+    # the same config, indented but not reflowed.
+    object.__setattr__(cfg, '_format_python_code', False)
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(
         cfg)
     runner.logger.addFilter(QuietKnownLogNotices())
