@@ -6,7 +6,7 @@ Same arguments, byte-identical files.
 """
 import argparse
 
-from visft_mm.demo.demo_coco import generate_demo_coco
+from visft_mm.demo.demo_coco import BACKGROUNDS, generate_demo_coco
 
 
 def parse_args() -> argparse.Namespace:
@@ -23,6 +23,11 @@ def parse_args() -> argparse.Namespace:
         '--seed', type=int, default=0, help='non-negative random seed')
     parser.add_argument(
         '--max-objects', type=int, default=3, help='most objects in one image')
+    parser.add_argument(
+        '--background',
+        choices=BACKGROUNDS,
+        default='gradient',
+        help="'checker' draws a background the demo never trains on")
     return parser.parse_args()
 
 
@@ -34,7 +39,8 @@ def main() -> None:
         num_val=args.num_val,
         img_size=args.img_size,
         seed=args.seed,
-        max_objects=args.max_objects)
+        max_objects=args.max_objects,
+        background=args.background)
     for summary in summaries:
         print(f'{summary} -> {args.out_dir}')
 

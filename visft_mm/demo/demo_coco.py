@@ -64,6 +64,11 @@ MAX_BOX_IOU = 0.2
 MIN_GAP_PX = 2
 PLACEMENT_ATTEMPTS = 100
 MIN_IMG_SIZE = 32
+# 'gradient': the training and val images; 'checker': a shifted background
+# for out-of-domain tests
+BACKGROUNDS = ('gradient', 'checker')
+CHECKER_CELL_PX = (6, 14)
+CHECKER_CONTRAST = 0.25  # difference in HSV value of the two colors
 
 
 @dataclass
@@ -153,19 +158,36 @@ def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
     return inter / (a[2] * a[3] + b[2] * b[3] - inter)
 
 
-def render_background(rng: np.random.Generator, img_size: int) -> np.ndarray:
-    """(H, W, 3) float image: a random muted color, a linear gradient in a
-    random direction, and light Gaussian noise."""
-    base = 255 * np.array(
-        colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.1, 0.3),
-                            rng.uniform(0.35, 0.7)))
-    angle = rng.uniform(0, 2 * np.pi)
-    coords = (np.arange(img_size) + 0.5) / img_size - 0.5
-    ramp = np.cos(angle) * coords[None, :] + np.sin(
-        angle) * coords[:, None]  # in [-0.71, 0.71]
-    gradient = rng.uniform(20, 60) * ramp
-    noise = rng.normal(0.0, 4.0, size=(img_size, img_size, 3))
-    return base + gradient[..., None] + noise
+def render_background(rng: np.random.Generator, img_size: int,
+                      background: str) -> np.ndarray:
+    """(H, W, 3) float image with light Gaussian noise over a random muted
+    color: as a linear gradient in a random direction (``'gradient'``, the
+    demo's training and val images), or as a checkerboard of it and a second
+    muted color (``'checker'``, a background the demo never trains on)."""
+    hue, saturation, value = (rng.random(), rng.uniform(0.1, 0.3),
+                              rng.uniform(0.35, 0.7))
+    base = 255 * np.array(colorsys.hsv_to_rgb(hue, saturation, value))
+    if background == 'gradient':
+        angle = rng.uniform(0, 2 * np.pi)
+        coords = (np.arange(img_size) + 0.5) / img_size - 0.5
+        ramp = np.cos(angle) * coords[None, :] + np.sin(
+            angle) * coords[:, None]  # in [-0.71, 0.71]
+        image = base + (rng.uniform(20, 60) * ramp)[..., None]
+    elif background == 'checker':
+        # the second color is CHECKER_CONTRAST lighter or darker
+        other_value = value + (
+            CHECKER_CONTRAST if value < 0.5 else -CHECKER_CONTRAST)
+        other = 255 * np.array(
+            colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.1, 0.3),
+                                other_value))
+        cell = rng.integers(*CHECKER_CELL_PX, endpoint=True)
+        cells = np.arange(img_size) // cell
+        odd = (cells[:, None] + cells[None, :]) % 2 == 1
+        image = np.where(odd[..., None], other, base)
+    else:
+        raise ValueError(f'unknown background {background!r}; expected one '
+                         f'of {BACKGROUNDS}')
+    return image + rng.normal(0.0, 4.0, size=(img_size, img_size, 3))
 
 
 def try_place(
@@ -198,13 +220,16 @@ def try_place(
     return None
 
 
-def render_scene(rng: np.random.Generator, img_size: int,
-                 max_objects: int) -> Tuple[np.ndarray, List[SceneObject]]:
+def render_scene(
+        rng: np.random.Generator,
+        img_size: int,
+        max_objects: int,
+        background: str = 'gradient') -> Tuple[np.ndarray, List[SceneObject]]:
     """A (H, W, 3) uint8 image with 1..``max_objects`` objects, and the
     objects in painting order. An object that finds no free place is left out,
     so a crowded image may hold fewer objects than drawn, never fewer than one
     (the first always fits)."""
-    image = render_background(rng, img_size)
+    image = render_background(rng, img_size, background)
     occupied = np.zeros((img_size, img_size), dtype=bool)
     objects: List[SceneObject] = []
     color_names = list(COLORS)
@@ -281,7 +306,8 @@ def generate_demo_coco(out_dir: str,
                        num_val: int = 100,
                        img_size: int = 112,
                        seed: int = 0,
-                       max_objects: int = 3) -> List[SplitSummary]:
+                       max_objects: int = 3,
+                       background: str = 'gradient') -> List[SplitSummary]:
     """Write the demo dataset under ``out_dir``::
 
         train/000000000001.png ...   val/...
@@ -290,9 +316,11 @@ def generate_demo_coco(out_dir: str,
         annotations/vocab.json                   (caption word map of the train
                                                   captions, min_word_freq=1)
 
-    Image, annotation and caption ids are unique across splits. Each image
-    draws from its own generator seeded by (seed, split, index), so the first
-    images of a split do not depend on how many are asked for.
+    With ``num_train=0`` only the val split is written (no vocab): a test set
+    read with another root's vocab. Image, annotation and caption ids are
+    unique across splits. Each image draws from its own generator seeded by
+    (seed, split, index), so the first images of a split do not depend on how
+    many are asked for.
     """
     if img_size < MIN_IMG_SIZE:
         raise ValueError(
@@ -303,6 +331,9 @@ def generate_demo_coco(out_dir: str,
         )
     if min(num_train, num_val, seed) < 0:
         raise ValueError('num_train, num_val and seed must be non-negative')
+    if background not in BACKGROUNDS:
+        raise ValueError(f'unknown background {background!r}; expected one '
+                         f'of {BACKGROUNDS}')
     categories = [
         dict(id=i + 1, name=name, supercategory='shape')
         for i, name in enumerate(DEMO_CLASSES)
@@ -312,7 +343,8 @@ def generate_demo_coco(out_dir: str,
         description='visft_mm demo shapes',
         img_size=img_size,
         seed=seed,
-        max_objects=max_objects)
+        max_objects=max_objects,
+        background=background)
     annotation_dir = os.path.join(out_dir, 'annotations')
     os.makedirs(annotation_dir, exist_ok=True)
     image_ids, instance_ids, caption_ids = (
@@ -320,12 +352,15 @@ def generate_demo_coco(out_dir: str,
     summaries = []
     for split_index, (split, num_images) in enumerate(
             zip(SPLITS, (num_train, num_val))):
+        if split == 'train' and num_train == 0:
+            continue
         image_dir = os.path.join(out_dir, split)
         os.makedirs(image_dir, exist_ok=True)
         images, instances, captions = [], [], []
         for index in range(num_images):
             rng = np.random.default_rng([seed, split_index, index])
-            pixels, objects = render_scene(rng, img_size, max_objects)
+            pixels, objects = render_scene(rng, img_size, max_objects,
+                                           background)
             image_id = next(image_ids)
             file_name = f'{image_id:012d}.png'
             Image.fromarray(pixels).save(
