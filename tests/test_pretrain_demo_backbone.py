@@ -9,7 +9,8 @@ from tiny import NARROW_VIT, run_script
 from visft_mm.checkpoints.io import save_atomic
 from visft_mm.datasets.caption_vocab import WordVocabulary
 from visft_mm.demo.clip_pretrain import (CaptionedBatches, contrastive_loss,
-                                         load_captioned_split, pretrain_clip)
+                                         load_captioned_split, load_clip,
+                                         pretrain_clip)
 from visft_mm.demo.demo_coco import generate_demo_coco
 from visft_mm.models import EVAViT
 
@@ -41,14 +42,14 @@ def test_loss_falls_on_a_fixed_batch(pretrained):
     assert report.fixed_batch_loss_after < report.fixed_batch_loss_before
     assert report.fixed_batch_loss_before == pytest.approx(
         report.losses[0], rel=1e-4)
-    for accuracy in (report.retrieval_before, report.retrieval_after,
-                     report.retrieval_chance):
-        assert 0.0 <= accuracy <= 1.0
+    for recall in (report.retrieval_before, report.retrieval_after,
+                   report.retrieval_chance):
+        assert 0.0 <= recall <= 100.0
 
 
 def test_saved_backbone_loads_through_init_cfg_with_identical_outputs(
         pretrained, tmp_path):
-    backbone, _ = pretrained
+    backbone = pretrained[0].backbone
     path = tmp_path / 'backbone.pth'
     save_atomic(backbone.state_dict(), path)
     assert set(torch.load(path)) == set(
@@ -65,10 +66,10 @@ def test_saved_backbone_loads_through_init_cfg_with_identical_outputs(
 
 
 def test_same_seed_gives_the_same_weights(pretrained, data_root):
-    backbone, report = pretrained
+    model, report = pretrained
     again, again_report = pretrain_clip(data_root, NARROW_VIT, **RUN)
     assert again_report.losses == report.losses
-    for name, tensor in backbone.state_dict().items():
+    for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, again.state_dict()[name]), name
 
 
@@ -128,12 +129,16 @@ def test_contrastive_loss_with_one_positive_each_is_clip_loss():
 
 def test_tool_writes_a_loadable_backbone_and_reports(data_root, tmp_path):
     out = tmp_path / 'sub' / 'backbone.pth'
+    towers = tmp_path / 'towers.pth'
     result = run_tool(data_root, out, '--arch-dims', 32, '--layers', 2,
                       '--heads', 4, '--ffn', 64, '--img-size', IMG, '--iters',
-                      3, '--batch-size', 8)
+                      3, '--batch-size', 8, '--towers-out', towers)
     assert result.returncode == 0, result.stderr
     assert 'loss' in result.stdout
-    assert 'val image->caption top-1' in result.stdout
+    assert 'val image->caption Recall@1' in result.stdout
+    vocab = WordVocabulary.load(
+        os.path.join(data_root, 'annotations', 'vocab.json'))
+    assert load_clip(towers, out, vocab).backbone.embed_dims == 32
     backbone = EVAViT(
         arch=NARROW_VIT,
         pretrain_img_size=IMG,

@@ -18,6 +18,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
+from visft_mm.benchmarks.retrieval_metric import Numpy2RetrievalRecall
+from visft_mm.checkpoints.eva_layouts import load_eva_weights
+from visft_mm.checkpoints.io import (CheckpointError, module_misfit,
+                                     read_checkpoint, save_atomic)
 from visft_mm.datasets.caption_vocab import WordVocabulary, tokenize
 from visft_mm.datasets.coco_caption import (COCO_LAYOUT, parse_caption_images,
                                             read_caption_json)
@@ -62,9 +66,9 @@ class PretrainReport:
     """What a pretraining run achieved.
 
     ``fixed_batch_loss_*`` is the loss of the first training batch before and
-    after training; ``retrieval_*`` the image-to-text top-1 accuracy on the
-    evaluation split (the nearest of its distinct captions describes the
-    image), ``retrieval_chance`` that of a caption drawn at random.
+    after training; ``retrieval_*`` the image-to-caption Recall@1 (percent)
+    on the evaluation split (the nearest of its distinct captions describes
+    the image), ``retrieval_chance`` that of a caption drawn at random.
     """
     losses: List[float]
     fixed_batch_loss_before: float
@@ -187,6 +191,59 @@ class ImageCaptionCLIP(nn.Module):
         return self.logit_scale.clamp(max=math.log(MAX_LOGIT_SCALE)).exp()
 
 
+def save_clip_towers(model: ImageCaptionCLIP, arch: Dict[str, int],
+                     img_size: int, path) -> None:
+    """Write what of ``model`` is not its backbone (image projection, caption
+    encoder, logit scale) with the backbone's ``arch`` and ``img_size`` in the
+    meta, for :func:`load_clip` to put a backbone under them."""
+    towers = {
+        key: tensor
+        for key, tensor in model.state_dict().items()
+        if not key.startswith('backbone.')
+    }
+    save_atomic(
+        dict(state_dict=towers, meta=dict(arch=dict(arch), img_size=img_size)),
+        path)
+
+
+def load_clip(towers_path, backbone_path,
+              vocab: WordVocabulary) -> ImageCaptionCLIP:
+    """The model of :func:`save_clip_towers`'s file, in eval mode, with the
+    backbone of ``backbone_path`` (any layout ``load_eva_weights`` reads: the
+    pre-trained one, or one with a LoRA merged).
+
+    Raises:
+        CheckpointError: either file is missing or unreadable, or a key
+            misfits; nothing is loaded then.
+    """
+    towers = read_checkpoint(towers_path)
+    if not {'arch', 'img_size'} <= set(towers.meta):
+        raise CheckpointError(
+            f'{os.fspath(towers_path)}: not a demo CLIP towers file (its meta '
+            'lacks arch and img_size); tools/misc/pretrain_demo_backbone.py '
+            '--towers-out writes one')
+    backbone = EVAViT(
+        arch=dict(towers.meta['arch']),
+        pretrain_img_size=towers.meta['img_size'],
+        with_cls_token=False)
+    load_eva_weights(backbone, backbone_path)
+    model = ImageCaptionCLIP(backbone, vocab)
+    weights = {
+        **{
+            f'backbone.{k}': v
+            for k, v in backbone.state_dict().items()
+        },
+        **towers.state_dict
+    }
+    misfit = module_misfit(model, weights)
+    if misfit:
+        raise CheckpointError(
+            f'{os.fspath(towers_path)}: the towers do not fit the '
+            f'{len(vocab)}-word vocabulary and this backbone: {misfit}')
+    model.load_state_dict(weights, strict=True)
+    return model.eval()
+
+
 def contrastive_loss(image_embeds: torch.Tensor, caption_embeds: torch.Tensor,
                      positives: torch.Tensor,
                      scale: torch.Tensor) -> torch.Tensor:
@@ -236,26 +293,48 @@ class CaptionedBatches:
 
 
 @torch.no_grad()
-def retrieval_accuracy(model: ImageCaptionCLIP,
-                       data: CaptionedImages,
-                       batch_size: int = 64) -> float:
-    """Fraction of images whose most similar distinct caption describes
-    them."""
+def retrieval_recall(model: ImageCaptionCLIP,
+                     data: CaptionedImages,
+                     topk: Tuple[int, ...] = (1, ),
+                     batch_size: int = 64) -> Dict[str, float]:
+    """Zero-shot retrieval between ``data``'s images and its distinct
+    captions, mmpretrain's Recall@k (in percent) in both directions: an image
+    is a hit when one of its k nearest captions describes it
+    (``i2t/Recall@k``), a caption when one of its k nearest images is one it
+    describes (``t2i/Recall@k``)."""
     model.eval()
     caption_embeds = model.encode_captions(data.caption_tokens)
-    hits = 0
-    for start in range(0, len(data.images), batch_size):
-        image_embeds = model.encode_images(data.images[start:start +
-                                                       batch_size])
-        nearest = (image_embeds @ caption_embeds.t()).argmax(1)
-        rows = torch.arange(start, start + len(nearest))
-        hits += int(data.image_captions[rows, nearest].sum())
-    return hits / len(data.images)
+    image_embeds = torch.cat([
+        model.encode_images(data.images[start:start + batch_size])
+        for start in range(0, len(data.images), batch_size)
+    ])
+    similarity = image_embeds @ caption_embeds.t()
+    described = data.image_captions
+    recalls = {}
+    for direction, scores, targets in (('i2t', similarity, described),
+                                       ('t2i', similarity.t(), described.t())):
+        values = Numpy2RetrievalRecall.calculate(
+            scores, [row.nonzero()[:, 0] for row in targets],
+            topk,
+            target_indices=True)
+        recalls.update({
+            f'{direction}/Recall@{k}': float(value)
+            for k, value in zip(topk, values)
+        })
+    return recalls
 
 
-def chance_retrieval_accuracy(data: CaptionedImages) -> float:
-    """Expected retrieval accuracy of a caption drawn uniformly at random."""
-    return data.image_captions.float().mean().item()
+def image_to_caption_recall(model: ImageCaptionCLIP,
+                            data: CaptionedImages) -> float:
+    """``i2t/Recall@1`` of :func:`retrieval_recall`."""
+    return retrieval_recall(model, data)['i2t/Recall@1']
+
+
+def chance_recall(data: CaptionedImages) -> float:
+    """Recall@1 (percent) of a random guess, the same in both directions:
+    the share of image-caption pairs in which the caption describes the
+    image."""
+    return 100 * data.image_captions.float().mean().item()
 
 
 def warmup_cosine(iters: int) -> Callable[[int], float]:
@@ -311,15 +390,16 @@ def pretrain_clip(
     lr: float = 1e-3,
     seed: int = 0,
     eval_split: str = 'val',
-    log: Optional[Callable[[str],
-                           None]] = None) -> Tuple[EVAViT, PretrainReport]:
+    log: Optional[Callable[[str], None]] = None
+) -> Tuple[ImageCaptionCLIP, PretrainReport]:
     """Train an ``EVAViT(arch, pretrain_img_size=img_size)`` and a caption
     encoder contrastively on the ``train`` split of ``data_root`` (a demo COCO
     root: ``train/``, ``annotations/captions_train.json``,
     ``annotations/vocab.json``); evaluate retrieval on ``eval_split``.
 
-    Returns the trained image tower (eval mode) and a report. Deterministic
-    for a fixed seed on a given machine and thread count.
+    Returns the trained model (eval mode; its image tower is ``.backbone``)
+    and a report. Deterministic for a fixed seed on a given machine and
+    thread count.
     """
     if iters < 1:
         raise ValueError(f'iters must be positive, got {iters}')
@@ -349,11 +429,11 @@ def pretrain_clip(
                 positives, model.scale()).item()
 
     fixed_batch_loss_before = fixed_batch_loss()
-    retrieval_before = retrieval_accuracy(model, evaluation)
+    retrieval_before = image_to_caption_recall(model, evaluation)
     log(f'{len(train.images)} training images, '
         f'{len(train.caption_texts)} distinct captions; '
-        f'{eval_split} retrieval before training {retrieval_before:.3f} '
-        f'(chance {chance_retrieval_accuracy(evaluation):.3f})')
+        f'{eval_split} image->caption Recall@1 before training '
+        f'{retrieval_before:.1f} (chance {chance_recall(evaluation):.1f})')
 
     optimizer = torch.optim.AdamW(
         decay_groups(model), lr=lr, betas=(0.9, 0.98))
@@ -385,7 +465,7 @@ def pretrain_clip(
         fixed_batch_loss_before=fixed_batch_loss_before,
         fixed_batch_loss_after=fixed_batch_loss(),
         retrieval_before=retrieval_before,
-        retrieval_after=retrieval_accuracy(model, evaluation),
-        retrieval_chance=chance_retrieval_accuracy(evaluation),
+        retrieval_after=image_to_caption_recall(model, evaluation),
+        retrieval_chance=chance_recall(evaluation),
         seconds=time.time() - start_time)
-    return backbone.eval(), report
+    return model.eval(), report
