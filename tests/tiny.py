@@ -2,6 +2,7 @@
 ViSFT configs on the generated demo COCO data, a free port for process groups,
 and a runner for the repository's scripts."""
 import copy
+import importlib.util
 import os
 import socket
 import subprocess
@@ -342,3 +343,13 @@ def run_script(*args, cwd=ROOT) -> subprocess.CompletedProcess:
                           capture_output=True,
                           text=True,
                           timeout=300)
+
+
+def import_script(path):
+    """A script of the repository (e.g. tools/misc/run_demo.py) as a module,
+    to call its functions."""
+    path = Path(path)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
