@@ -276,3 +276,23 @@ def test_demo_reads_the_last_validation_of_a_run(tmp_path):
     assert run_demo.last_validation(tmp_path) == dict(
         {key: 0.75
          for key in metrics}, **{'caption/METEOR': 0.25})
+
+
+def test_demo_names_the_changes_beyond_two_standard_errors():
+    run_demo = import_script(ROOT / 'tools/misc/run_demo.py')
+    columns = [('steady', 's'), ('noisy', 'n'), ('none', 'z')]
+    differences = [{
+        's': 1.0,
+        'n': 3.0,
+        'z': 0.0
+    }, {
+        's': 1.2,
+        'n': -2.0,
+        'z': 0.0
+    }, {
+        's': 0.8,
+        'n': 0.5,
+        'z': 0.0
+    }]
+    assert run_demo.clear_changes(differences, columns) == ['steady (+1.000)']
+    assert run_demo.clear_changes(differences[:1], columns) == []

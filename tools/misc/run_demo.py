@@ -41,6 +41,7 @@ import argparse
 import contextlib
 import io
 import json
+import math
 import os
 import re
 import statistics
@@ -259,6 +260,21 @@ def print_table(title: str, columns: Sequence[Tuple[str, str]],
                       for _, key in columns))
 
 
+def clear_changes(differences: Sequence[dict],
+                  columns: Sequence[Tuple[str, str]]) -> List[str]:
+    """The columns whose mean difference lies beyond two standard errors
+    (std / sqrt(runs)) from zero; none with fewer than two runs."""
+    if len(differences) < 2:
+        return []
+    clear = []
+    for name, key in columns:
+        values = [difference[key] for difference in differences]
+        error = statistics.stdev(values) / math.sqrt(len(values))
+        if abs(statistics.mean(values)) > 2 * error:
+            clear.append(f'{name} ({statistics.mean(values):+.3f})')
+    return clear
+
+
 def main():
     from visft_mm.utils.cli import quiet_known_warnings
     quiet_known_warnings()
@@ -391,6 +407,9 @@ def main():
         (('pre-trained backbone', before_ood),
          ('after stage 2, LoRA merged', after_ood),
          ('difference (after - before)', differences)))
+    clear = clear_changes(differences, out_of_domain_columns(TEST_SETS))
+    print('Out-of-domain changes beyond two standard errors of their mean: '
+          f'{", ".join(clear) or "none"}')
     print('\nLoRA update relative to the pre-trained weights, ||ΔW|| / ||W|| '
           '(median, max over blocks; seed 0): ' +
           ', '.join(f'{part} {med:.4f}, {top:.4f}'
