@@ -251,18 +251,24 @@ def test_demo_runs_chains_side_by_side_one_thread_each(capsys):
 
 def test_demo_reads_the_last_validation_of_a_run(tmp_path):
     run_demo = import_script(ROOT / 'tools/misc/run_demo.py')
-    metrics = {key: 0.5 for _, key in run_demo.IN_DOMAIN_COLUMNS}
     records = [
-        dict(metrics, step=100),
+        {
+            'caption/CIDEr': 0.5,
+            'coco/bbox_mAP': 0.1,
+            'time': 1.0,
+            'step': 100
+        },
         {
             'loss': 1.0,
+            'detection.loss_cls': 0.5,
             'lr': 1e-3,
             'step': 120
         },
-        dict({key: 0.75
-              for key in metrics},
-             **{'caption/METEOR': 0.25},
-             step=300),
+        {
+            'caption/CIDEr': 0.75,
+            'coco/bbox_mAP': 0.25,
+            'step': 300
+        },
         {
             'loss': 0.5,
             'lr': 1e-4,
@@ -273,9 +279,15 @@ def test_demo_reads_the_last_validation_of_a_run(tmp_path):
     vis_data.mkdir(parents=True)
     (vis_data / 'scalars.json').write_text(''.join(
         json.dumps(record) + '\n' for record in records))
-    assert run_demo.last_validation(tmp_path) == dict(
-        {key: 0.75
-         for key in metrics}, **{'caption/METEOR': 0.25})
+    assert run_demo.last_validation(tmp_path) == {
+        'caption/CIDEr': 0.75,
+        'coco/bbox_mAP': 0.25
+    }
+    # a single-task run's metrics get their task's prefix once
+    assert run_demo.last_validation(tmp_path, 'caption') == {
+        'caption/CIDEr': 0.75,
+        'caption/coco/bbox_mAP': 0.25
+    }
 
 
 def test_demo_names_the_changes_beyond_two_standard_errors():

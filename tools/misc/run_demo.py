@@ -9,15 +9,15 @@
    pre-training are kept in data/ and work_dirs/ and reused by later runs.
 3. Stage 1: train the detection, segmentation and caption heads, each on the
    frozen backbone (tools/train.py with configs/visft/demo/demo_stage1_*.py).
-4. Evaluate all three tasks with the stage-1 heads on the frozen backbone, and
-   the pre-trained backbone out of domain.
+4. Before stage 2: in domain, each stage-1 head as its run validated it at its
+   end; out of domain, the pre-trained backbone.
 5. Stage 2 with each seed: LoRA on the backbone, heads frozen, one task per
    iteration (tools/train.py with configs/visft/demo/demo_stage2.py); merge
    the LoRA into the backbone (tools/model_converters/merge_lora.py).
-6. Evaluate each stage-2 run again, in domain with its frozen heads and out of
-   domain with the merged backbone; print both tables, before and after, as
-   mean and standard deviation over the seeds, with how far LoRA moved the q
-   and v weights.
+6. After stage 2: in domain, each run as it validated its three tasks at its
+   end; out of domain, each merged backbone. Print both tables, before and
+   after, as mean and standard deviation over the seeds, with how far LoRA
+   moved the q and v weights.
 
 Out of domain is zero-shot image-caption retrieval through the frozen
 pre-trained towers, on held-out scenes and on scenes with a checkerboard
@@ -188,35 +188,26 @@ def last_checkpoint(work_dir: Path) -> Path:
         key=lambda path: int(path.stem.split('_')[1]))
 
 
-def last_validation(work_dir: Path) -> dict:
+def last_validation(work_dir: Path, task: Optional[str] = None) -> dict:
     """The metrics of a run's last validation, as mmengine's LocalVisBackend
-    recorded them (``<work dir>/<timestamp>/vis_data/scalars.json``)."""
+    recorded them (``<work dir>/<timestamp>/vis_data/scalars.json``), keyed
+    ``<task>/<metric>``: those of a single-task run (``task`` given) get the
+    task's prefix where they lack it."""
     records = max(work_dir.glob('*/vis_data/scalars.json'))
-    validations = [
-        record for record in map(json.loads,
-                                 records.read_text().splitlines())
-        if all(key in record for _, key in IN_DOMAIN_COLUMNS)
-    ]
-    if not validations:
-        raise RuntimeError(f'{records} records no validation of every task')
-    return {key: value for key, value in validations[-1].items() if '/' in key}
-
-
-def evaluate_stage1_heads(out_json: Path) -> dict:
-    """Test every task with the stage-2 config's model as initialised:
-    stage-1 heads, LoRA update zero."""
-    from mmengine.config import Config
-
-    from visft_mm.utils.cli import build_runner
-    cfg = Config.fromfile(str(DEMO_CONFIGS / 'demo_stage2.py'))
-    cfg.work_dir = f'{WORK_DIR}/eval'
-    # the runner's logger writes to the sys.stdout of its creation
-    with contextlib.redirect_stdout(LogDisplay(sys.stdout)):
-        runner = build_runner(cfg)
-        runner.model.init_weights()
-        metrics = {k: float(v) for k, v in runner.test().items()}
-    out_json.write_text(json.dumps(metrics, indent=2))
-    return metrics
+    validations = [{
+        key: value
+        for key, value in record.items() if '/' in key
+    } for record in map(json.loads,
+                        records.read_text().splitlines())]
+    metrics = next((v for v in reversed(validations) if v), None)
+    if metrics is None:
+        raise RuntimeError(f'{records} records no validation')
+    if task is None:
+        return metrics
+    return {
+        key if key.startswith(f'{task}/') else f'{task}/{key}': value
+        for key, value in metrics.items()
+    }
 
 
 def save_pictures(checkpoint: Optional[str],
@@ -351,9 +342,14 @@ def main():
         return evaluate_retrieval(towers, backbone_file, test_sets[seed],
                                   VOCAB)
 
-    t = step('4/6 evaluation: stage-1 heads on the frozen backbone; '
-             'out-of-domain retrieval of the pre-trained backbone')
-    before = evaluate_stage1_heads(work_dir / 'metrics_before_stage2.json')
+    t = step('4/6 evaluation before stage 2: in domain as each stage-1 run '
+             'validated at its end, out of domain with the pre-trained '
+             'backbone')
+    before = {}
+    for task in STAGE1:
+        before.update(last_validation(work_dir / f'stage1_{task}', task))
+    (work_dir / 'metrics_before_stage2.json').write_text(
+        json.dumps(before, indent=2))
     save_pictures(None, work_dir / 'pictures/before_stage2')
     before_ood = [out_of_domain(backbone, seed) for seed in seeds]
     print(f'({time.time() - t:.0f}s)')
