@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from mmengine.config import Config
 from mmengine.visualization import Visualizer
-from tiny import ROOT, run_script, stage2_cfg
+from tiny import ROOT, import_script, run_script, stage2_cfg
 from toy_multi_task import (PAPER_RATIOS, TOY_SEED, LogMessages,
                             ToyMultiTaskModel, drawn_tasks, toy_cfg,
                             toy_loaders)
@@ -204,10 +204,7 @@ def test_demo_shows_progress_metrics_and_warnings_only(tmp_path):
     """tools/misc/run_demo.py shows of a run's log the line of each logged
     interval and the metric table, not the environment and config dump."""
     from mmengine.runner import Runner
-    spec = importlib.util.spec_from_file_location(
-        'run_demo', ROOT / 'tools/misc/run_demo.py')
-    run_demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(run_demo)
+    run_demo = import_script(ROOT / 'tools/misc/run_demo.py')
     cfg = runtime_cfg(tmp_path, max_iters=4, val_interval=4)
     cfg.default_hooks.logger.interval = 2
     # a logger of its own: an earlier runner of the same second would lend

@@ -2,7 +2,6 @@
 tiny stage-2 ViSFT (detection and caption) and a stage-1 one (detection),
 demo/image_demo.py, and the demo's pictures before and after stage 2."""
 import contextlib
-import importlib.util
 import io
 import pickle
 import runpy
@@ -16,7 +15,7 @@ from mmdet.visualization import DetLocalVisualizer
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from tiny import (CAPTION_PIPELINE, IMG, ROOT, demo_det_dataloader,
-                  frozen_tiny_vit, run_script, tiny_caption_cfg,
+                  frozen_tiny_vit, import_script, run_script, tiny_caption_cfg,
                   tiny_detection_cfg)
 
 from visft_mm.checkpoints.io import CheckpointError
@@ -218,19 +217,24 @@ def test_pictures_refuse_a_checkpoint_that_does_not_fit(stage2, tmp_path):
 
 def test_demo_saves_pictures_of_its_val_images(stage2, demo_coco, tmp_path,
                                                capsys, monkeypatch):
-    spec = importlib.util.spec_from_file_location(
-        'run_demo', ROOT / 'tools/misc/run_demo.py')
-    run_demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(run_demo)
+    run_demo = import_script(ROOT / 'tools/misc/run_demo.py')
     config, checkpoint = stage2
     drawn_classes = spy_drawn_classes(monkeypatch)
+    out_dir = tmp_path / 'after_stage2'
     run_demo.save_pictures(
-        str(checkpoint), tmp_path, config=config, images_dir=demo_coco / 'val')
+        str(checkpoint), out_dir, config=config, images_dir=demo_coco / 'val')
     shown = sorted(p.name for p in (demo_coco /
                                     'val').iterdir())[:run_demo.PICTURE_IMAGES]
     for task in ('detection', 'caption'):
-        assert sorted(p.name for p in (tmp_path / task).iterdir()) == shown
+        assert sorted(p.name for p in (out_dir / task).iterdir()) == shown
     # the detection predictions (no ground truth) of each image
     assert len(drawn_classes) == len(shown)
     assert all(tuple(classes) == DEMO_CLASSES for classes in drawn_classes)
-    assert f'{tmp_path}/' in capsys.readouterr().out
+    assert f'{out_dir}/' in capsys.readouterr().out
+    # and all of them in one: a row per image, a column per task, twice as
+    # large, 8 px apart
+    height, width = mmcv.imread(str(out_dir / 'detection' /
+                                    shown[0])).shape[:2]
+    overview = mmcv.imread(str(tmp_path / 'after_stage2.jpg'))
+    assert overview.shape == (len(shown) * (2 * height + 8) - 8,
+                              2 * (2 * width + 8) - 8, 3)

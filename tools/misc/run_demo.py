@@ -227,8 +227,39 @@ def save_pictures(checkpoint: Optional[str],
         images = sorted(images_dir.glob('*.png'))[:PICTURE_IMAGES]
         for image in images:
             draw_image_pictures(model, cfg, str(image), str(out_dir))
+    overview = out_dir.with_suffix('.jpg')
+    save_overview(out_dir, [image.name for image in images], overview)
     print(f'pictures of {len(images)} val images, a folder per task: '
-          f'{out_dir}/')
+          f'{out_dir}/; all in one: {overview}')
+
+
+def save_overview(pictures_dir: Path,
+                  names: Sequence[str],
+                  out: Path,
+                  scale: int = 2,
+                  gap: int = 8) -> None:
+    """One picture of the tasks' pictures of ``names``: a row per image, a
+    column per task drawn (detection, segmentation, caption), each enlarged
+    ``scale`` times, on white."""
+    import mmcv
+    import numpy as np
+    tasks = [task for task in STAGE1 if (pictures_dir / task).is_dir()]
+    rows = []
+    for name in names:
+        tiles = [
+            mmcv.imrescale(
+                mmcv.imread(str(pictures_dir / task / name)),
+                scale,
+                interpolation='nearest') for task in tasks
+        ]
+        height = tiles[0].shape[0]
+        space = np.full((height, gap, 3), 255, np.uint8)
+        rows.append(
+            np.hstack([part for tile in tiles for part in (tile, space)][:-1]))
+    space = np.full((gap, rows[0].shape[1], 3), 255, np.uint8)
+    mmcv.imwrite(
+        np.vstack([part for row in rows for part in (row, space)][:-1]),
+        str(out))
 
 
 def mean_and_spread(values: Sequence[float]) -> str:
