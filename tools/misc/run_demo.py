@@ -434,6 +434,8 @@ def main():
         (('pre-trained backbone', before_ood),
          ('after stage 2, LoRA merged', after_ood),
          ('difference (after - before)', differences)))
+    (work_dir / 'metrics_out_of_domain.json').write_text(
+        json.dumps(dict(before=before_ood, after=after_ood), indent=2))
     clear = clear_changes(differences, out_of_domain_columns(TEST_SETS))
     print('Out-of-domain changes beyond two standard errors of their mean: '
           f'{", ".join(clear) or "none"}')
