@@ -158,12 +158,20 @@ def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
     return inter / (a[2] * a[3] + b[2] * b[3] - inter)
 
 
+def check_background(background: str) -> None:
+    """Raise ValueError unless ``background`` is one of :data:`BACKGROUNDS`."""
+    if background not in BACKGROUNDS:
+        raise ValueError(f'unknown background {background!r}; expected one '
+                         f'of {BACKGROUNDS}')
+
+
 def render_background(rng: np.random.Generator, img_size: int,
                       background: str) -> np.ndarray:
     """(H, W, 3) float image with light Gaussian noise over a random muted
     color: as a linear gradient in a random direction (``'gradient'``, the
     demo's training and val images), or as a checkerboard of it and a second
     muted color (``'checker'``, a background the demo never trains on)."""
+    check_background(background)
     hue, saturation, value = (rng.random(), rng.uniform(0.1, 0.3),
                               rng.uniform(0.35, 0.7))
     base = 255 * np.array(colorsys.hsv_to_rgb(hue, saturation, value))
@@ -173,7 +181,7 @@ def render_background(rng: np.random.Generator, img_size: int,
         ramp = np.cos(angle) * coords[None, :] + np.sin(
             angle) * coords[:, None]  # in [-0.71, 0.71]
         image = base + (rng.uniform(20, 60) * ramp)[..., None]
-    elif background == 'checker':
+    else:
         # the second color is CHECKER_CONTRAST lighter or darker
         other_value = value + (
             CHECKER_CONTRAST if value < 0.5 else -CHECKER_CONTRAST)
@@ -184,9 +192,6 @@ def render_background(rng: np.random.Generator, img_size: int,
         cells = np.arange(img_size) // cell
         odd = (cells[:, None] + cells[None, :]) % 2 == 1
         image = np.where(odd[..., None], other, base)
-    else:
-        raise ValueError(f'unknown background {background!r}; expected one '
-                         f'of {BACKGROUNDS}')
     return image + rng.normal(0.0, 4.0, size=(img_size, img_size, 3))
 
 
@@ -331,9 +336,7 @@ def generate_demo_coco(out_dir: str,
         )
     if min(num_train, num_val, seed) < 0:
         raise ValueError('num_train, num_val and seed must be non-negative')
-    if background not in BACKGROUNDS:
-        raise ValueError(f'unknown background {background!r}; expected one '
-                         f'of {BACKGROUNDS}')
+    check_background(background)
     categories = [
         dict(id=i + 1, name=name, supercategory='shape')
         for i, name in enumerate(DEMO_CLASSES)
