@@ -181,13 +181,6 @@ def lora_change(checkpoint: str, backbone: str) -> dict:
     }
 
 
-def last_checkpoint(work_dir: Path) -> Path:
-    """The checkpoint of a run's last iteration."""
-    return max(
-        work_dir.glob('iter_*.pth'),
-        key=lambda path: int(path.stem.split('_')[1]))
-
-
 def last_validation(work_dir: Path, task: Optional[str] = None) -> dict:
     """The metrics of a run's last validation, as mmengine's LocalVisBackend
     recorded them (``<work dir>/<timestamp>/vis_data/scalars.json``), keyed
@@ -332,6 +325,8 @@ def main():
             log_only=False)
     else:
         print(f'using {DATA_ROOT}')
+    from mmengine.runner import find_latest_checkpoint
+
     from visft_mm.demo.out_of_domain import (TEST_SETS, evaluate_retrieval,
                                              make_test_sets)
     test_sets = {seed: make_test_sets(OOD_ROOT, seed) for seed in seeds}
@@ -394,7 +389,8 @@ def main():
          ('tools/train.py', str(DEMO_CONFIGS / 'demo_stage2.py'), '--work-dir',
           str(stage2[seed]), '--cfg-options', f'randomness.seed={seed}'))
     ] for seed in seeds])
-    last = {seed: str(last_checkpoint(stage2[seed])) for seed in seeds}
+    # each run's own record of its last checkpoint
+    last = {seed: find_latest_checkpoint(str(stage2[seed])) for seed in seeds}
     merged = {
         seed: str(stage2[seed] / 'backbone_merged.pth')
         for seed in seeds
