@@ -11,13 +11,13 @@ import torch.nn as nn
 from mmdet.datasets import CocoDataset
 from mmengine.config import Config
 from mmengine.hooks import Hook
-from mmengine.runner import Runner
 from tiny import ROOT, with_tiny_vit
 
 from visft_mm.analysis.synthetic import train_dataloaders
 from visft_mm.demo.demo_coco import generate_demo_coco
 from visft_mm.engine import sample_task
 from visft_mm.registry import HOOKS
+from visft_mm.utils.cli import build_runner
 
 CONFIGS = ROOT / 'configs/visft'
 COCO_CLASSES = CocoDataset.METAINFO['classes']
@@ -86,21 +86,24 @@ def relocated(value, old: str, new: str):
     return value
 
 
-def shrunk(value, factor: int = 8):
-    """Image sizes of a pipeline divided by ``factor``: the same transforms at
-    a size that CPUs without native bf16 GEMMs run in seconds."""
+def shrunk(value, factor: int = 8, is_size: bool = False):
+    """Image sizes (the values of :data:`SIZE_KEYS`, in pipelines and batch
+    augments) divided by ``factor``: the same transforms at a size that CPUs
+    without native bf16 GEMMs run in seconds."""
     if isinstance(value, dict):
         return type(value)({
-            k: (shrunk(v, factor)
-                if k in SIZE_KEYS or not isinstance(v, (int, tuple)) else v)
+            k: shrunk(v, factor, k in SIZE_KEYS)
             for k, v in value.items()
         })
     if isinstance(value, (list, tuple)):
-        return type(value)(shrunk(v, factor) for v in value)
-    return max(1, value // factor) if isinstance(value, int) else value
+        return type(value)(shrunk(v, factor, is_size) for v in value)
+    if is_size and isinstance(value, int):
+        return max(1, value // factor)
+    return value
 
 
-SIZE_KEYS = ('scale', 'scales', 'crop_size')
+# pipelines' resize and crop sizes; BatchFixedSizePad's padded size
+SIZE_KEYS = ('scale', 'scales', 'crop_size', 'size')
 
 
 def tiny_paper_config(name: str, coco_root: Path, work_dir: Path) -> Config:
@@ -109,6 +112,7 @@ def tiny_paper_config(name: str, coco_root: Path, work_dir: Path) -> Config:
     validation."""
     cfg = Config.fromfile(str(CONFIGS / name)).to_dict()
     cfg['train_dataloader'] = shrunk(cfg['train_dataloader'])
+    cfg['model'] = shrunk(cfg['model'])  # the fixed-size batch padding
     cfg = Config(relocated(cfg, 'data/coco/', f'{coco_root}/'))
     # stage 2 starts from random heads here
     cfg.model = with_tiny_vit(cfg.model, work_dir / 'pretrained')
@@ -156,7 +160,7 @@ def snapshot(model: nn.Module) -> dict:
 
 def run_training(cfg: Config) -> list:
     """Trains ``cfg``; the steps RecordStepsForTest saw."""
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     runner.train()
     return next(h for h in runner.hooks
                 if isinstance(h, RecordStepsForTest)).steps

@@ -16,12 +16,12 @@ import torch
 import torch.nn as nn
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
-from mmengine.runner import Runner
 from tiny import (TINY_VIT, run_script, tiny_detection_cfg,
                   tiny_vit_checkpoint, with_tiny_vit)
 
 from visft_mm.models import EVAViT, FrozenBackbone, LoRAModel
 from visft_mm.normalisation import CLIP_MEAN, CLIP_STD
+from visft_mm.utils.cli import build_runner
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,7 +60,7 @@ OPEN_IN_MMDET = textwrap.dedent("""
 
 def test_stage1_detection_checkpoint_opens_in_mmdet_init_detector(
         demo_coco, tmp_path, monkeypatch):
-    """A tiny stage-1 detection run (mmengine's Runner; the demo config with
+    """A tiny stage-1 detection run (the tools' runner; the demo config with
     a tiny ViT and DETR) in a directory holding ``data/demo_coco``. In a fresh
     process, torch's weights-only loader refuses its checkpoint until
     visft_mm is imported; then mmdet's ``init_detector``, given the config
@@ -84,12 +84,7 @@ def test_stage1_detection_checkpoint_opens_in_mmdet_init_detector(
     cfg.train_dataloader.batch_size = 2
     cfg.train_cfg.update(max_iters=1, val_begin=2)
     cfg.work_dir = 'work_dirs/stage1_detection'
-    # mmengine formats the same config text with yapf three times a run
-    # (dump, message hub, checkpoint meta): most of this test's time on 2
-    # cores. Format it once.
-    text = cfg.pretty_text
-    monkeypatch.setattr(Config, 'pretty_text', property(lambda self: text))
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     runner.train()
     trained = {
         k: v.detach().clone()

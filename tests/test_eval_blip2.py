@@ -22,6 +22,7 @@ from tokenizers import ByteLevelBPETokenizer
 
 from visft_mm.checkpoints.io import CheckpointError
 from visft_mm.engine import load_module_weights
+from visft_mm.utils.cli import build_runner
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_TOOL = ROOT / 'tools/test.py'
@@ -360,7 +361,7 @@ def test_backbone_checkpoint_replaces_exactly_the_vision_weights(
         work_dir=str(tmp_path / 'work'),
         load_from=str(model_files['blip2']),
         backbone_checkpoint=str(model_files['visft_backbone']))
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     runner.load_or_resume()
     images = torch.randn(1, 3, 364, 364)
     with torch.no_grad():

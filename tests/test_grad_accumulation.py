@@ -18,12 +18,12 @@ import ddp_probe  # noqa: F401
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.runner import Runner
 from tiny import (IMG, demo_caption_dataloader, demo_det_dataloader, free_port,
                   frozen_tiny_vit, stage2_schedule, tiny_caption_cfg,
                   tiny_detection_cfg)
 
 from visft_mm.demo.demo_coco import generate_demo_coco
+from visft_mm.utils.cli import build_runner
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -148,7 +148,7 @@ def test_accumulated_micro_batches_match_data_parallel_ranks(
         work_dir = tmp_path / f'{processes}x{micro_steps}'
         cfg = accumulation_cfg(one_object_coco, work_dir, micro_steps)
         if processes == 1:
-            Runner.from_cfg(cfg).train()
+            build_runner(cfg).train()
         else:
             cfg_path = tmp_path / f'{processes}x{micro_steps}.py'
             cfg.dump(str(cfg_path))

@@ -86,12 +86,11 @@ def scalars(runner):
 
 
 def test_training_line_names_its_task_and_averages_only_its_losses(tmp_path):
-    from mmengine.runner import Runner
     iters = 12
     cfg = runtime_cfg(tmp_path, max_iters=iters)
     cfg.model.type = 'ToyCountedLosses'
     cfg.log_processor.window_size = WINDOW
-    runner = Runner.from_cfg(cfg)
+    runner = cli.build_runner(cfg)
     _, messages = run_logged(runner, 'train')
     lines = [m for m in messages if m.startswith('Iter(train)')]
     train_scalars = [s for s in scalars(runner) if 'lr' in s]
@@ -120,8 +119,7 @@ def test_training_line_names_its_task_and_averages_only_its_losses(tmp_path):
 
 
 def test_validation_scalars_are_stored_at_their_iteration(tmp_path):
-    from mmengine.runner import Runner
-    runner = Runner.from_cfg(
+    runner = cli.build_runner(
         runtime_cfg(tmp_path, max_iters=4, val_interval=2))
     runner.train()
     steps = [s['step'] for s in scalars(runner) if 'caption/toy/samples' in s]
@@ -142,7 +140,6 @@ def metric_rows(messages, stage):
 
 @pytest.mark.parametrize('stage', ['val', 'test'])
 def test_metrics_carry_the_task_once_and_end_in_one_table(tmp_path, stage):
-    from mmengine.runner import Runner
     cfg = toy_cfg(tmp_path)
     cfg.log_level = 'INFO'
     # the caption metric's own prefix is its task's name
@@ -155,7 +152,7 @@ def test_metrics_carry_the_task_once_and_end_in_one_table(tmp_path, stage):
     cfg[f'{stage}_dataloader'] = toy_loaders(PAPER_RATIOS, False, True)
     cfg[f'{stage}_evaluator'] = evaluators
     cfg[f'{stage}_cfg'] = dict(type=f'MultiTask{stage.title()}Loop')
-    metrics, messages = run_logged(Runner.from_cfg(cfg), stage)
+    metrics, messages = run_logged(cli.build_runner(cfg), stage)
     assert metrics == {
         'caption/samples': 3,
         'segmentation/toy/samples': 3,
@@ -203,7 +200,6 @@ def test_train_tool_logs_its_task_without_known_warnings(demo_coco, tmp_path):
 def test_demo_shows_progress_metrics_and_warnings_only(tmp_path):
     """tools/misc/run_demo.py shows of a run's log the line of each logged
     interval and the metric table, not the environment and config dump."""
-    from mmengine.runner import Runner
     run_demo = import_script(ROOT / 'tools/misc/run_demo.py')
     cfg = runtime_cfg(tmp_path, max_iters=4, val_interval=4)
     cfg.default_hooks.logger.interval = 2
@@ -214,7 +210,7 @@ def test_demo_shows_progress_metrics_and_warnings_only(tmp_path):
     # as the demo's evaluation: the logger writes to the stdout of its
     # creation
     with contextlib.redirect_stdout(run_demo.LogDisplay(shown)):
-        runner = Runner.from_cfg(cfg)
+        runner = cli.build_runner(cfg)
         runner.logger.warning('a warning')
         runner.train()
     lines = shown.getvalue().splitlines()

@@ -10,7 +10,6 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from mmengine.hooks import Hook
-from mmengine.runner import Runner
 from tiny import free_port, stage2_cfg
 from toy_multi_task import (PAPER_RATIOS, SKEWED_RATIOS, TOY_SEED,
                             TOY_TRAIN_SIZES, TOY_VAL_SIZE, LogMessages,
@@ -19,6 +18,7 @@ from toy_multi_task import (PAPER_RATIOS, SKEWED_RATIOS, TOY_SEED,
 
 from visft_mm.engine import sample_task, task_counts
 from visft_mm.registry import HOOKS
+from visft_mm.utils.cli import build_runner
 from visft_mm.utils.required_paths import InputError
 
 TASKS = ('caption', 'segmentation', 'detection')
@@ -73,7 +73,7 @@ def lora_weights(runner):
 def train(cfg, resume_from=None):
     if resume_from:
         cfg.resume, cfg.load_from = True, str(resume_from)
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     runner.train()
     return runner
 
@@ -196,7 +196,7 @@ def test_training_validates_every_task_at_the_interval(tmp_path):
 
 
 def test_datasets_without_metainfo_are_warned_as_mmengine_does(tmp_path):
-    runner = Runner.from_cfg(toy_cfg(tmp_path, with_metainfo=False))
+    runner = build_runner(toy_cfg(tmp_path, with_metainfo=False))
     log = LogMessages()
     runner.logger.addHandler(log)
     try:
@@ -211,7 +211,7 @@ def test_datasets_without_metainfo_are_warned_as_mmengine_does(tmp_path):
 
 
 def test_model_without_tasks_is_refused_in_one_line(tmp_path):
-    runner = Runner.from_cfg(toy_cfg(tmp_path, model='ToyModel'))
+    runner = build_runner(toy_cfg(tmp_path, model='ToyModel'))
     with pytest.raises(TypeError, match='has no task_names') as error:
         runner.train()
     assert '\n' not in str(error.value)
@@ -229,7 +229,7 @@ def train_toy_rank(rank, world_size, port, cfg, out_dir):
         rank=rank,
         world_size=world_size)
     try:
-        runner = Runner.from_cfg(cfg)
+        runner = build_runner(cfg)
         runner.train()
         torch.save(
             dict(seed=runner.seed, trained=runner.model.module.seen['loss']),

@@ -8,7 +8,6 @@ import json
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.runner import Runner
 from official_layouts import released_file
 from paper_configs import (RecordStepsForTest, assert_finite_losses,
                            autocast_supported, seed_drawing_every_task_first,
@@ -18,6 +17,7 @@ from tiny import ROOT, TINY_VIT
 from visft_mm.analysis.synthetic import vit_config
 from visft_mm.checkpoints.io import save_atomic
 from visft_mm.checkpoints.official_heads import convert_released_heads
+from visft_mm.utils.cli import build_runner
 from visft_mm.utils.required_paths import missing_required_paths
 
 CONFIG = 'eva_1b_stage2_official-heads.py'
@@ -49,8 +49,6 @@ def test_stage2_on_converted_heads_moves_only_lora(paper_coco, tmp_path):
     tasks = cfg.model.tasks
     word_map = json.loads(open(tasks.caption.head.vocab_file).read())
     tasks.caption.head.vocab_size = len(word_map)  # the test's word map
-    # the 1024 crop's padding, shrunk as tiny_paper_config shrinks the crop
-    tasks.segmentation.data_preprocessor.batch_augments[0].size = (128, 128)
     path, heads = converted_heads(tmp_path, len(word_map))
     cfg.model.task_checkpoints = {task: str(path) for task in tasks}
     ratios = cfg.train_cfg.task_ratios
@@ -59,7 +57,7 @@ def test_stage2_on_converted_heads_moves_only_lora(paper_coco, tmp_path):
             list(ratios), list(ratios.values())))
     cfg.train_cfg.update(max_iters=len(ratios), val_begin=len(ratios) + 1)
 
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     runner.train()
 
     steps = next(h for h in runner.hooks

@@ -19,6 +19,7 @@ from visft_mm.datasets import (NumberedInfiniteSampler, SampleDraw,
                                SeedPerDrawDataset)
 from visft_mm.engine.random_state_hook import loaders_augmenting_anew
 from visft_mm.registry import DATASETS, HOOKS, MODELS
+from visft_mm.utils.cli import build_runner
 
 # Flips, a random rescale and a random crop: most draws differ.
 AUGMENTATION = [
@@ -111,7 +112,7 @@ def run_cfg(root, work_dir, max_iters: int, num_workers: int) -> Config:
 def train(cfg: Config, resume_from=None) -> Runner:
     if resume_from:
         cfg.resume, cfg.load_from = True, str(resume_from)
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     runner.train()
     return runner
 
