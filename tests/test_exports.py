@@ -2,8 +2,7 @@
 each export, loaded into the model class that consumes it, gives the features
 of our EVAViT with the LoRA applied unmerged (LoRAModel), on tiny random
 models (32 wide, 3 blocks, 4x4 grid), fp32, CPU."""
-import runpy
-import sys
+import subprocess
 from pathlib import Path
 
 import mmpretrain
@@ -17,6 +16,8 @@ from timm.models import register_model
 from timm.models.eva import (Eva, checkpoint_filter_fn,
                              eva02_enormous_patch14_clip_224,
                              eva_giant_patch14_224)
+from tiny import assert_single_error as assert_single_error_line
+from tiny import run_script_in_process
 
 from visft_mm.checkpoints.exports import export_lavis, to_beit_key
 from visft_mm.checkpoints.io import CheckpointError
@@ -24,8 +25,6 @@ from visft_mm.checkpoints.lora_files import load_lora, save_lora
 from visft_mm.models.backbones import EVAViT
 from visft_mm.models.peft import LoRAModel
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-TOOLS = REPO_ROOT / 'tools' / 'model_converters'
 C, DEPTH, HEADS, FFN, IMG, RANK, CLIP_DIM = 32, 3, 4, 64, 56, 4, 16
 TINY_TIMM = dict(
     img_size=IMG, embed_dim=C, depth=DEPTH, num_heads=HEADS, mlp_ratio=FFN / C)
@@ -187,33 +186,21 @@ def lora_reference(visual: dict, lora, post_norm=False, **kwargs) -> LoRAModel:
     return model.eval()
 
 
-def run_tool(script: str, *args, capsys, monkeypatch):
+def run_tool(script: str, *args):
     """Run a tool as ``python tools/model_converters/<script> ARGS`` would, in
     this process; returns (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, 'argv', [script, *map(str, args)])
-    code = 0
-    try:
-        runpy.run_path(str(TOOLS / script), run_name='__main__')
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
+    result = run_script_in_process(f'tools/model_converters/{script}', *args)
+    return result.returncode, result.stdout, result.stderr
 
 
 def assert_single_error(code, err) -> str:
-    assert code != 0
-    assert 'Traceback' not in err
-    error_lines = [
-        line for line in err.splitlines() if line.startswith('error:')
-    ]
-    assert len(error_lines) == 1, err
-    return error_lines[0]
+    return assert_single_error_line(
+        subprocess.CompletedProcess([], code, '', err))
 
 
 @pytest.fixture
-def tool(capsys, monkeypatch):
-    return lambda script, *args: run_tool(
-        script, *args, capsys=capsys, monkeypatch=monkeypatch)
+def tool():
+    return run_tool
 
 
 @pytest.fixture(scope='module')

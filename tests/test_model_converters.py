@@ -7,8 +7,8 @@ import loralib
 import pytest
 import torch
 from mmengine.config import Config
-from tiny import NARROW_VIT, ROOT, build_visft
-from tiny import run_script as run_tool
+from tiny import NARROW_VIT, ROOT, assert_single_error, build_visft, run_script
+from tiny import run_script_in_process as run_tool
 
 from visft_mm.checkpoints.io import CheckpointError, load_model_state_dict
 from visft_mm.checkpoints.lora_files import (LoRAWeights, load_lora,
@@ -21,17 +21,6 @@ from visft_mm.registry import HOOKS
 EVA2VISFT = 'tools/model_converters/eva2visft.py'
 MERGE_LORA = 'tools/model_converters/merge_lora.py'
 C, RANK = NARROW_VIT['embed_dims'], 4
-
-
-def assert_single_error(result):
-    assert result.returncode != 0
-    assert 'Traceback' not in result.stderr
-    error_lines = [
-        line for line in result.stderr.splitlines()
-        if line.startswith('error:')
-    ]
-    assert len(error_lines) == 1, result.stderr
-    return error_lines[0]
 
 
 def make_vit(**kwargs) -> EVAViT:
@@ -87,7 +76,7 @@ def test_eva2visft_eva_clip(base_sd, tmp_path):
             'logit_scale': torch.tensor(4.6)
         }, src)
 
-    result = run_tool(EVA2VISFT, src, dst)
+    result = run_script(EVA2VISFT, src, dst)  # in a child process, as run
 
     assert result.returncode == 0, result.stderr
     assert 'layout:    eva_clip' in result.stdout
@@ -182,7 +171,7 @@ def test_merge_matches_lora_model(base_sd, tmp_path):
         }}, backbone)
     save_lora(lora_model, lora)
 
-    result = run_tool(MERGE_LORA, backbone, lora, out)
+    result = run_script(MERGE_LORA, backbone, lora, out)  # a child process
 
     assert result.returncode == 0, result.stderr
     assert 'visft_mm layout, 2 layers, rank 4, alpha 2' in result.stdout

@@ -3,8 +3,6 @@ tensors in their layout, at a tiny ViT width) become one checkpoint that the
 official-heads stage-2 config's ViSFT loads strictly, each head from its own
 file; EVA-ViT-G and EVA-ViT-E heads are told apart; any file that does not fit
 is one error line and no output."""
-import runpy
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,8 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from official_layouts import (SEG_ALIASES, SEG_PREDICTOR, random_caption,
                               released_file)
-from tiny import ROOT, TINY_VIT, run_script, with_tiny_vit
+from tiny import (ROOT, TINY_VIT, run_script, run_script_in_process,
+                  with_tiny_vit)
 
 from visft_mm.checkpoints.io import CheckpointError, read_checkpoint
 from visft_mm.checkpoints.official_heads import (TASK_STATE_DICTS,
@@ -22,7 +21,7 @@ from visft_mm.datasets import WordVocabulary
 from visft_mm.models import EVAViT
 from visft_mm.registry import MODELS
 
-TOOL = ROOT / 'tools/model_converters/official_heads2visft.py'
+TOOL = 'tools/model_converters/official_heads2visft.py'
 CONFIG = ROOT / 'configs/visft/eva_1b_stage2_official-heads.py'
 WIDTH = TINY_VIT['embed_dims']
 FLAGS = dict(
@@ -68,16 +67,6 @@ def stage2_model(vocab_file: Path, task_checkpoints: dict):
 
 def flags(released: dict, *tasks: str) -> list:
     return [arg for task in tasks for arg in (FLAGS[task], released[task][0])]
-
-
-def run_tool(monkeypatch, *args) -> int:
-    """The tool in this process; its exit status."""
-    monkeypatch.setattr(sys, 'argv', [str(TOOL), *map(str, args)])
-    try:
-        runpy.run_path(str(TOOL), run_name='__main__')
-    except SystemExit as e:
-        return e.code
-    return 0
 
 
 @pytest.fixture(scope='module')
@@ -143,11 +132,11 @@ def test_heads_of_different_widths_are_refused(released, tmp_path):
 
 
 @pytest.mark.parametrize('task', list(FLAGS))
-def test_one_file_gives_its_task_alone(task, released, converted, tmp_path,
-                                       monkeypatch, capsys):
+def test_one_file_gives_its_task_alone(task, released, converted, tmp_path):
     out = tmp_path / 'heads.pth'
-    assert run_tool(monkeypatch, *flags(released, task), out) == 0
-    assert f'tensors of tasks {task})' in capsys.readouterr().out
+    result = run_script_in_process(TOOL, *flags(released, task), out)
+    assert result.returncode == 0, result.stderr
+    assert f'tensors of tasks {task})' in result.stdout
     alone = read_checkpoint(out).state_dict
     together = read_checkpoint(converted[0]).state_dict
     assert alone.keys() == {
@@ -215,20 +204,20 @@ BAD_INPUTS = dict(
 
 
 @pytest.mark.parametrize('make', BAD_INPUTS.values(), ids=list(BAD_INPUTS))
-def test_bad_input_is_one_error_line_and_no_output(make, released, tmp_path,
-                                                   monkeypatch, capsys):
+def test_bad_input_is_one_error_line_and_no_output(make, released, tmp_path):
     args, message = make(released, tmp_path)
     out = tmp_path / 'out' / 'heads.pth'
-    status = run_tool(monkeypatch, *args, out)
-    stderr = capsys.readouterr().err
-    assert status == 1
+    result = run_script_in_process(TOOL, *args, out)
+    stderr = result.stderr
+    assert result.returncode == 1
     assert len(stderr.splitlines()) == 1, stderr
     assert stderr.startswith(f'error: {args[1]}: ') and message in stderr
     assert not out.parent.exists() or not list(out.parent.iterdir())
 
 
-def test_no_file_given_is_a_usage_error(tmp_path, monkeypatch, capsys):
-    assert run_tool(monkeypatch, tmp_path / 'heads.pth') == 2
+def test_no_file_given_is_a_usage_error(tmp_path):
+    result = run_script_in_process(TOOL, tmp_path / 'heads.pth')
+    assert result.returncode == 2
     assert ('give at least one of --detection, --segment, --caption'
-            in capsys.readouterr().err)
+            in result.stderr)
     assert not (tmp_path / 'heads.pth').exists()
