@@ -4,6 +4,7 @@ towers, and the table make demo prints."""
 import json
 import os
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -247,6 +248,36 @@ def test_demo_runs_chains_side_by_side_one_thread_each(capsys):
                                [('other', ('-c', 'print("done")'))]],
                               log_only=False)
     assert capsys.readouterr().out.splitlines() == ['[other] done']
+
+
+def test_demo_works_here_while_a_script_runs(tmp_path, capsys):
+    """``meanwhile`` runs while the script does (each waits for a file the
+    other writes), and its result comes back after the script has ended; a
+    failed script is still raised."""
+    run_demo = import_script(ROOT / 'tools/misc/run_demo.py')
+    started, answered = tmp_path / 'started', tmp_path / 'answered'
+    script = ('import pathlib, time; '
+              f'pathlib.Path({str(started)!r}).touch(); '
+              f'answered = pathlib.Path({str(answered)!r}); '
+              '[time.sleep(0.05) for _ in range(200) '
+              'if not answered.exists()]; '
+              'print(answered.exists())')
+
+    def meanwhile():
+        for _ in range(200):
+            if started.exists():
+                answered.touch()
+                return 'drawn'
+            time.sleep(0.05)
+        return 'the script did not start'
+
+    assert run_demo.run_together([[('script', ('-c', script))]],
+                                 log_only=False,
+                                 meanwhile=meanwhile) == 'drawn'
+    assert capsys.readouterr().out.splitlines() == ['True']
+    with pytest.raises(subprocess.CalledProcessError):
+        run_demo.run_together([[('fails', ('-c', 'raise SystemExit(3)'))]],
+                              meanwhile=lambda: 'done')
 
 
 def test_demo_reads_the_last_validation_of_a_run(tmp_path):

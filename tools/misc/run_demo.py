@@ -1,12 +1,13 @@
 """ViSFT end to end on the embedded demo data, on CPU, in and out of domain.
 
-1. Generate the demo dataset (tools/misc/make_demo_coco.py) if it is missing,
-   and each seed's out-of-domain test sets (visft_mm.demo.out_of_domain).
+1. Generate the demo dataset (tools/misc/make_demo_coco.py) if it is missing.
 2. Pre-train the small backbone CLIP-style on the demo captions: no
    foundation-model weights can be downloaded here, and ViSFT starts from a
    model that already sees (tools/misc/pretrain_demo_backbone.py). Its
    image projection and caption encoder are kept for step 6. Data and
    pre-training are kept in data/ and work_dirs/ and reused by later runs.
+   Meanwhile, draw each seed's out-of-domain test sets
+   (visft_mm.demo.out_of_domain).
 3. Stage 1: train the detection, segmentation and caption heads, each on the
    frozen backbone (tools/train.py with configs/visft/demo/demo_stage1_*.py).
 4. Before stage 2: in domain, each stage-1 head as its run validated it at its
@@ -50,7 +51,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence, TextIO, Tuple
+from typing import Any, Callable, List, Optional, Sequence, TextIO, Tuple
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_CONFIGS = ROOT / 'configs/visft/demo'
@@ -110,11 +111,14 @@ class LogDisplay(io.TextIOBase):
 
 
 def run_together(chains: Sequence[Sequence[Tuple[str, Sequence[str]]]],
-                 log_only: bool = True) -> None:
+                 log_only: bool = True,
+                 meanwhile: Optional[Callable[[], Any]] = None) -> Any:
     """Run chains of scripts of the repository side by side, the scripts of a
     chain one after the other. A script is given by its name and arguments;
     its output is shown as :class:`LogDisplay` does, prefixed with its name
     when several run, and its stderr (warnings, tracebacks) in full.
+    ``meanwhile`` runs in this process while the chains run; its result is
+    returned once every chain has finished.
 
     Side by side, each script gets one torch thread: the demo's small models
     gain more from a second run on the second core than from a second thread.
@@ -144,10 +148,14 @@ def run_together(chains: Sequence[Sequence[Tuple[str, Sequence[str]]]],
     ]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
+    try:
+        result = meanwhile() if meanwhile else None
+    finally:
+        for thread in threads:
+            thread.join()
     if failed:
         raise subprocess.CalledProcessError(*failed[0])
+    return result
 
 
 def run(*args: str, log_only: bool = True) -> None:
@@ -310,7 +318,7 @@ def main():
     seeds = range(args.seeds)
     start = time.time()
 
-    t = step('1/6 demo data, and the out-of-domain test sets of each seed')
+    t = step('1/6 demo data')
     if not (ROOT / DATA_ROOT / 'annotations/instances_val.json').exists():
         run('tools/misc/make_demo_coco.py',
             DATA_ROOT,
@@ -329,25 +337,30 @@ def main():
 
     from visft_mm.demo.out_of_domain import (TEST_SETS, evaluate_retrieval,
                                              make_test_sets)
-    test_sets = {seed: make_test_sets(OOD_ROOT, seed) for seed in seeds}
-    print(f'out-of-domain test sets: {OOD_ROOT}/seed_*/'
-          f'{{{",".join(TEST_SETS)}}}/')
     print(f'({time.time() - t:.0f}s)')
 
     t = step('2/6 CLIP-style pre-training of the demo backbone '
-             '(stands in for EVA-CLIP)')
+             '(stands in for EVA-CLIP), while the out-of-domain test sets of '
+             'each seed are drawn')
     backbone = f'{WORK_DIR}/backbone_pretrained.pth'
     towers = f'{WORK_DIR}/clip_towers.pth'
+    pretraining = []
     if not all((ROOT / path).exists() for path in (backbone, towers)):
-        run('tools/misc/pretrain_demo_backbone.py',
-            DATA_ROOT,
-            backbone,
-            '--towers-out',
-            towers,
-            log_only=False)
+        pretraining = [[('pretrain',
+                         ('tools/misc/pretrain_demo_backbone.py', DATA_ROOT,
+                          backbone, '--towers-out', towers))]]
     else:
         print(f'using {backbone} and {towers} (delete them to pre-train '
               'again)')
+
+    def draw_test_sets() -> dict:
+        return {seed: make_test_sets(OOD_ROOT, seed) for seed in seeds}
+
+    # drawing takes one core; pre-training gains less from the second
+    test_sets = run_together(
+        pretraining, log_only=False, meanwhile=draw_test_sets)
+    print(f'out-of-domain test sets: {OOD_ROOT}/seed_*/'
+          f'{{{",".join(TEST_SETS)}}}/')
     print(f'({time.time() - t:.0f}s)')
 
     t = step('3/6 stage 1: detection, segmentation and caption heads, each '
