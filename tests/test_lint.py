@@ -24,7 +24,7 @@ def tracked_python_files():
     'tool', [
         ['flake8'],
         ['isort', '--check-only', '--diff'],
-        ['yapf', '--diff'],
+        ['yapf', '--diff', '--parallel'],
     ],
     ids=['flake8', 'isort', 'yapf'])
 def test_tree_is_lint_clean(tool):
