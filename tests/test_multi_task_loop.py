@@ -9,8 +9,10 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from mmengine.config import Config
 from mmengine.hooks import Hook
-from tiny import free_port, stage2_cfg
+from paper_configs import relocated
+from tiny import ROOT, free_port, stage2_cfg, with_tiny_vit
 from toy_multi_task import (PAPER_RATIOS, SKEWED_RATIOS, TOY_SEED,
                             TOY_TRAIN_SIZES, TOY_VAL_SIZE, LogMessages,
                             drawn_tasks, sampler_stream, samples_per_task,
@@ -137,6 +139,42 @@ def test_validation_covers_every_task_and_leaves_training_unchanged(
     assert [iteration for iteration, _ in during_training] == [2, 4]
     for _, iteration_metrics in during_training:
         assert set(iteration_metrics) == set(metrics)
+
+
+def demo_stage1_detection(demo_coco, work_dir, val_interval):
+    """The demo's stage-1 DINO config as it ships, with TINY_VIT and the test
+    data: four iterations of two images."""
+    cfg = Config.fromfile(
+        str(ROOT / 'configs/visft/demo/demo_stage1_detection.py')).to_dict()
+    cfg = Config(relocated(cfg, 'data/demo_coco/', f'{demo_coco}/'))
+    cfg.model = with_tiny_vit(cfg.model, work_dir / 'pretrained')
+    cfg.train_dataloader.batch_size = 2
+    cfg.train_cfg.update(max_iters=4, val_interval=val_interval)
+    cfg.work_dir = str(work_dir)
+    cfg.log_level = 'WARNING'
+    return cfg
+
+
+def test_stage1_validation_leaves_training_unchanged(demo_coco, tmp_path):
+    """Validating the stage-1 run at every iteration ends it where validating
+    after its last iteration only does (ForkedRNGValLoop); with mmengine's
+    ValLoop it ends elsewhere: DINO's denoising noise follows the torch
+    generator that each validation's dataloader draws from."""
+
+    def trained_head(name, val_interval, val_loop=None):
+        cfg = demo_stage1_detection(demo_coco, tmp_path / name, val_interval)
+        assert cfg.val_cfg.type == 'ForkedRNGValLoop'
+        if val_loop:
+            cfg.val_cfg.type = val_loop
+        return train(cfg).model.tasks.detection.state_dict()
+
+    at_the_end = trained_head('end', val_interval=4)
+    forked = trained_head('forked', val_interval=1)
+    for key, value in at_the_end.items():
+        assert torch.equal(forked[key], value), key
+    shared = trained_head('shared', val_interval=1, val_loop='ValLoop')
+    assert any(not torch.equal(shared[key], value)
+               for key, value in at_the_end.items())
 
 
 def test_loop_rejects_mismatched_ratios(demo_coco, tmp_path):

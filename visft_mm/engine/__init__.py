@@ -6,6 +6,7 @@ import mmdet.engine  # noqa: F401
 from .backbone_checkpoint_hook import (BackboneCheckpointHook,
                                        load_module_weights)
 from .checkpoint_fit_hook import CheckpointFitHook
+from .forked_rng_val_loop import ForkedRNGValLoop
 from .lora_meta_hook import LoRAMetaHook
 from .multi_task_log_processor import MultiTaskLogProcessor
 from .multi_task_loops import (MultiTaskTestLoop, MultiTaskTrainLoop,
@@ -15,9 +16,9 @@ from .optim_wrapper import MixedPrecisionOptimWrapper
 from .random_state_hook import RandomStateHook
 
 __all__ = [
-    'BackboneCheckpointHook', 'CheckpointFitHook', 'LoRAMetaHook',
-    'load_module_weights', 'MultiTaskLogProcessor', 'MultiTaskTrainLoop',
-    'MultiTaskValLoop', 'MultiTaskTestLoop', 'MultiTaskVisualizationHook',
-    'MixedPrecisionOptimWrapper', 'RandomStateHook', 'sample_task',
-    'task_counts'
+    'BackboneCheckpointHook', 'CheckpointFitHook', 'ForkedRNGValLoop',
+    'LoRAMetaHook', 'load_module_weights', 'MultiTaskLogProcessor',
+    'MultiTaskTrainLoop', 'MultiTaskValLoop', 'MultiTaskTestLoop',
+    'MultiTaskVisualizationHook', 'MixedPrecisionOptimWrapper',
+    'RandomStateHook', 'sample_task', 'task_counts'
 ]

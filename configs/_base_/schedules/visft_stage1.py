@@ -27,5 +27,6 @@ param_scheduler = [
 ]
 train_cfg = dict(
     type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
-val_cfg = dict(type='ValLoop')
+# validation in a forked random state, so that it never changes training
+val_cfg = dict(type='ForkedRNGValLoop')
 test_cfg = dict(type='TestLoop')
