@@ -235,46 +235,81 @@ def visft_stage2(num_layers: int, directory) -> dict:
         freeze_tasks=True)
 
 
+def run_tool_on_stage2_checkpoint(tool: str, pieces: dict, case: str, tmp_path,
+                                  monkeypatch, *args):
+    """``tools/<tool> CONFIG ARGS`` on a stage-2 ViSFT model whose checkpoint
+    (path in ``args`` as ``{checkpoint}``) is the file of ``case``; the
+    config holds ``pieces`` beside the model. Returns what
+    :func:`load_outcome` does, and the surplus key."""
+    init_default_scope('visft_mm')
+    path, config = tmp_path / 'iter_10.pth', tmp_path / 'stage2.json'
+    state_dict = variant(case,
+                         MODELS.build(visft_stage2(2, tmp_path)).state_dict(),
+                         MODELS.build(visft_stage2(3, tmp_path)).state_dict(),
+                         EXTRA_TASK_KEY)
+    torch.save({'meta': {}, 'state_dict': state_dict}, path)
+    # A JSON config (quick to write and copy)
+    Config(
+        dict(
+            default_scope='visft_mm',
+            model=visft_stage2(2, tmp_path),
+            log_level='WARNING',
+            **pieces)).dump(config)
+    args = [str(arg).format(checkpoint=path) for arg in args]
+    monkeypatch.setattr(
+        sys, 'argv',
+        [tool, str(config), *args, '--work-dir',
+         str(tmp_path)])
+    # the tool reports the misfit as its one error message
+    message = load_outcome(
+        case, SystemExit, lambda: runpy.run_path(
+            str(ROOT / 'tools' / tool), run_name='__main__'))
+    return message, ('backbone.module.module.blocks.2.attn.qkv.lora_'
+                     if case == 'deeper' else EXTRA_TASK_KEY)
+
+
+def demo_loader_at_its_size(demo_coco, split: str, train: bool) -> dict:
+    """The demo loader, its images at their own size: a JSON config has no
+    tuples for a shape."""
+    loader = demo_det_dataloader(demo_coco, split, train=train)
+    resize = next(t for t in loader['dataset']['pipeline']
+                  if t['type'] == 'Resize')
+    resize.update(scale=None, scale_factor=1.0)
+    return loader
+
+
 @pytest.fixture
 def tools_test_py(demo_coco, monkeypatch):
     """tools/test.py CONFIG CHECKPOINT on a stage-2 ViSFT model."""
 
     def attempt(case, tmp_path):
-        init_default_scope('visft_mm')
-        path, config = tmp_path / 'iter_10.pth', tmp_path / 'stage2.json'
-        state_dict = variant(
-            case,
-            MODELS.build(visft_stage2(2, tmp_path)).state_dict(),
-            MODELS.build(visft_stage2(3, tmp_path)).state_dict(),
-            EXTRA_TASK_KEY)
-        torch.save({'meta': {}, 'state_dict': state_dict}, path)
-        # A JSON config (quick to write and copy), which has no tuples: the
-        # demo images keep their size, by a factor instead of a shape.
-        loader = demo_det_dataloader(demo_coco, 'val', train=False)
-        resize = next(t for t in loader['dataset']['pipeline']
-                      if t['type'] == 'Resize')
-        resize.update(scale=None, scale_factor=1.0)
-        Config(
-            dict(
-                default_scope='visft_mm',
-                model=visft_stage2(2, tmp_path),
-                test_dataloader=loader,
-                test_evaluator=dict(
-                    type='CocoMetric',
-                    metric='bbox',
-                    ann_file=str(demo_coco /
-                                 'annotations/instances_val.json')),
-                test_cfg=dict(type='TestLoop'),
-                log_level='WARNING')).dump(config)
-        monkeypatch.setattr(
-            sys, 'argv',
-            ['test.py', *map(str, (config, path, '--work-dir', tmp_path))])
-        # the tool reports the misfit as its one error message
-        message = load_outcome(
-            case, SystemExit, lambda: runpy.run_path(
-                str(ROOT / 'tools/test.py'), run_name='__main__'))
-        return message, ('backbone.module.module.blocks.2.attn.qkv.lora_'
-                         if case == 'deeper' else EXTRA_TASK_KEY)
+        pieces = dict(
+            test_dataloader=demo_loader_at_its_size(demo_coco, 'val', False),
+            test_evaluator=dict(
+                type='CocoMetric',
+                metric='bbox',
+                ann_file=str(demo_coco / 'annotations/instances_val.json')),
+            test_cfg=dict(type='TestLoop'))
+        return run_tool_on_stage2_checkpoint('test.py', pieces, case, tmp_path,
+                                             monkeypatch, '{checkpoint}')
+
+    return attempt
+
+
+@pytest.fixture
+def tools_train_py(demo_coco, monkeypatch):
+    """tools/train.py CONFIG with ``load_from`` CHECKPOINT, one iteration of
+    a stage-2 ViSFT model (mmengine's Runner loads it non-strictly)."""
+
+    def attempt(case, tmp_path):
+        pieces = dict(
+            train_dataloader=demo_loader_at_its_size(demo_coco, 'train', True),
+            train_cfg=dict(type='IterBasedTrainLoop', max_iters=1),
+            optim_wrapper=dict(optimizer=dict(type='AdamW', lr=1e-4)))
+        return run_tool_on_stage2_checkpoint('train.py', pieces, case,
+                                             tmp_path, monkeypatch,
+                                             '--cfg-options',
+                                             'load_from={checkpoint}')
 
     return attempt
 
@@ -282,7 +317,7 @@ def tools_test_py(demo_coco, monkeypatch):
 @pytest.mark.parametrize('case', ['fits', 'deeper', 'extra_key'])
 @pytest.mark.parametrize('loading_path', [
     'eva_pretrained', 'task_checkpoints', 'lora_file', 'backbone_hook',
-    'evaclip', 'export', 'tools_test_py'
+    'evaclip', 'export', 'tools_test_py', 'tools_train_py'
 ])
 def test_surplus_keys_are_refused_and_named(loading_path, case, request,
                                             tmp_path):

@@ -35,7 +35,7 @@ from mmdet.evaluation import DumpDetResults
 from mmengine.dist import is_main_process
 from mmengine.logging import print_log
 
-from visft_mm.engine import CheckpointFitHook, MultiTaskVisualizationHook
+from visft_mm.engine import MultiTaskVisualizationHook
 from visft_mm.utils.cli import (add_common_arguments, build_runner,
                                 exit_on_input_error, load_tool_config,
                                 quiet_known_warnings)
@@ -93,7 +93,6 @@ def evaluate(args: argparse.Namespace) -> None:
     if args.show or args.show_dir:
         turn_on_drawing(cfg, args)
     runner = build_runner(cfg)
-    runner.register_hook(CheckpointFitHook())
     dumps = {}
     if args.out is not None:
         dumps = add_dumps(runner.test_evaluator, args.out)

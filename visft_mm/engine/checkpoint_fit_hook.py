@@ -20,8 +20,9 @@ from visft_mm.registry import HOOKS
 @HOOKS.register_module()
 class CheckpointFitHook(Hook):
     """Before the Runner loads ``load_from`` (or resumes), check that every
-    key of the checkpoint has a place in the model; ``tools/test.py``
-    registers it."""
+    key of the checkpoint has a place in the model; the runners of
+    ``tools/train.py`` and ``tools/test.py`` have it
+    (:func:`visft_mm.utils.cli.build_runner`)."""
 
     priority = 'VERY_HIGH'  # before other hooks read the checkpoint
 
@@ -34,6 +35,8 @@ class CheckpointFitHook(Hook):
         surplus = Misfit(
             unexpected=module_misfit(model, state_dict).unexpected)
         if surplus:
+            source = runner.cfg.get('load_from') or (
+                'the latest checkpoint of the work dir')
             raise CheckpointError(
-                f'{runner.cfg.get("load_from")} does not fit the '
-                f'{type(model).__name__} under test: {surplus}')
+                f'{source} does not fit the {type(model).__name__} it is '
+                f'loaded into: {surplus}')

@@ -18,6 +18,7 @@ from mmengine.runner import Runner
 
 from visft_mm.checkpoints.io import CheckpointError
 from visft_mm.checkpoints.lora_files import describe_lora
+from visft_mm.engine import CheckpointFitHook
 from .dist import init_cpu_process_group
 from .required_paths import InputError
 
@@ -58,7 +59,10 @@ class QuietKnownLogNotices(logging.Filter):
 
 def build_runner(cfg: Config) -> Runner:
     """The config's runner (its ``runner_type`` or mmengine's), its logger
-    without :data:`KNOWN_LOG_NOTICES`."""
+    without :data:`KNOWN_LOG_NOTICES`, refusing a ``load_from`` or resumed
+    checkpoint with a key the model has no place for
+    (:class:`~visft_mm.engine.CheckpointFitHook`; mmengine loads it
+    non-strictly)."""
     # The runner writes the config out three to five times (log, work dir,
     # visualizer); yapf-formatting it takes about 3 s on a CPU core each
     # time. mmengine 0.10.7's Config.fromfile drops its own
@@ -68,6 +72,7 @@ def build_runner(cfg: Config) -> Runner:
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(
         cfg)
     runner.logger.addFilter(QuietKnownLogNotices())
+    runner.register_hook(CheckpointFitHook())
     return runner
 
 
