@@ -19,6 +19,7 @@ from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.meteor.meteor import Meteor
 
 from visft_mm.evaluation import CaptionMetric, java_runtime
+from visft_mm.evaluation.caption_metric import tokenizer_notices_dropped
 from visft_mm.registry import METRICS
 
 REFERENCES = {
@@ -179,10 +180,11 @@ def test_pycocoevalcap_meteor_and_cider_give_the_pinned_values():
     assert cider == pinned()['CIDEr']
 
 
-def test_evaluate_scores_each_image_by_its_first_prediction():
+def test_evaluate_scores_each_image_by_its_first_prediction(capfd):
     """The pinned scores, under the metric's prefix; a second, wrong
     prediction for an image (a dict, as mmengine's Evaluator passes model
-    outputs) changes nothing."""
+    outputs) changes nothing. The tokenizer's Java writes no speed report to
+    stderr; what else reaches stderr still does."""
     metric = METRICS.build(dict(type='CaptionMetric'))
     batch = [
         DataSample(
@@ -196,7 +198,13 @@ def test_evaluate_scores_each_image_by_its_first_prediction():
         for image, refs in REFERENCES.items()
     ]
     metric.process(None, batch)
+    with tokenizer_notices_dropped():
+        os.write(
+            2, b'PTBTokenizer tokenized 9 tokens at 1.5 tokens per '
+            b'second.\nanother line\n')
+    assert capfd.readouterr().err == 'another line\n'
     assert metric.evaluate(size=len(batch)) == pinned('caption/')
+    assert 'PTBTokenizer' not in capfd.readouterr().err
 
 
 def test_references_from_a_coco_captions_file(tmp_path):

