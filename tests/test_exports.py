@@ -2,7 +2,6 @@
 each export, loaded into the model class that consumes it, gives the features
 of our EVAViT with the LoRA applied unmerged (LoRAModel), on tiny random
 models (32 wide, 3 blocks, 4x4 grid), fp32, CPU."""
-import subprocess
 from pathlib import Path
 
 import mmpretrain
@@ -16,8 +15,7 @@ from timm.models import register_model
 from timm.models.eva import (Eva, checkpoint_filter_fn,
                              eva02_enormous_patch14_clip_224,
                              eva_giant_patch14_224)
-from tiny import assert_single_error as assert_single_error_line
-from tiny import run_script_in_process
+from tiny import assert_single_error, run_script_in_process
 
 from visft_mm.checkpoints.exports import export_lavis, to_beit_key
 from visft_mm.checkpoints.io import CheckpointError
@@ -186,21 +184,12 @@ def lora_reference(visual: dict, lora, post_norm=False, **kwargs) -> LoRAModel:
     return model.eval()
 
 
-def run_tool(script: str, *args):
-    """Run a tool as ``python tools/model_converters/<script> ARGS`` would, in
-    this process; returns (exit code, stdout, stderr)."""
-    result = run_script_in_process(f'tools/model_converters/{script}', *args)
-    return result.returncode, result.stdout, result.stderr
-
-
-def assert_single_error(code, err) -> str:
-    return assert_single_error_line(
-        subprocess.CompletedProcess([], code, '', err))
-
-
 @pytest.fixture
 def tool():
-    return run_tool
+    """Run a tool as ``python tools/model_converters/<script> ARGS`` would, in
+    this process."""
+    return lambda script, *args: run_script_in_process(
+        f'tools/model_converters/{script}', *args)
 
 
 @pytest.fixture(scope='module')
@@ -226,13 +215,12 @@ def test_eva_clip_export_in_open_clip(clip_name, lora_layout, tool, images,
     torch.save(visual_tower(clip_sd, drop=('head.', 'cls_token')), backbone)
     lora = write_lora(lora_path, lora_layout, post_norm)
 
-    code, stdout, err = tool('visft2evaclip.py', backbone, out,
-                             '--clip-checkpoint', clip_path, '--lora',
-                             lora_path)
+    result = tool('visft2evaclip.py', backbone, out, '--clip-checkpoint',
+                  clip_path, '--lora', lora_path)
 
-    assert code == 0, err
+    assert result.returncode == 0, result.stderr
     assert (f'lora:     {lora_layout} layout, {DEPTH} layers, rank {RANK}'
-            in stdout)
+            in result.stdout)
     exported = torch.load(out, weights_only=True)
     assert list(exported) == list(clip_sd)
     kept = [
@@ -270,16 +258,16 @@ def test_eva_clip_keeps_clip_norm_pos_embed_and_dtype(tool, tmp_path):
     lavis['pos_embed'] = lavis['pos_embed'] + 1
     torch.save(lavis, backbone)
 
-    code, stdout, err = tool('visft2evaclip.py', backbone, out,
-                             '--clip-checkpoint', clip_path)
+    result = tool('visft2evaclip.py', backbone, out, '--clip-checkpoint',
+                  clip_path)
 
-    assert code == 0, err
+    assert result.returncode == 0, result.stderr
     assert ('norm.*: the backbone has no final LayerNorm; kept the CLIP '
-            "checkpoint's") in stdout
+            "checkpoint's") in result.stdout
     assert ("pos_embed: the backbone's differs from the CLIP checkpoint's"
-            in stdout)
+            in result.stdout)
     assert ('the trunk stays torch.float32 (the CLIP checkpoint holds '
-            'torch.float16)') in stdout
+            'torch.float16)') in result.stdout
     exported = torch.load(out, weights_only=True)
     clip_sd = torch.load(clip_path, weights_only=True)
     trunk = {f'visual.{k}'
@@ -322,10 +310,10 @@ def test_eva_clip_mismatch_is_an_error(change, tool, tmp_path):
         }
     torch.save(clip_sd, clip_path)
 
-    code, _, err = tool('visft2evaclip.py', backbone, out, '--clip-checkpoint',
-                        clip_path)
+    result = tool('visft2evaclip.py', backbone, out, '--clip-checkpoint',
+                  clip_path)
 
-    assert CLIP_MISMATCH_ERRORS[change] in assert_single_error(code, err)
+    assert CLIP_MISMATCH_ERRORS[change] in assert_single_error(result)
     assert sorted(p.name
                   for p in tmp_path.iterdir()) == ['clip.pt', 'visual.pt']
 
@@ -359,14 +347,14 @@ def test_mmpretrain_export_in_beit(tool, images, tmp_path):
     lora = write_lora(lora_path, 'official')
     num_layers = DEPTH - 1
 
-    code, stdout, err = tool('visft2mmpretrain.py', backbone, out, '--lora',
-                             lora_path, '--cls-token-from', clip_path,
-                             '--num-layers', num_layers)
+    result = tool('visft2mmpretrain.py', backbone, out, '--lora', lora_path,
+                  '--cls-token-from', clip_path, '--num-layers', num_layers)
 
-    assert code == 0, err
-    assert f'LoRA merged into block {DEPTH - 1} has no effect there' in stdout
+    assert result.returncode == 0, result.stderr
+    assert (f'LoRA merged into block {DEPTH - 1} has no effect there'
+            in result.stdout)
     assert (f'out_indices=-2 and read the output of layer {num_layers - 2}'
-            in stdout)
+            in result.stdout)
     exported = torch.load(out, weights_only=True)
     assert 'layers.0.ffn.layers.0.0.weight' in exported
     assert 'layers.0.ln1.weight' in exported
@@ -401,11 +389,10 @@ def test_mmpretrain_too_many_layers(tool, tmp_path):
     backbone, out = tmp_path / 'visual.pt', tmp_path / 'beit.pth'
     torch.save(
         visual_tower(random_eva_clip_checkpoint('EVA01-g-14')), backbone)
-    code, _, err = tool('visft2mmpretrain.py', backbone,
-                        out)  # default: 39 layers
+    result = tool('visft2mmpretrain.py', backbone, out)  # default: 39 layers
     assert ('cannot export 39 blocks for mmpretrain BLIP-2 BEiTViT: the '
             f'backbone has {DEPTH}') \
-        in assert_single_error(code, err)
+        in assert_single_error(result)
     assert not out.exists()
 
 
@@ -420,12 +407,12 @@ def test_lavis_export_drops_last_block(tool, images, tmp_path):
     assert f'blocks.{DEPTH - 1}.attn.qkv' in lora.layers
     num_blocks = DEPTH - 1
 
-    code, stdout, err = tool('visft2lavis.py', backbone, out, '--lora',
-                             lora_path, '--num-blocks', num_blocks)
+    result = tool('visft2lavis.py', backbone, out, '--lora', lora_path,
+                  '--num-blocks', num_blocks)
 
-    assert code == 0, err
-    assert 'cls:      the backbone' in stdout
-    assert f'block {DEPTH - 1} and norm.* left out' in stdout
+    assert result.returncode == 0, result.stderr
+    assert 'cls:      the backbone' in result.stdout
+    assert f'block {DEPTH - 1} and norm.* left out' in result.stdout
     exported = torch.load(out, weights_only=True)
     assert all(k.startswith('visual_encoder.') for k in exported)
     exported = {k[len('visual_encoder.'):]: v for k, v in exported.items()}
@@ -467,9 +454,8 @@ def test_lavis_without_cls_token_source(tool, tmp_path):
         visual_tower(
             random_eva_clip_checkpoint('EVA01-g-14'),
             drop=('head.', 'cls_token')), backbone)
-    code, _, err = tool('visft2lavis.py', backbone, out, '--num-blocks',
-                        DEPTH - 1)
-    line = assert_single_error(code, err)
+    result = tool('visft2lavis.py', backbone, out, '--num-blocks', DEPTH - 1)
+    line = assert_single_error(result)
     assert 'LAVIS BLIP-2 needs a cls token and the backbone has none' in line
     assert '--cls-token-from' in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ['visual.pt']
@@ -481,10 +467,10 @@ def test_lavis_cls_token_source_without_cls_token(tool, tmp_path):
         visual_tower(
             random_eva_clip_checkpoint('EVA01-g-14'),
             drop=('head.', 'cls_token')), backbone)
-    code, _, err = tool('visft2lavis.py', backbone, out, '--cls-token-from',
-                        backbone)
+    result = tool('visft2lavis.py', backbone, out, '--cls-token-from',
+                  backbone)
     assert f'{backbone}: has no cls_token to take' in assert_single_error(
-        code, err)
+        result)
     assert not out.exists()
 
 
@@ -504,17 +490,17 @@ def test_recorded_post_norm_is_read_back(tool, tmp_path):
     torch.save(random_eva_clip_checkpoint('EVA02-E-14-plus'), src)
     write_lora(lora_path, 'visft_mm', post_norm=True)
 
-    code, stdout, err = tool('eva2visft.py', src, converted, '--post-norm')
-    assert code == 0, err
-    assert 'post_norm: True (--post-norm)' in stdout
-    code, _, err = tool('merge_lora.py', converted, lora_path, merged)
-    assert code == 0, err
+    result = tool('eva2visft.py', src, converted, '--post-norm')
+    assert result.returncode == 0, result.stderr
+    assert 'post_norm: True (--post-norm)' in result.stdout
+    result = tool('merge_lora.py', converted, lora_path, merged)
+    assert result.returncode == 0, result.stderr
 
     for backbone in (converted, merged):
         for script in ('visft2lavis.py', 'visft2mmpretrain.py'):
-            code, _, err = tool(script, backbone, tmp_path / 'out.pth')
+            result = tool(script, backbone, tmp_path / 'out.pth')
             assert 'the backbone file records post-norm blocks' in \
-                assert_single_error(code, err)
+                assert_single_error(result)
     assert not (tmp_path / 'out.pth').exists()
     for backbone in (converted, merged):
         pre_norm = EVAViT(
@@ -577,11 +563,11 @@ def test_lavis_export_resized_for_a_larger_input(tool, tmp_path):
     torch.save(visual_tower(clip_sd), backbone)
     big = IMG + 28  # two more patches per side
 
-    code, stdout, err = tool('visft2lavis.py', backbone, out, '--num-blocks',
-                             DEPTH - 1, '--img-size', big)
+    result = tool('visft2lavis.py', backbone, out, '--num-blocks', DEPTH - 1,
+                  '--img-size', big)
 
-    assert code == 0, err
-    assert 'pos_embed resized from 4x4 to 6x6 patches' in stdout
+    assert result.returncode == 0, result.stderr
+    assert 'pos_embed resized from 4x4 to 6x6 patches' in result.stdout
     exported = {
         k[len('visual_encoder.'):]: v
         for k, v in torch.load(out, weights_only=True).items()
