@@ -5,9 +5,6 @@ deeper than the model (an extra block, or an extra decoder layer for a task
 head), and one with an extra key. The first loads; the other two raise, and
 the error reports a surplus key by name. Tiny models, CPU.
 """
-import runpy
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable, Optional
 
@@ -15,8 +12,8 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
-from tiny import (TINY_VIT, demo_det_dataloader, frozen_tiny_vit,
-                  tiny_detection_cfg)
+from tiny import (TINY_VIT, assert_single_error, demo_det_dataloader,
+                  frozen_tiny_vit, run_script_in_process, tiny_detection_cfg)
 from tiny_clip import tiny_clip, tiny_clip_state_dict
 
 from visft_mm.checkpoints.io import CheckpointError, module_misfit
@@ -25,7 +22,6 @@ from visft_mm.engine import BackboneCheckpointHook
 from visft_mm.models import EVAViT, FrozenBackbone, LoRAModel
 from visft_mm.registry import MODELS
 
-ROOT = Path(__file__).resolve().parents[1]
 ARCH = dict(embed_dims=32, num_heads=2, feedforward_channels=64)
 EXTRA_VIT_KEY = 'blocks.0.attn.extra.weight'
 EXTRA_TASK_KEY = 'tasks.detection.extra.weight'
@@ -70,6 +66,17 @@ def load_outcome(case: str, errors, load: Callable) -> Optional[str]:
     with pytest.raises(errors) as error:
         load()
     return str(error.value)
+
+
+def tool_outcome(case: str, script: str, *args) -> Optional[str]:
+    """Run a tool of the repository in this process, as :func:`load_outcome`
+    runs a load: it must succeed for the fitting file (None), and otherwise
+    fail with one error line and no traceback (that line)."""
+    result = run_script_in_process(script, *args)
+    if case == 'fits':
+        assert result.returncode == 0, result.stderr
+        return None
+    return assert_single_error(result)
 
 
 # One fixture per loading path: attempt(case, tmp_path) loads the file of
@@ -190,7 +197,7 @@ def evaclip():
 
 
 @pytest.fixture
-def export(capsys, monkeypatch):
+def export():
     """visft2evaclip.py: a backbone written into an EVA-CLIP checkpoint."""
 
     def attempt(case, tmp_path):
@@ -207,17 +214,10 @@ def export(capsys, monkeypatch):
         torch.save(
             variant(case, backbone, with_block_copied(backbone),
                     EXTRA_VIT_KEY), backbone_path)
-        monkeypatch.setattr(sys, 'argv', [
-            'visft2evaclip.py', *map(str, (backbone_path, out)),
-            '--clip-checkpoint',
-            str(clip_path)
-        ])
-        exited = load_outcome(
-            case, SystemExit, lambda: runpy.run_path(
-                str(ROOT / 'tools/model_converters/visft2evaclip.py'),
-                run_name='__main__'))
+        message = tool_outcome(case, 'tools/model_converters/visft2evaclip.py',
+                               backbone_path, out, '--clip-checkpoint',
+                               clip_path)
         assert out.exists() == (case == 'fits')
-        message = None if exited is None else capsys.readouterr().err
         return message, 'blocks.2.' if case == 'deeper' else EXTRA_VIT_KEY
 
     return attempt
@@ -236,7 +236,7 @@ def visft_stage2(num_layers: int, directory) -> dict:
 
 
 def run_tool_on_stage2_checkpoint(tool: str, pieces: dict, case: str, tmp_path,
-                                  monkeypatch, *args):
+                                  *args):
     """``tools/<tool> CONFIG ARGS`` on a stage-2 ViSFT model whose checkpoint
     (path in ``args`` as ``{checkpoint}``) is the file of ``case``; the
     config holds ``pieces`` beside the model. Returns what
@@ -255,15 +255,10 @@ def run_tool_on_stage2_checkpoint(tool: str, pieces: dict, case: str, tmp_path,
             model=visft_stage2(2, tmp_path),
             log_level='WARNING',
             **pieces)).dump(config)
-    args = [str(arg).format(checkpoint=path) for arg in args]
-    monkeypatch.setattr(
-        sys, 'argv',
-        [tool, str(config), *args, '--work-dir',
-         str(tmp_path)])
     # the tool reports the misfit as its one error message
-    message = load_outcome(
-        case, SystemExit, lambda: runpy.run_path(
-            str(ROOT / 'tools' / tool), run_name='__main__'))
+    message = tool_outcome(case, f'tools/{tool}', config,
+                           *[str(arg).format(checkpoint=path) for arg in args],
+                           '--work-dir', tmp_path)
     return message, ('backbone.module.module.blocks.2.attn.qkv.lora_'
                      if case == 'deeper' else EXTRA_TASK_KEY)
 
@@ -279,7 +274,7 @@ def demo_loader_at_its_size(demo_coco, split: str, train: bool) -> dict:
 
 
 @pytest.fixture
-def tools_test_py(demo_coco, monkeypatch):
+def tools_test_py(demo_coco):
     """tools/test.py CONFIG CHECKPOINT on a stage-2 ViSFT model."""
 
     def attempt(case, tmp_path):
@@ -291,13 +286,13 @@ def tools_test_py(demo_coco, monkeypatch):
                 ann_file=str(demo_coco / 'annotations/instances_val.json')),
             test_cfg=dict(type='TestLoop'))
         return run_tool_on_stage2_checkpoint('test.py', pieces, case, tmp_path,
-                                             monkeypatch, '{checkpoint}')
+                                             '{checkpoint}')
 
     return attempt
 
 
 @pytest.fixture
-def tools_train_py(demo_coco, monkeypatch):
+def tools_train_py(demo_coco):
     """tools/train.py CONFIG with ``load_from`` CHECKPOINT, one iteration of
     a stage-2 ViSFT model (mmengine's Runner loads it non-strictly)."""
 
@@ -307,8 +302,7 @@ def tools_train_py(demo_coco, monkeypatch):
             train_cfg=dict(type='IterBasedTrainLoop', max_iters=1),
             optim_wrapper=dict(optimizer=dict(type='AdamW', lr=1e-4)))
         return run_tool_on_stage2_checkpoint('train.py', pieces, case,
-                                             tmp_path, monkeypatch,
-                                             '--cfg-options',
+                                             tmp_path, '--cfg-options',
                                              'load_from={checkpoint}')
 
     return attempt
