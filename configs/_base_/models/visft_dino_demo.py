@@ -9,8 +9,8 @@
 # images, 112 px), features of a frozen, randomly initialised 4-layer
 # 192-wide EVAViT, AdamW 2e-4, batch 8, 2 CPU cores: this head reached val
 # bbox mAP 0.15 / 0.40 / 0.55 (mAP@50 0.74) after 200 / 400 / 600
-# iterations at about 0.4 s per iteration, while
-# visft_detr_demo.py stayed at mAP 0.00 after 600 iterations (0.3 s each).
+# iterations at about 0.4 s per iteration, while visft_detr_demo.py stayed at
+# mAP 0.00 after 600 iterations (0.3 s each).
 # It takes the slot of the paper's head (`detection_model`), so a config
 # inherits one of the two. Values follow
 # `mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py` except: one feature level
@@ -18,12 +18,12 @@
 # deformable attention), 3+3 layers, 30 matching queries (scenes hold a few
 # objects, and a 112 px image has only 8x8 encoder tokens to select queries
 # from), num_dn_queries=20 (below), and the CLIP mean/std with
-# pad_size_divisor 14 of the
-# paper fragments, and visft_mm's AnyDeviceDINO and AnyDeviceFocalLoss for
-# mmdet's DINO and FocalLoss: the same modules and state dict, whose deformable
-# attention and focal loss fall back to mmcv's and mmdet's PyTorch code where
-# mmcv has no compiled kernel for the device (the CPU, or a GPU with the
-# CPU-ops mmcv that tools/misc/install_env.sh builds).
+# pad_size_divisor 14 of the paper fragments, and visft_mm's AnyDeviceDINO
+# and AnyDeviceFocalLoss for mmdet's DINO and FocalLoss: the same modules and
+# state dict, whose deformable attention and focal loss fall back to mmcv's
+# and mmdet's PyTorch code where mmcv has no compiled kernel for the device
+# (the CPU, or a GPU with the CPU-ops mmcv that tools/misc/install_env.sh
+# builds).
 # `init_weights()` must run before training (the Runner does it): DINO's
 # level_embed is uninitialised memory until then.
 detection_model = dict(
